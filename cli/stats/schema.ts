@@ -1,0 +1,48 @@
+import { z } from 'zod';
+
+/**
+ * The JSON of the proxy's `GET /stats`, as documented in proxy/README.md.
+ * Every counter is cumulative since the proxy started, so clients derive rates from deltas;
+ * a counter that goes down means the proxy restarted.
+ */
+const count = z.number().int().nonnegative();
+
+export const backendState = z.enum(['up', 'down', 'draining']);
+export type BackendState = z.infer<typeof backendState>;
+
+export const backendStats = z.object({
+  name: z.string(),
+  address: z.string(),
+  state: backendState,
+  weight: count,
+  active_connections: count,
+  idle_connections: count,
+  in_flight: count,
+  requests: count,
+  errors: count,
+  bytes_in: count,
+  bytes_out: count,
+  latency_ms: z.object({ p50: z.number().nonnegative(), p90: z.number().nonnegative(), p99: z.number().nonnegative() }),
+  health: z.object({ checks: count, failures: count, last_change_ms: count }),
+});
+export type BackendStats = z.infer<typeof backendStats>;
+
+export const proxyStats = z.object({
+  version: z.string(),
+  pid: count,
+  uptime_ms: count,
+  algorithm: z.enum(['round-robin', 'least-conn', 'p2c']),
+  connections: z.object({ active: count, accepted: count, rejected: count }),
+  requests: z.object({
+    total: count,
+    in_flight: count,
+    by_class: z.object({ '1xx': count, '2xx': count, '3xx': count, '4xx': count, '5xx': count }),
+  }),
+  auth: z.object({
+    accepted: count,
+    denied: z.object({ missing: count, invalid: count }),
+    by_token: z.record(z.string(), count),
+  }),
+  backends: z.array(backendStats),
+});
+export type ProxyStats = z.infer<typeof proxyStats>;
