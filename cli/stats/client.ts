@@ -1,0 +1,66 @@
+import { request } from 'undici';
+import { proxyStats, type ProxyStats } from './schema.js';
+
+/** Where a fleet's admin API listens and the bearer token it wants. */
+export interface AdminEndpoint {
+  /** e.g. `http://127.0.0.1:8081` */
+  url: string;
+  token: string;
+}
+
+/** The admin API could not be reached, refused us, or answered something we cannot read. */
+export class AdminApiError extends Error {
+  override name = 'AdminApiError';
+}
+
+const DEFAULT_TIMEOUT_MS = 2000;
+
+/** `GET /stats`, validated against the schema of proxy/README.md. */
+export async function fetchStats(endpoint: AdminEndpoint, timeoutMs = DEFAULT_TIMEOUT_MS): Promise<ProxyStats> {
+  const body = await adminRequest(endpoint, 'GET', '/stats', timeoutMs);
+  const parsed = proxyStats.safeParse(body);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ');
+    throw new AdminApiError(`${endpoint.url}/stats answered JSON that does not match the stats schema: ${problems}`);
+  }
+  return parsed.data;
+}
+
+/** Calls an admin route and returns its parsed JSON body (or null when it has none). */
+export async function adminRequest(
+  endpoint: AdminEndpoint,
+  method: 'GET' | 'POST' | 'DELETE',
+  path: string,
+  timeoutMs = DEFAULT_TIMEOUT_MS,
+  json?: unknown,
+): Promise<unknown> {
+  const url = endpoint.url + path;
+  let response;
+  try {
+    response = await request(url, {
+      method,
+      headers: {
+        authorization: `Bearer ${endpoint.token}`,
+        ...(json === undefined ? {} : { 'content-type': 'application/json' }),
+      },
+      body: json === undefined ? undefined : JSON.stringify(json),
+      headersTimeout: timeoutMs,
+      bodyTimeout: timeoutMs,
+    });
+  } catch (error) {
+    throw new AdminApiError(`cannot reach the proxy's admin API at ${url}: ${(error as Error).message}`);
+  }
+  const text = await response.body.text();
+  if (response.statusCode === 401) {
+    throw new AdminApiError(`the proxy's admin API at ${url} refused the admin token (401): check .uproxy/admin-token`);
+  }
+  if (response.statusCode >= 400) {
+    throw new AdminApiError(`${method} ${url} answered ${response.statusCode}: ${text.slice(0, 200)}`);
+  }
+  if (text.length === 0) return null;
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    throw new AdminApiError(`${method} ${url} answered something that is not JSON: ${text.slice(0, 200)}`);
+  }
+}
