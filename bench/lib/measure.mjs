@@ -1,0 +1,108 @@
+// One measured wrk run against a target, with the proxy's CPU and RSS read from /proc and the
+// machine's other load accounted for, retried (bounded) when that other load makes it noisy.
+import { execa } from 'execa';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { cpuSeconds, loadAverage, machineBusySeconds, rssKiB } from './procfs.mjs';
+import { LOAD_CPU, sleep } from './processes.mjs';
+
+const WRK_SCRIPT = join(import.meta.dirname, 'wrk-report.lua');
+const RSS_SAMPLE_MS = 250;
+
+// Run CPU time of this Node process plus its reaped children (wrk, once it has exited):
+// bench-owned work that must not count as the machine's "other" load.
+function selfAndChildrenSeconds() {
+  const text = readFileSync('/proc/self/stat', 'utf8');
+  const f = text.slice(text.lastIndexOf(')') + 2).split(' ');
+  return (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) / 100;
+}
+
+// The token reaches wrk through the environment (read by the Lua script), not its argv.
+async function runWrk({ port, conns, seconds, token }) {
+  const argv = [
+    '-c', LOAD_CPU, 'wrk', '-t1', `-c${conns}`, `-d${seconds}s`, '--timeout', '5s', '--latency',
+    '-s', WRK_SCRIPT, `http://127.0.0.1:${port}/`,
+  ];
+  const result = await execa('taskset', argv, {
+    env: { BENCH_TOKEN: token },
+    reject: false,
+    timeout: (seconds + 20) * 1000,
+  });
+  const line = result.stdout.split('\n').find((l) => l.startsWith('{"requests"'));
+  if (result.exitCode !== 0 || !line) {
+    throw new Error(`wrk failed (exit ${result.exitCode}${result.timedOut ? ', timed out' : ''}): ${result.stderr || result.stdout}`.trim());
+  }
+  return JSON.parse(line);
+}
+
+export async function warmUp(target, token, seconds = 1) {
+  await runWrk({ port: target.port, conns: 64, seconds, token });
+}
+
+async function measureOnce({ target, backends, conns, seconds, token }) {
+  const proxyPids = target.pids();
+  const backendPids = backends.pids();
+  const before = {
+    wall: performance.now(),
+    machine: machineBusySeconds(),
+    proxy: cpuSeconds(proxyPids),
+    backends: cpuSeconds(backendPids),
+    self: selfAndChildrenSeconds(),
+    loadavg: loadAverage(),
+  };
+  let rssMax = 0;
+  let sampling = true;
+  const sampler = (async () => {
+    while (sampling) {
+      rssMax = Math.max(rssMax, rssKiB(proxyPids));
+      await sleep(RSS_SAMPLE_MS);
+    }
+  })();
+  let wrk;
+  try {
+    wrk = await runWrk({ port: target.port, conns, seconds, token });
+  } finally {
+    sampling = false;
+    await sampler;
+  }
+  const wall = (performance.now() - before.wall) / 1000;
+  const proxyCpu = cpuSeconds(proxyPids) - before.proxy;
+  const loadCoreCpu = cpuSeconds(backendPids) - before.backends;
+  const selfCpu = selfAndChildrenSeconds() - before.self;
+  const machine = machineBusySeconds();
+  const otherCores = Math.max(0, machine.busy - before.machine.busy - proxyCpu - loadCoreCpu - selfCpu) / wall;
+  const durationS = wrk.duration_us / 1e6;
+  return {
+    requests: wrk.requests,
+    rps: wrk.requests / durationS,
+    errors: wrk.errors,
+    latencyMs: Object.fromEntries(Object.entries(wrk.latency_us).map(([k, v]) => [k, v / 1000])),
+    proxyCpuPct: target.proc ? (100 * proxyCpu) / wall : null,
+    reqPerCoreSecond: target.proc && proxyCpu > 0 ? wrk.requests / proxyCpu : null,
+    rssLoadKiB: target.proc ? rssMax : null,
+    // Backends + wrk + this harness: the core that generates and serves the load.
+    loadCorePct: (100 * (loadCoreCpu + selfCpu)) / wall,
+    otherCores,
+    stealS: machine.steal - before.machine.steal,
+    loadavgBefore: before.loadavg,
+    durationS,
+  };
+}
+
+// A run is noisy when something outside the bench used more than `noiseThreshold` cores during
+// it. It is rerun (at most `maxAttempts` times in all) and the quietest attempt is kept.
+export async function measure({ target, backends, conns, seconds, token, noiseThreshold, maxAttempts }) {
+  let best;
+  let attempts = 0;
+  for (let attempt = 1; attempt <= maxAttempts; attempt++) {
+    attempts = attempt;
+    const run = await measureOnce({ target, backends, conns, seconds, token });
+    run.attempt = attempt;
+    run.noisy = run.otherCores > noiseThreshold;
+    if (!best || run.otherCores < best.otherCores) best = run;
+    if (!run.noisy) break;
+    if (attempt < maxAttempts) await sleep(2000);
+  }
+  best.attempts = attempts;
+  return best;
+}

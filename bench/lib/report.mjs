@@ -1,0 +1,135 @@
+// Turns the measured runs into per-(path, connections, target) summaries, the uproxy/HAProxy
+// ratios, and the printed table.
+
+export function median(values) {
+  const sorted = values.filter((v) => v !== null && v !== undefined).sort((a, b) => a - b);
+  if (sorted.length === 0) return null;
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+}
+
+// On the deny path every answer should be a 401, which wrk counts as a "status" error:
+// there the error is any answer that is not one (requests - status).
+function errorCount(run, path) {
+  const { connect, read, write, timeout, status } = run.errors;
+  const socket = connect + read + write + timeout;
+  return socket + (path === 'valid' ? status : Math.max(0, run.requests - status));
+}
+
+export function summarize(runs) {
+  const groups = new Map();
+  for (const run of runs) {
+    const key = `${run.path}|${run.conns}|${run.target}`;
+    if (!groups.has(key)) groups.set(key, []);
+    groups.get(key).push(run);
+  }
+  return [...groups.values()].map((group) => {
+    const { path, conns, target } = group[0];
+    const rps = group.map((r) => r.rps);
+    const med = median(rps);
+    return {
+      path,
+      conns,
+      target,
+      reps: group.length,
+      rps: {
+        median: med,
+        min: Math.min(...rps),
+        max: Math.max(...rps),
+        spreadPct: med ? (100 * (Math.max(...rps) - Math.min(...rps))) / med : null,
+      },
+      proxyCpuPct: median(group.map((r) => r.proxyCpuPct)),
+      reqPerCoreSecond: median(group.map((r) => r.reqPerCoreSecond)),
+      p50Ms: median(group.map((r) => r.latencyMs.p50)),
+      p99Ms: median(group.map((r) => r.latencyMs.p99)),
+      errors: group.reduce((sum, r) => sum + errorCount(r, path), 0),
+      rssLoadKiB: group.some((r) => r.rssLoadKiB !== null) ? Math.max(...group.map((r) => r.rssLoadKiB ?? 0)) : null,
+      loadCorePct: median(group.map((r) => r.loadCorePct)),
+      otherCoresMax: Math.max(...group.map((r) => r.otherCores)),
+      noisyRuns: group.filter((r) => r.noisy).length,
+      retries: group.reduce((sum, r) => sum + r.attempts - 1, 0),
+    };
+  });
+}
+
+const RATIO_FIELDS = {
+  rps: (s) => s.rps.median,
+  proxyCpuPct: (s) => s.proxyCpuPct,
+  reqPerCoreSecond: (s) => s.reqPerCoreSecond,
+  p50Ms: (s) => s.p50Ms,
+  p99Ms: (s) => s.p99Ms,
+  rssLoadKiB: (s) => s.rssLoadKiB,
+};
+
+const ratio = (a, b) => (a === null || a === undefined || !b ? null : a / b);
+
+export function ratiosToHaproxy(summaries, idleRss) {
+  const find = (path, conns, target) => summaries.find((s) => s.path === path && s.conns === conns && s.target === target);
+  const perRun = [];
+  for (const s of summaries.filter((x) => x.target === 'uproxy')) {
+    const h = find(s.path, s.conns, 'haproxy');
+    if (!h) continue;
+    const fields = Object.fromEntries(Object.entries(RATIO_FIELDS).map(([k, get]) => [k, ratio(get(s), get(h))]));
+    perRun.push({ path: s.path, conns: s.conns, ...fields });
+  }
+  return { perRun, rssIdle: ratio(idleRss.uproxy, idleRss.haproxy) };
+}
+
+const fmtInt = (v) => (v === null || v === undefined ? '-' : Math.round(v).toLocaleString('en-US'));
+const fmt = (v, digits = 2) => (v === null || v === undefined ? '-' : v.toFixed(digits));
+const mb = (kib) => (kib === null || kib === undefined ? '-' : (kib / 1024).toFixed(1));
+
+function table(header, rows) {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => String(r[i]).length)));
+  const line = (cells) => cells.map((c, i) => (i < 2 ? String(c).padEnd(widths[i]) : String(c).padStart(widths[i]))).join('  ');
+  return [line(header), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)].join('\n');
+}
+
+export function renderTables(summaries, ratios, idle) {
+  const out = [];
+  const paths = [...new Set(summaries.map((s) => s.path))];
+  for (const path of paths) {
+    out.push(`\n== ${path === 'valid' ? 'valid token (forwarded, 200)' : 'wrong token (denied, 401)'} ==`);
+    const rows = [];
+    for (const s of summaries.filter((x) => x.path === path)) {
+      rows.push([
+        s.conns,
+        s.target,
+        fmtInt(s.rps.median),
+        `${fmtInt(s.rps.min)}-${fmtInt(s.rps.max)}`,
+        fmt(s.rps.spreadPct, 1),
+        fmt(s.proxyCpuPct, 0),
+        fmtInt(s.reqPerCoreSecond),
+        fmt(s.p50Ms, 3),
+        fmt(s.p99Ms, 3),
+        s.errors,
+        mb(s.rssLoadKiB),
+        fmt(s.loadCorePct, 0),
+        `${s.noisyRuns}/${s.reps}${s.retries ? ` (${s.retries} rerun)` : ''}`,
+      ]);
+      const r = ratios.perRun.find((x) => x.path === path && x.conns === s.conns);
+      if (s.target === 'uproxy' && r) {
+        rows.push(['', '  ÷ haproxy', fmt(r.rps), '', '', fmt(r.proxyCpuPct), fmt(r.reqPerCoreSecond), fmt(r.p50Ms), fmt(r.p99Ms), '', fmt(r.rssLoadKiB), '', '']);
+      }
+    }
+    out.push(
+      table(
+        ['conns', 'target', 'req/s', 'min-max', 'spread%', 'cpu%', 'req/core-s', 'p50 ms', 'p99 ms', 'errors', 'RSS MB', 'load-core%', 'noisy'],
+        rows,
+      ),
+    );
+  }
+  if (Object.keys(idle).length) {
+    out.push('\n== proxy RSS idle (after start and sanity check) ==');
+    out.push(
+      table(
+        ['target', 'note', 'RSS MB'],
+        [
+          ...Object.entries(idle).map(([t, kib]) => [t, '', mb(kib)]),
+          ...(ratios.rssIdle !== null ? [['uproxy ÷ haproxy', '', fmt(ratios.rssIdle)]] : []),
+        ],
+      ),
+    );
+  }
+  return out.join('\n');
+}

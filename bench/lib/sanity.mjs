@@ -1,0 +1,69 @@
+// Before a target is measured, prove it does the job the bench assumes: forwards with a valid
+// token, answers 401 without one or with a wrong one, strips the token, and spreads requests
+// over all three backends. A fast proxy that does a different job would be a false result.
+import http from 'node:http';
+import { sleep } from './processes.mjs';
+
+export function httpGet(port, path, headers = {}, timeoutMs = 3000) {
+  return new Promise((resolve, reject) => {
+    const req = http.get({ host: '127.0.0.1', port, path, headers, agent: false, timeout: timeoutMs }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk) => (body += chunk));
+      res.on('end', () => resolve({ status: res.statusCode, body }));
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error(`no answer from 127.0.0.1:${port}${path} within ${timeoutMs} ms`)));
+    req.on('error', reject);
+  });
+}
+
+// uproxy marks backends up only after their first health check: poll instead of sleeping.
+export async function waitUntilForwarding(target, token, timeoutMs = 15000) {
+  const deadline = Date.now() + timeoutMs;
+  let last = 'no attempt';
+  while (Date.now() < deadline) {
+    if (target.proc?.exited) throw new Error(`${target.name} exited (code ${target.proc.exitCode}); see ${target.logFile}`);
+    try {
+      const res = await httpGet(target.port, '/', { 'X-Auth-Token': token });
+      if (res.status === 200) return;
+      last = `status ${res.status}`;
+    } catch (err) {
+      last = err.message;
+    }
+    await sleep(100);
+  }
+  throw new Error(`${target.name} did not forward a valid request within ${timeoutMs} ms (last: ${last})`);
+}
+
+// Returns a list of problems; empty when the target does the bench's job.
+export async function checkSameJob(target, token) {
+  const problems = [];
+  const expect = async (what, headers, path, check) => {
+    try {
+      const res = await httpGet(target.port, path, headers);
+      const problem = check(res);
+      if (problem) problems.push(`${what}: ${problem}`);
+    } catch (err) {
+      problems.push(`${what}: ${err.message}`);
+    }
+  };
+  const statusIs = (want) => (res) => (res.status === want ? undefined : `got status ${res.status}, want ${want}`);
+  await expect('missing token', {}, '/', statusIs(401));
+  await expect('wrong token', { 'X-Auth-Token': `${token}x` }, '/', statusIs(401));
+  await expect('token forwarded', { 'X-Auth-Token': token }, '/echo-token', (res) =>
+    res.status !== 200 ? `got status ${res.status}` : res.body !== '' ? 'the backend received the client token' : undefined,
+  );
+  const seen = new Set();
+  for (let i = 0; i < 6; i++) {
+    await expect('valid token', { 'X-Auth-Token': token }, '/', (res) => {
+      if (res.status !== 200) return `got status ${res.status}`;
+      seen.add(res.body);
+      return undefined;
+    });
+  }
+  if (target.name !== 'direct' && seen.size !== 3) {
+    problems.push(`round-robin: 6 requests reached ${seen.size} distinct backend(s), want 3`);
+  }
+  return problems;
+}

@@ -1,0 +1,236 @@
+// `npm run bench [-- options]`: uproxy's proxy against HAProxy, nginx and the direct path.
+// See bench/README.md for what is measured and how to read the table.
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { execa } from 'execa';
+import { runCallgrind } from './lib/callgrind.mjs';
+import { runCliTimings } from './lib/cli-timings.mjs';
+import { runIdleConnections } from './lib/idle-connections.mjs';
+import { measure, warmUp } from './lib/measure.mjs';
+import { LOAD_CPU, PROXY_CPU, stopAll } from './lib/processes.mjs';
+import { rssKiB } from './lib/procfs.mjs';
+import { ratiosToHaproxy, renderTables, summarize } from './lib/report.mjs';
+import { checkSameJob, waitUntilForwarding } from './lib/sanity.mjs';
+import { ensureUproxyBinary, REPO, startBackends, starters, TARGET_NAMES } from './lib/targets.mjs';
+
+const USAGE = `usage: npm run bench -- [options]
+  --quick                 1 repetition, 2 s runs, 16 and 256 connections, short extras
+  --only LIST             targets, comma-separated, from: ${TARGET_NAMES.join(',')}
+  --reps N                repetitions (default 3)
+  --seconds N             seconds per wrk run (default 5)
+  --conns LIST            connection counts (default 1,16,64,256)
+  --noise-threshold C     other load, in cores, above which a run is noisy (default 0.2)
+  --skip LIST             parts to skip: load,idle,callgrind,cli
+  --help`;
+
+function parseOptions() {
+  const { values } = parseArgs({
+    options: {
+      quick: { type: 'boolean', default: false },
+      only: { type: 'string' },
+      reps: { type: 'string' },
+      seconds: { type: 'string' },
+      conns: { type: 'string' },
+      'noise-threshold': { type: 'string' },
+      skip: { type: 'string', default: '' },
+      help: { type: 'boolean', default: false },
+    },
+  });
+  if (values.help) {
+    console.log(USAGE);
+    process.exit(0);
+  }
+  const list = (v) => v.split(',').map((x) => x.trim()).filter(Boolean);
+  const positiveInt = (name, v, fallback) => {
+    if (v === undefined) return fallback;
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 1) throw new Error(`--${name} must be a positive integer, got "${v}"`);
+    return n;
+  };
+  const targets = values.only ? list(values.only) : TARGET_NAMES;
+  for (const t of targets) {
+    if (!TARGET_NAMES.includes(t)) throw new Error(`--only: unknown target "${t}"; choose from ${TARGET_NAMES.join(', ')}`);
+  }
+  const skip = new Set(list(values.skip));
+  for (const s of skip) {
+    if (!['load', 'idle', 'callgrind', 'cli'].includes(s)) throw new Error(`--skip: unknown part "${s}"; choose from load, idle, callgrind, cli`);
+  }
+  const conns = values.conns
+    ? list(values.conns).map((c) => positiveInt('conns', c))
+    : values.quick ? [16, 256] : [1, 16, 64, 256];
+  const noiseThreshold = values['noise-threshold'] === undefined ? 0.2 : Number(values['noise-threshold']);
+  if (!(noiseThreshold > 0)) throw new Error(`--noise-threshold must be a positive number of cores, got "${values['noise-threshold']}"`);
+  return {
+    quick: values.quick,
+    targets,
+    reps: positiveInt('reps', values.reps, values.quick ? 1 : 3),
+    seconds: positiveInt('seconds', values.seconds, values.quick ? 2 : 5),
+    conns,
+    noiseThreshold,
+    maxAttempts: values.quick ? 2 : 3,
+    skip,
+  };
+}
+
+async function versions() {
+  const first = async (cmd, args) => {
+    const r = await execa(cmd, args, { reject: false, all: true });
+    return (r.all ?? '').split('\n')[0].trim();
+  };
+  return {
+    haproxy: await first('haproxy', ['-v']),
+    nginx: await first('nginx', ['-v']),
+    wrk: await first('wrk', ['-v']),
+    node: process.version,
+  };
+}
+
+async function startTarget(name, ctx, log) {
+  const target = await starters[name](ctx);
+  try {
+    await waitUntilForwarding(target, ctx.token);
+    if (name !== 'direct') {
+      const problems = await checkSameJob(target, ctx.token);
+      if (problems.length) throw new Error(`does not do the bench's job:\n    ${problems.join('\n    ')}`);
+    }
+    return target;
+  } catch (err) {
+    await target.stop();
+    log(`  ${name}: left out: ${err.message}`);
+    return undefined;
+  }
+}
+
+async function runLoad(opts, ctx, results, log) {
+  const targets = [];
+  for (const name of opts.targets) {
+    if (ctx.unavailable[name]) continue;
+    const target = await startTarget(name, ctx, log);
+    if (!target) {
+      ctx.unavailable[name] = 'failed its start or sanity check (see above)';
+      continue;
+    }
+    if (target.proc) results.rssIdleKiB[name] = rssKiB(target.pids());
+    targets.push(target);
+  }
+  try {
+    for (const target of targets) await warmUp(target, ctx.token);
+    const paths = ['valid', 'deny'];
+    const total = opts.reps * opts.conns.length * targets.reduce((n, t) => n + (t.name === 'direct' ? 1 : 2), 0);
+    let done = 0;
+    // Interleaved: each repetition visits every target before the next repetition starts, so
+    // a slow drift of the machine spreads over all targets instead of favouring one.
+    for (let rep = 1; rep <= opts.reps; rep++) {
+      for (const conns of opts.conns) {
+        for (const path of paths) {
+          for (const target of targets) {
+            if (path === 'deny' && target.name === 'direct') continue;
+            if (target.proc?.exited) {
+              log(`  ${target.name} exited (code ${target.proc.exitCode}) during the bench; see ${target.logFile}`);
+              ctx.unavailable[target.name] = `exited during the bench (code ${target.proc.exitCode})`;
+              targets.splice(targets.indexOf(target), 1);
+              break;
+            }
+            const token = path === 'valid' ? ctx.token : ctx.wrongToken;
+            const run = await measure({ target, backends: ctx.backends, conns, seconds: opts.seconds, token, noiseThreshold: opts.noiseThreshold, maxAttempts: opts.maxAttempts });
+            results.runs.push({ target: target.name, path, conns, rep, ...run });
+            done++;
+            log(
+              `  [${done}/${total}] rep ${rep} ${String(conns).padStart(3)} conns ${path.padEnd(5)} ${target.name.padEnd(7)} ` +
+                `${Math.round(run.rps).toLocaleString('en-US').padStart(7)} req/s` +
+                (run.proxyCpuPct !== null ? `  cpu ${run.proxyCpuPct.toFixed(0)}%` : '') +
+                `  p99 ${run.latencyMs.p99.toFixed(2)} ms  other load ${run.otherCores.toFixed(2)} cores${run.noisy ? '  NOISY' : ''}` +
+                (run.attempts > 1 ? ` (${run.attempts} attempts)` : ''),
+            );
+          }
+        }
+      }
+    }
+  } finally {
+    for (const target of targets) await target.stop();
+  }
+}
+
+function failedParts(results) {
+  return [...(results.idleConnections ?? []), ...(results.callgrind ?? [])].some((r) => r.error);
+}
+
+async function main() {
+  const opts = parseOptions();
+  const log = (line) => console.log(line);
+  const dir = mkdtempSync(join(tmpdir(), 'uproxy-bench-'));
+  const token = randomBytes(16).toString('hex');
+  const ctx = {
+    dir,
+    token,
+    wrongToken: randomBytes(16).toString('hex'),
+    tokenSha256: createHash('sha256').update(token).digest('hex'),
+    adminToken: randomBytes(16).toString('hex'),
+    unavailable: {},
+  };
+  ctx.adminTokenSha256 = createHash('sha256').update(ctx.adminToken).digest('hex');
+  const results = {
+    startedAt: new Date().toISOString(),
+    options: { ...opts, skip: [...opts.skip] },
+    pinning: { proxyCpu: PROXY_CPU, loadCpu: LOAD_CPU, note: 'proxy under test on one core; wrk, the backends and this harness on the other (taskset -c)' },
+    versions: await versions(),
+    unavailable: ctx.unavailable,
+    rssIdleKiB: {},
+    runs: [],
+  };
+  log(`uproxy bench: ${opts.reps} rep(s) x ${opts.seconds} s at ${opts.conns.join('/')} connections; targets ${opts.targets.join(', ')}`);
+  log(`pinning: proxy on CPU ${PROXY_CPU}; wrk + backends (+ harness) on CPU ${LOAD_CPU}; noisy = other load > ${opts.noiseThreshold} cores (max ${opts.maxAttempts} attempts)`);
+
+  const stopOnSignal = (signal) => {
+    log(`\n${signal}: stopping every process the bench started`);
+    stopAll().finally(() => process.exit(130));
+  };
+  process.once('SIGINT', stopOnSignal);
+  process.once('SIGTERM', stopOnSignal);
+
+  try {
+    if (opts.targets.includes('uproxy')) {
+      const binary = await ensureUproxyBinary();
+      if (!binary.ok) {
+        ctx.unavailable.uproxy = binary.reason;
+        log(`uproxy proxy NOT BENCHED: ${binary.reason}`);
+      } else if (binary.note) {
+        log(`uproxy proxy: ${binary.note}`);
+      }
+    }
+    ctx.backends = await startBackends(dir);
+    log(`backends: nginx on 127.0.0.1:${ctx.backends.ports.join(', ')}`);
+
+    if (!opts.skip.has('load')) {
+      await runLoad(opts, ctx, results, log);
+      results.summaries = summarize(results.runs);
+      results.ratios = ratiosToHaproxy(results.summaries, results.rssIdleKiB);
+      log(renderTables(results.summaries, results.ratios, results.rssIdleKiB));
+    }
+    const proxies = opts.targets.filter((t) => t !== 'direct' && !ctx.unavailable[t]);
+    if (!opts.skip.has('idle')) results.idleConnections = await runIdleConnections(ctx, proxies, opts, log);
+    if (!opts.skip.has('callgrind')) results.callgrind = await runCallgrind(ctx, proxies, opts, log);
+    if (!opts.skip.has('cli')) results.cli = await runCliTimings(opts, log);
+    for (const [name, reason] of Object.entries(ctx.unavailable)) log(`\nNOT BENCHED: ${name}: ${reason}`);
+  } finally {
+    await stopAll();
+    // Logs of a target that was left out are kept: the messages above point into them.
+    if (Object.keys(ctx.unavailable).length || failedParts(results)) log(`\nlogs kept in ${dir}`);
+    else rmSync(dir, { recursive: true, force: true });
+    const outDir = join(REPO, 'bench', 'results');
+    mkdirSync(outDir, { recursive: true });
+    const file = join(outDir, `bench-${results.startedAt.replace(/[:.]/g, '-')}${opts.quick ? '-quick' : ''}.json`);
+    results.finishedAt = new Date().toISOString();
+    writeFileSync(file, `${JSON.stringify(results, null, 2)}\n`);
+    log(`\nresults: ${file}`);
+  }
+}
+
+main().catch(async (err) => {
+  console.error(`bench failed: ${err.message}`);
+  await stopAll();
+  process.exit(1);
+});
