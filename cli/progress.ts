@@ -8,3 +8,54 @@ export interface Progress {
   /** A line of output from the current step (a build log line, say). */
   log(line: string): void;
 }
+
+/** A Progress the command owns: it closes it when the work is over. */
+export interface ProgressSession extends Progress {
+  close(): Promise<void>;
+}
+
+export interface ProgressOptions {
+  /** Where the lines go; stderr, so stdout stays the command's result. */
+  stream?: NodeJS.WritableStream;
+  /** Show the output of each step (build logs); off by default, a failure shows its tail anyway. */
+  verbose?: boolean;
+}
+
+/**
+ * The Progress a command should use. Asynchronous so that a richer view (Ink, on a TTY) can be
+ * imported on demand without slowing down commands that never show progress.
+ */
+export async function createProgress(options: ProgressOptions = {}): Promise<ProgressSession> {
+  return new PlainProgress(options.stream ?? process.stderr, options.verbose ?? false);
+}
+
+/** One line when a step starts and one when it ends, with its duration: fit for logs and CI. */
+export class PlainProgress implements ProgressSession {
+  constructor(
+    private readonly stream: NodeJS.WritableStream,
+    private readonly verbose: boolean,
+  ) {}
+
+  async step<T>(title: string, work: () => Promise<T>): Promise<T> {
+    const started = performance.now();
+    this.stream.write(`• ${title}\n`);
+    try {
+      const result = await work();
+      this.stream.write(`✓ ${title} (${formatDuration(performance.now() - started)})\n`);
+      return result;
+    } catch (error) {
+      this.stream.write(`✗ ${title} (${formatDuration(performance.now() - started)})\n`);
+      throw error;
+    }
+  }
+
+  log(line: string): void {
+    if (this.verbose) this.stream.write(`  │ ${line}\n`);
+  }
+
+  async close(): Promise<void> {}
+}
+
+export function formatDuration(ms: number): string {
+  return ms < 1000 ? `${Math.round(ms)} ms` : `${(ms / 1000).toFixed(1)} s`;
+}

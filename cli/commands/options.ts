@@ -1,0 +1,28 @@
+import { InvalidArgumentError, type Command } from 'commander';
+import { RUNTIMES, type RuntimeName } from '../config/runtimes.js';
+
+/** Option parsers and shared lookups for the command files (kept free of heavy imports). */
+
+export function integerIn(min: number, max: number): (value: string) => number {
+  return (value) => {
+    const n = Number(value);
+    if (!/^\d+$/.test(value.trim()) || n < min || n > max) throw new InvalidArgumentError(`expected a whole number from ${min} to ${max}, got "${value}"`);
+    return n;
+  };
+}
+
+export function seconds(value: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError(`expected a number of seconds greater than 0, got "${value}"`);
+  return n;
+}
+
+export function runtime(value: string): RuntimeName {
+  if (!(RUNTIMES as readonly string[]).includes(value)) throw new InvalidArgumentError(`expected one of ${RUNTIMES.join(', ')}, got "${value}"`);
+  return value as RuntimeName;
+}
+
+/** The project directory: the global `-C DIR`, else the current directory. */
+export function projectDir(command: Command): string {
+  return (command.optsWithGlobals() as { dir?: string }).dir ?? '.';
+}

@@ -1,0 +1,26 @@
+import type { Command } from 'commander';
+import { projectDir } from './options.js';
+
+export function register(program: Command): void {
+  program
+    .command('ps')
+    .description('List the machines of the fleet with their process state and health')
+    .option('--json', 'print JSON instead of a table', false)
+    .addHelpText('after', '\nExamples:\n  $ uproxy ps\n  $ uproxy ps --json | jq ".machines[].pid"')
+    .action(async (options: { json: boolean }, command: Command) => {
+      const { listMachines } = await import('../core/ps.js');
+      const { machineTable, curlLine } = await import('../core/output.js');
+      const listing = await listMachines(projectDir(command));
+      if (options.json) {
+        const json = { fleet: listing.state?.fleet ?? null, runtime: listing.state?.runtime ?? null, proxy: listing.state?.proxy ?? null, machines: listing.machines };
+        process.stdout.write(`${JSON.stringify(json, null, 2)}\n`);
+        return;
+      }
+      if (!listing.state) {
+        process.stdout.write('No fleet is running here (`uproxy up` starts one).\n');
+        return;
+      }
+      const note = listing.healthUnknown ? `\nHealth unknown: ${listing.healthUnknown}\n` : '';
+      process.stdout.write(`${machineTable(listing.machines)}\n${note}\n${curlLine(listing.state.proxy.listen)}\n`);
+    });
+}

@@ -1,0 +1,41 @@
+import type { Command } from 'commander';
+import { integerIn, projectDir, runtime, seconds } from './options.js';
+
+export function register(program: Command): void {
+  program
+    .command('up')
+    .description('Build and start the fleet, or bring a running one in line with uproxy.json (idempotent)')
+    .option('--backends <n>', 'number of backends (default: backends.count in uproxy.json)', integerIn(1, 64))
+    .option('--runtime <runtime>', 'host, qemu or kraft (default: runtime in uproxy.json)', runtime)
+    .option('--timeout <seconds>', 'how long to wait for every backend to be up', seconds)
+    .option('--accel <mode>', 'VM acceleration for the qemu runtime: auto, kvm or tcg')
+    .option('--dry-run', 'print every command it would run, run nothing', false)
+    .option('--verbose', 'show build output', false)
+    .addHelpText('after', '\nExamples:\n  $ uproxy up --backends 3\n  $ uproxy up --backends 5      # scale a running fleet\n  $ uproxy up --dry-run')
+    .action(async (options: { backends?: number; runtime?: 'host' | 'qemu' | 'kraft'; timeout?: number; accel?: string; dryRun: boolean; verbose: boolean }, command: Command) => {
+      const { up } = await import('../core/up.js');
+      const { createProgress } = await import('../progress.js');
+      const { machineTable, curlLine } = await import('../core/output.js');
+      const progress = await createProgress({ verbose: options.verbose });
+      try {
+        const result = await up(
+          {
+            dir: projectDir(command),
+            backends: options.backends,
+            runtime: options.runtime,
+            timeoutMs: options.timeout === undefined ? undefined : options.timeout * 1000,
+            dryRun: options.dryRun,
+            extra: { accel: options.accel },
+          },
+          progress,
+        );
+        if (result.kind === 'dry-run') {
+          process.stdout.write(`${result.commands.join('\n')}\n`);
+          return;
+        }
+        process.stdout.write(`${machineTable(result.machines)}\n\n${curlLine(result.state.proxy.listen)}\n`);
+      } finally {
+        await progress.close();
+      }
+    });
+}

@@ -1,0 +1,123 @@
+import { z } from 'zod';
+import { RUNTIMES } from './runtimes.js';
+
+/**
+ * The one definition of `uproxy.json`. Defaults live here and nowhere else; `init` writes the
+ * JSON Schema generated from this (`uproxy.schema.json`) so editors complete and check the file.
+ * Objects are strict: a misspelt key is an error rather than a silently ignored setting.
+ */
+
+export { RUNTIMES } from './runtimes.js';
+export const runtimeName = z.enum(RUNTIMES).describe('Where machines run: host processes, QEMU VMs, or Unikraft via kraft');
+export type RuntimeName = z.infer<typeof runtimeName>;
+
+/** Used in process names, tap names and file names, so kept short and plain. */
+export const machineNamePattern = /^[a-z][a-z0-9-]{0,23}$/;
+const fleetName = z
+  .string()
+  .regex(machineNamePattern, 'must start with a letter and use only a-z, 0-9 and "-" (at most 24 characters)')
+  .describe('Fleet name, used to name machines, logs and network devices');
+
+const sha256Hex = z.string().regex(/^[0-9a-f]{64}$/, 'must be a SHA-256 digest: 64 lowercase hex digits');
+
+/** 0 asks the runtime for a free port once; the fleet then keeps it while it runs. */
+const port = z.number().int().min(0).max(65535);
+const positiveMs = z.number().int().min(1);
+
+const clientToken = z.strictObject({
+  name: z
+    .string()
+    .regex(/^[A-Za-z0-9_.-]{1,64}$/, 'must be 1-64 characters of A-Z, a-z, 0-9, "_", "." or "-"')
+    .describe('Shown in the proxy stats (auth.by_token)'),
+  sha256: sha256Hex.describe('SHA-256 of the token; the plaintext never goes into this file'),
+});
+
+const timeouts = z
+  .strictObject({
+    connectMs: positiveMs.default(2000).describe('Upstream connect'),
+    responseMs: positiveMs.default(30000).describe('Upstream response headers'),
+    headerMs: positiveMs.default(10000).describe('Client request line and headers'),
+    idleMs: positiveMs.default(60000).describe('Idle client keep-alive connection'),
+    shutdownMs: positiveMs.default(10000).describe('Drain deadline when the proxy is stopped'),
+  })
+  .prefault({});
+
+const proxy = z
+  .strictObject({
+    app: z.string().min(1).default('proxy').describe('Directory of the proxy sources (relative to uproxy.json)'),
+    binary: z.string().min(1).default('build/uproxy-proxy').describe('The built proxy, relative to app'),
+    port: port.default(8080).describe('Client port (0: pick a free one)'),
+    adminPort: port.default(8081).describe('Admin API port, never published (0: pick a free one)'),
+    algorithm: z.enum(['round-robin', 'least-conn', 'p2c']).default('round-robin'),
+    timeouts,
+    maxConnections: z.number().int().min(1).default(10000),
+    tokens: z.array(clientToken).min(1).describe('Client tokens accepted in X-Auth-Token'),
+    adminTokenSha256: sha256Hex.describe('SHA-256 of the admin API bearer token'),
+  })
+  .superRefine((p, ctx) => {
+    if (p.port !== 0 && p.port === p.adminPort) {
+      ctx.addIssue({ code: 'custom', path: ['adminPort'], message: `must differ from proxy.port (both are ${p.port})`, input: p.adminPort });
+    }
+    const seen = new Set<string>();
+    p.tokens.forEach((t, i) => {
+      if (seen.has(t.name)) ctx.addIssue({ code: 'custom', path: ['tokens', i, 'name'], message: `duplicate token name "${t.name}"`, input: t.name });
+      seen.add(t.name);
+    });
+  });
+
+const health = z
+  .strictObject({
+    path: z.string().regex(/^\/\S*$/, 'must be an absolute URL path such as /health').default('/health'),
+    intervalMs: positiveMs.default(1000),
+    timeoutMs: positiveMs.default(1000),
+    fall: z.number().int().min(1).default(2).describe('Consecutive failures that take a backend down'),
+    rise: z.number().int().min(1).default(2).describe('Consecutive successes that bring it back up'),
+  })
+  .prefault({});
+
+const backends = z
+  .strictObject({
+    count: z.number().int().min(1).max(64).default(3).describe('How many backends `up` runs (`up --backends N` overrides)'),
+    app: z.string().min(1).default('backend').describe('Directory of the backend app (relative to uproxy.json)'),
+    binary: z.string().min(1).default('build/backend').describe('The built backend, relative to app'),
+    image: z.string().min(1).optional().describe('A prebuilt image or kernel to run instead of building app (VM runtimes)'),
+    port: port.default(8080).describe('Port each backend listens on inside its machine (the host runtime picks free loopback ports instead)'),
+    health,
+  })
+  .prefault({});
+
+const network = z
+  .strictObject({
+    bridge: z
+      .string()
+      .regex(/^[A-Za-z0-9_.-]{1,15}$/, 'must be a Linux interface name: 1-15 characters of A-Z, a-z, 0-9, "_", "." or "-"')
+      .default('uproxy0'),
+    subnet: z
+      .string()
+      .regex(/^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\/(\d{1,2})$/, 'must be an IPv4 network in CIDR form such as 172.44.0.0/24')
+      .default('172.44.0.0/24')
+      .refine((cidr) => {
+        const [address = '', prefix = ''] = cidr.split('/');
+        return address.split('.').every((octet) => Number(octet) <= 255) && Number(prefix) >= 8 && Number(prefix) <= 29;
+      }, 'must have octets of at most 255 and a prefix length between 8 and 29'),
+  })
+  .prefault({})
+  .describe('The bridge and subnet of the VM runtimes (qemu, kraft)');
+
+export const uproxyConfig = z.strictObject({
+  $schema: z.string().optional(),
+  name: fleetName,
+  runtime: runtimeName.default('host'),
+  proxy,
+  backends,
+  network,
+});
+
+/** uproxy.json after defaults were applied. */
+export type UproxyConfig = z.infer<typeof uproxyConfig>;
+/** uproxy.json as written by a person (defaults may be left out). */
+export type UproxyConfigInput = z.input<typeof uproxyConfig>;
+
+export function configJsonSchema(): Record<string, unknown> {
+  return z.toJSONSchema(uproxyConfig, { io: 'input' }) as Record<string, unknown>;
+}

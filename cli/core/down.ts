@@ -1,0 +1,25 @@
+import { resolve } from 'node:path';
+import { readState, withLock } from '../fleet/state.js';
+import type { Progress } from '../progress.js';
+import { loadRuntime } from '../runtimes/runtime.js';
+import { runtimeContext } from './context.js';
+
+export interface DownRequest {
+  dir: string;
+  force: boolean;
+  timeoutMs: number;
+}
+
+/** Stops everything the state file records; returns how many machines it had (0: nothing to do). */
+export async function down(request: DownRequest, progress: Progress): Promise<number> {
+  const projectDir = resolve(request.dir);
+  return withLock(projectDir, 'down', async () => {
+    const state = readState(projectDir);
+    if (!state) return 0;
+    const runtime = await loadRuntime(state.runtime);
+    await progress.step(`stop ${state.machines.length} machines of fleet ${state.fleet}`, () =>
+      runtime.down(state, runtimeContext(projectDir, progress), { force: request.force, timeoutMs: request.timeoutMs }),
+    );
+    return state.machines.length;
+  });
+}

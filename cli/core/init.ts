@@ -1,0 +1,67 @@
+import { basename, join, resolve } from 'node:path';
+import { mkdirSync } from 'node:fs';
+import { CONFIG_FILE, SCHEMA_FILE } from '../config/load.js';
+import { configJsonSchema, machineNamePattern, uproxyConfig, type RuntimeName, type UproxyConfigInput } from '../config/schema.js';
+import { generateToken, sha256Hex, writeToken } from '../config/tokens.js';
+import { writeFileAtomic } from '../fleet/state.js';
+import { refuseOverwrite, renderTemplates, templateFiles } from '../templates.js';
+import { UserError } from '../errors.js';
+
+export interface InitOptions {
+  runtime: RuntimeName;
+  backends: number;
+  force: boolean;
+  /** Fleet name; derived from the directory name when absent. */
+  name?: string;
+}
+
+export interface InitResult {
+  dir: string;
+  files: string[];
+  /** Shown once by `init`; afterwards only in .uproxy/client-token. */
+  clientToken: string;
+  port: number;
+}
+
+/** Scaffolds a project: templates, uproxy.json (+ its JSON Schema) and fresh tokens. */
+export function initProject(dirArgument: string, options: InitOptions): InitResult {
+  const dir = resolve(dirArgument);
+  const name = options.name ?? fleetNameFrom(dir);
+  const generated = [CONFIG_FILE, SCHEMA_FILE];
+  if (!options.force) refuseOverwrite(dir, [...generated, ...templateFiles().map((f) => f.to)]);
+
+  const clientToken = generateToken();
+  const adminToken = generateToken();
+  const input: UproxyConfigInput = {
+    $schema: `./${SCHEMA_FILE}`,
+    name,
+    runtime: options.runtime,
+    proxy: {
+      tokens: [{ name: 'default', sha256: sha256Hex(clientToken) }],
+      adminTokenSha256: sha256Hex(adminToken),
+    },
+    backends: { count: options.backends },
+  };
+  const checked = uproxyConfig.safeParse(input);
+  if (!checked.success) throw new UserError(`cannot create a fleet named "${name}": ${checked.error.issues[0]?.message ?? 'invalid'}`);
+
+  mkdirSync(dir, { recursive: true });
+  const files = renderTemplates(dir, true);
+  writeFileAtomic(join(dir, SCHEMA_FILE), `${JSON.stringify(configJsonSchema(), null, 2)}\n`);
+  writeFileAtomic(join(dir, CONFIG_FILE), `${JSON.stringify(input, null, 2)}\n`);
+  writeToken(dir, 'client', clientToken);
+  writeToken(dir, 'admin', adminToken);
+  return { dir, files: [...generated, ...files, '.uproxy/client-token', '.uproxy/admin-token'], clientToken, port: checked.data.proxy.port };
+}
+
+/** `My Demo_2` -> `my-demo-2`; a name that cannot be made valid becomes `fleet`. */
+export function fleetNameFrom(dir: string): string {
+  const candidate = basename(dir)
+    .toLowerCase()
+    .replace(/[^a-z0-9-]+/g, '-')
+    .replace(/^[^a-z]+/, '')
+    .replace(/-+$/, '')
+    .slice(0, 24)
+    .replace(/-+$/, '');
+  return machineNamePattern.test(candidate) ? candidate : 'fleet';
+}

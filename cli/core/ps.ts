@@ -1,0 +1,37 @@
+import { resolve } from 'node:path';
+import { readToken } from '../config/tokens.js';
+import { readState, type FleetState } from '../fleet/state.js';
+import { fetchStats } from '../stats/client.js';
+import type { Progress } from '../progress.js';
+import { loadRuntime } from '../runtimes/runtime.js';
+import { runtimeContext } from './context.js';
+import type { MachineRow } from './output.js';
+
+export interface Listing {
+  state: FleetState | null;
+  machines: MachineRow[];
+  /** Why the proxy's view of backend health is missing, if it is. */
+  healthUnknown?: string;
+}
+
+const silent: Progress = { step: (_title, work) => work(), log: () => {} };
+
+/** The recorded machines, each with its process state and, when the proxy answers, its health. */
+export async function listMachines(dir: string): Promise<Listing> {
+  const projectDir = resolve(dir);
+  const state = readState(projectDir);
+  if (!state) return { state: null, machines: [] };
+  const runtime = await loadRuntime(state.runtime);
+  const machines: MachineRow[] = await runtime.inspect(state, runtimeContext(projectDir, silent));
+  try {
+    const stats = await fetchStats({ url: `http://${state.proxy.admin}`, token: readToken(projectDir, 'admin') }, 1000);
+    for (const machine of machines) {
+      const seen = stats.backends.find((b) => b.name === machine.name);
+      if (seen) machine.health = seen.state;
+      if (machine.role === 'proxy') machine.health = 'serving';
+    }
+    return { state, machines };
+  } catch (error) {
+    return { state, machines, healthUnknown: (error as Error).message };
+  }
+}

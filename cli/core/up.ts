@@ -1,0 +1,46 @@
+import { resolve } from 'node:path';
+import { loadConfig } from '../config/load.js';
+import type { RuntimeName } from '../config/schema.js';
+import { toShell } from '../fleet/argv.js';
+import { planFleet } from '../fleet/plan.js';
+import { readState, withLock, type FleetState } from '../fleet/state.js';
+import type { Progress } from '../progress.js';
+import { loadRuntime, type MachineStatus } from '../runtimes/runtime.js';
+import { UserError } from '../errors.js';
+import { runtimeContext } from './context.js';
+
+export interface UpRequest {
+  dir: string;
+  backends?: number;
+  runtime?: RuntimeName;
+  timeoutMs?: number;
+  dryRun: boolean;
+  extra: Readonly<Record<string, string | boolean | undefined>>;
+}
+
+export type UpResult =
+  | { kind: 'dry-run'; commands: string[] }
+  | { kind: 'up'; state: FleetState; machines: MachineStatus[] };
+
+/** Builds and starts (or reconciles) the fleet the project describes. */
+export async function up(request: UpRequest, progress: Progress): Promise<UpResult> {
+  const projectDir = resolve(request.dir);
+  const config = loadConfig(projectDir);
+  const plan = planFleet(config, projectDir, { backends: request.backends, runtime: request.runtime });
+  const runtime = await loadRuntime(plan.runtime);
+  const ctx = runtimeContext(projectDir, progress);
+
+  if (request.dryRun) {
+    const commands = await runtime.describe(plan, readState(projectDir), ctx);
+    return { kind: 'dry-run', commands: commands.map(toShell) };
+  }
+  return withLock(projectDir, 'up', async () => {
+    const previous = readState(projectDir);
+    if (previous && previous.runtime !== plan.runtime) {
+      throw new UserError(`this fleet is running on the ${previous.runtime} runtime; run \`uproxy down\` before starting it on ${plan.runtime}`);
+    }
+    await runtime.build(plan, ctx);
+    const state = await runtime.up(plan, previous, ctx, { timeoutMs: request.timeoutMs, extra: request.extra });
+    return { kind: 'up', state, machines: await runtime.inspect(state, ctx) };
+  });
+}

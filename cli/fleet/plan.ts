@@ -1,0 +1,165 @@
+import { join } from 'node:path';
+import type { RuntimeName, UproxyConfig } from '../config/schema.js';
+import { commandLine, renderOptions, type CommandLine } from './argv.js';
+
+/**
+ * config -> fleet plan, as plain data: which machines exist, what they are called, which app
+ * each runs and with which arguments. No file, process or network is touched here, so every
+ * decision is testable directly. Where a machine runs (ports, addresses) is the runtime's
+ * part; the helpers at the bottom render the proxy's and backends' command lines from it.
+ */
+
+export type Role = 'proxy' | 'backend';
+
+export interface AppPlan {
+  /** Absolute directory of the app's sources (where `make` runs). */
+  dir: string;
+  /** Absolute path of the built binary. */
+  binary: string;
+}
+
+export interface MachinePlan {
+  name: string;
+  role: Role;
+  app: AppPlan;
+}
+
+export interface FleetPlan {
+  fleet: string;
+  runtime: RuntimeName;
+  projectDir: string;
+  proxy: MachinePlan;
+  backends: MachinePlan[];
+  config: UproxyConfig;
+}
+
+export interface PlanOptions {
+  /** `up --backends N`; the config's `backends.count` otherwise. */
+  backends?: number;
+  runtime?: RuntimeName;
+}
+
+export const PROXY_NAME = 'proxy';
+
+export function backendName(index: number): string {
+  return `backend-${index}`;
+}
+
+/**
+ * Backends are always `backend-1` .. `backend-N`, so scaling from 5 to 2 keeps backend-1 and
+ * backend-2 untouched and removes the highest ones.
+ */
+export function planFleet(config: UproxyConfig, projectDir: string, options: PlanOptions = {}): FleetPlan {
+  const count = options.backends ?? config.backends.count;
+  if (!Number.isInteger(count) || count < 1 || count > 64) {
+    throw new RangeError(`the number of backends must be an integer from 1 to 64, got ${count}`);
+  }
+  const proxyApp = app(projectDir, config.proxy.app, config.proxy.binary);
+  const backendApp = app(projectDir, config.backends.app, config.backends.binary);
+  return {
+    fleet: config.name,
+    runtime: options.runtime ?? config.runtime,
+    projectDir,
+    proxy: { name: PROXY_NAME, role: 'proxy', app: proxyApp },
+    backends: Array.from({ length: count }, (_, i) => ({ name: backendName(i + 1), role: 'backend' as const, app: backendApp })),
+    config,
+  };
+}
+
+function app(projectDir: string, dir: string, binary: string): AppPlan {
+  const absoluteDir = join(projectDir, dir);
+  return { dir: absoluteDir, binary: join(absoluteDir, binary) };
+}
+
+export interface BackendEndpoint {
+  name: string;
+  /** `host:port` the proxy connects to. */
+  address: string;
+}
+
+export interface ProxyListeners {
+  /** `host:port` for clients. */
+  listen: string;
+  /** `host:port` for the admin API. */
+  admin: string;
+}
+
+/**
+ * The proxy's options (proxy/README.md). Only SHA-256 digests of tokens appear: a plaintext
+ * token never goes on a command line, where `ps` would show it.
+ */
+export function proxyArgs(config: UproxyConfig, listeners: ProxyListeners, backends: readonly BackendEndpoint[]): string[] {
+  const { proxy } = config;
+  const health = config.backends.health;
+  return renderOptions(
+    {
+      listen: listeners.listen,
+      admin: listeners.admin,
+      'admin-token-sha256': proxy.adminTokenSha256,
+      backend: backends.map((b) => `${b.name}=${b.address}`),
+      token: proxy.tokens.map((t) => `${t.name}:${t.sha256}`),
+      algorithm: proxy.algorithm,
+      'health-path': health.path,
+      'health-interval-ms': health.intervalMs,
+      'health-timeout-ms': health.timeoutMs,
+      'health-fall': health.fall,
+      'health-rise': health.rise,
+      'connect-timeout-ms': proxy.timeouts.connectMs,
+      'response-timeout-ms': proxy.timeouts.responseMs,
+      'header-timeout-ms': proxy.timeouts.headerMs,
+      'idle-timeout-ms': proxy.timeouts.idleMs,
+      'shutdown-timeout-ms': proxy.timeouts.shutdownMs,
+      'max-connections': proxy.maxConnections,
+    },
+    '--',
+  );
+}
+
+/** The backend app's contract: `--listen ADDR:PORT --name NAME`. */
+export function backendArgs(name: string, listen: string): string[] {
+  return renderOptions({ listen, name }, '--');
+}
+
+/** Ports of a fleet on the host runtime; backends by name. */
+export interface HostPorts {
+  proxy: number;
+  admin: number;
+  backends: Readonly<Record<string, number>>;
+}
+
+export interface HostProcessPlan {
+  name: string;
+  role: Role;
+  /** Where it serves, `127.0.0.1:port`. */
+  address: string;
+  command: CommandLine;
+  /** Its stdout and stderr. */
+  log: string;
+}
+
+export const LOOPBACK = '127.0.0.1';
+
+/** The host runtime's processes: everything on 127.0.0.1, backends first, the proxy last. */
+export function planHostProcesses(plan: FleetPlan, ports: HostPorts, logDir: string): HostProcessPlan[] {
+  const backends = plan.backends.map((machine) => {
+    const port = ports.backends[machine.name];
+    if (port === undefined) throw new RangeError(`no port was assigned to ${machine.name}`);
+    const address = `${LOOPBACK}:${port}`;
+    return {
+      name: machine.name,
+      role: machine.role,
+      address,
+      command: commandLine(machine.app.binary, backendArgs(machine.name, address)),
+      log: join(logDir, `${machine.name}.log`),
+    };
+  });
+  const listeners = { listen: `${LOOPBACK}:${ports.proxy}`, admin: `${LOOPBACK}:${ports.admin}` };
+  const proxy = {
+    name: plan.proxy.name,
+    role: plan.proxy.role,
+    address: listeners.listen,
+    command: commandLine(plan.proxy.app.binary, proxyArgs(plan.config, listeners, backends)),
+    log: join(logDir, `${plan.proxy.name}.log`),
+  };
+  return [...backends, proxy];
+}

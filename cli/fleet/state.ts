@@ -1,0 +1,149 @@
+import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { z } from 'zod';
+import { runtimeName } from '../config/schema.js';
+import { UserError } from '../errors.js';
+
+/**
+ * `.uproxy/state.json`: what a fleet's runtime has started. It is written BEFORE every side
+ * effect (a machine is recorded as `starting`, with the command it is about to run, before it
+ * is started), so `down` can clean up after an `up` that was killed at any point.
+ */
+
+export const STATE_DIR = '.uproxy';
+
+export const machineState = z.object({
+  name: z.string(),
+  role: z.enum(['proxy', 'backend']),
+  /** Where it serves, `host:port` (the client port for the proxy). */
+  address: z.string(),
+  /** null until the process exists. */
+  pid: z.number().int().positive().nullable(),
+  /** Exactly what was run: `down --force` finds leftovers by this command line. */
+  command: z.array(z.string()).min(1),
+  log: z.string(),
+  /** Changes whenever the machine would have to be restarted (command or binary changed). */
+  fingerprint: z.string(),
+  status: z.enum(['starting', 'running', 'stopping']),
+});
+export type MachineState = z.infer<typeof machineState>;
+
+export const fleetState = z.object({
+  version: z.literal(1),
+  fleet: z.string(),
+  runtime: runtimeName,
+  /** The proxy's client and admin listeners, as `host:port`. */
+  proxy: z.object({ listen: z.string(), admin: z.string() }),
+  machines: z.array(machineState),
+  /** Whatever else a runtime created (bridges, taps, networks), recorded by that runtime. */
+  resources: z.record(z.string(), z.unknown()).default({}),
+});
+export type FleetState = z.infer<typeof fleetState>;
+
+export function stateDir(projectDir: string): string {
+  return join(projectDir, STATE_DIR);
+}
+
+export function statePath(projectDir: string): string {
+  return join(stateDir(projectDir), 'state.json');
+}
+
+export function readState(projectDir: string): FleetState | null {
+  const file = statePath(projectDir);
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw error;
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    throw new UserError(`${file} is damaged (not JSON); stop any leftover processes by hand, then delete it`);
+  }
+  const parsed = fleetState.safeParse(raw);
+  if (!parsed.success) {
+    throw new UserError(`${file} was written by another version of uproxy or is damaged; stop any leftover processes by hand, then delete it`);
+  }
+  return parsed.data;
+}
+
+/** Atomic: a reader sees the old or the new state, never half of one. */
+export function writeState(projectDir: string, state: FleetState): void {
+  writeFileAtomic(statePath(projectDir), `${JSON.stringify(state, null, 2)}\n`);
+}
+
+export function removeState(projectDir: string): void {
+  rmSync(statePath(projectDir), { force: true });
+}
+
+export function writeFileAtomic(file: string, text: string, mode = 0o644): void {
+  mkdirSync(join(file, '..'), { recursive: true });
+  const temporary = `${file}.${process.pid}.tmp`;
+  const fd = openSync(temporary, 'w', mode);
+  try {
+    writeSync(fd, text);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(temporary, file);
+}
+
+/**
+ * Runs `work` holding `.uproxy/lock`, so two `up`/`down` never race on one project. A lock
+ * left by a process that no longer exists is taken over.
+ */
+export async function withLock<T>(projectDir: string, command: string, work: () => Promise<T>): Promise<T> {
+  const file = join(stateDir(projectDir), 'lock');
+  mkdirSync(stateDir(projectDir), { recursive: true });
+  acquire(file, command);
+  try {
+    return await work();
+  } finally {
+    rmSync(file, { force: true });
+  }
+}
+
+function acquire(file: string, command: string): void {
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const fd = openSync(file, 'wx', 0o644);
+      writeSync(fd, JSON.stringify({ pid: process.pid, command }));
+      closeSync(fd);
+      return;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    }
+    const holder = readLockHolder(file);
+    if (holder && isAlive(holder.pid)) {
+      throw new UserError(
+        `another \`uproxy ${holder.command}\` (pid ${holder.pid}) is working on this project; wait for it to finish` +
+          ` (if that process is not uproxy, delete ${file})`,
+      );
+    }
+    rmSync(file, { force: true });
+  }
+  throw new UserError(`cannot take the lock ${file}: another uproxy keeps creating it; try again`);
+}
+
+function readLockHolder(file: string): { pid: number; command: string } | null {
+  try {
+    const holder = JSON.parse(readFileSync(file, 'utf8')) as { pid?: unknown; command?: unknown };
+    if (typeof holder.pid !== 'number') return null;
+    return { pid: holder.pid, command: typeof holder.command === 'string' ? holder.command : 'up/down' };
+  } catch {
+    return null;
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}

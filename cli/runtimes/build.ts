@@ -1,0 +1,108 @@
+import { createHash } from 'node:crypto';
+import { createWriteStream, existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { execa } from 'execa';
+import { commandLine, renderOptions, toShell } from '../fleet/argv.js';
+import { stateDir, writeFileAtomic } from '../fleet/state.js';
+import type { Progress } from '../progress.js';
+import { UserError } from '../errors.js';
+import { logTail } from './processes.js';
+
+/**
+ * `make` for an app directory, skipped when neither its sources nor the make target changed
+ * since the last successful build and the artifact is still there. "Changed" means content:
+ * a hash over every file's path and bytes, so touching a file or checking it out again
+ * does not rebuild, and editing one always does.
+ */
+
+/** What the build tree holds is output, not source. */
+const NOT_SOURCES = new Set(['build', '.unikraft', '.git', 'node_modules']);
+
+export function sourceHash(dir: string): string {
+  const hash = createHash('sha256');
+  const walk = (current: string): void => {
+    const entries = readdirSync(current, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : 1));
+    for (const entry of entries) {
+      const path = join(current, entry.name);
+      if (entry.isDirectory()) {
+        if (!(current === dir && NOT_SOURCES.has(entry.name))) walk(path);
+      } else if (entry.isFile()) {
+        hash.update(relative(dir, path)).update('\0').update(readFileSync(path)).update('\0');
+      }
+    }
+  };
+  walk(dir);
+  return hash.digest('hex');
+}
+
+export function fileHash(file: string): string {
+  return createHash('sha256').update(readFileSync(file)).digest('hex');
+}
+
+export interface AppBuild {
+  /** Shown in progress and used for the log name, e.g. `proxy`. */
+  label: string;
+  dir: string;
+  /** The file the target produces. */
+  artifact: string;
+  /** make target; the Makefile's default when absent. */
+  target?: string;
+}
+
+type BuildCache = Record<string, string>;
+
+/** Builds the app unless unchanged; returns the SHA-256 of the artifact (it changes only when the binary does). */
+export async function buildApp(projectDir: string, build: AppBuild, progress: Progress): Promise<string> {
+  if (!existsSync(join(build.dir, 'Makefile'))) {
+    throw new UserError(`${relative(projectDir, build.dir) || '.'}/ has no Makefile: check proxy.app / backends.app in uproxy.json`);
+  }
+  const cacheKey = `${relative(projectDir, build.dir)}:${build.target ?? 'default'}`;
+  const cache = readCache(projectDir);
+  const sources = sourceHash(build.dir);
+  const title = `build ${build.label}`;
+  if (cache[cacheKey] === sources && existsSync(build.artifact)) {
+    return progress.step(`${title} (unchanged)`, async () => fileHash(build.artifact));
+  }
+  return progress.step(title, async () => {
+    const log = join(stateDir(projectDir), 'logs', `build-${build.label}.log`);
+    await runMake(build, log, progress);
+    if (!existsSync(build.artifact)) {
+      throw new UserError(`make finished in ${build.dir} but did not produce ${build.artifact}: check the Makefile's default target or the binary setting in uproxy.json`);
+    }
+    writeCache(projectDir, { ...readCache(projectDir), [cacheKey]: sources });
+    return fileHash(build.artifact);
+  });
+}
+
+async function runMake(build: AppBuild, log: string, progress: Progress): Promise<void> {
+  const make = commandLine('make', renderOptions({ C: build.dir }, '-'), build.target ? [build.target] : []);
+  writeFileAtomic(log, `$ ${toShell(make)}\n`);
+  const out = createWriteStream(log, { flags: 'a' });
+  const child = execa(make.file, make.args, { all: true, reject: false, stdin: 'ignore', lines: false, buffer: false });
+  child.all?.on('data', (chunk: Buffer) => {
+    out.write(chunk);
+    for (const line of chunk.toString().split('\n')) if (line.length > 0) progress.log(line);
+  });
+  const result = await child;
+  await new Promise<void>((resolve) => out.end(resolve));
+  if (result.failed) {
+    const why = result.exitCode === undefined ? (result.originalMessage ?? 'it could not be started') : `exit ${result.exitCode}`;
+    throw new UserError(`building ${build.label} failed (${toShell(make)}: ${why}); the end of ${log}:`, logTail(log, 20));
+  }
+}
+
+function cacheFile(projectDir: string): string {
+  return join(stateDir(projectDir), 'builds.json');
+}
+
+function readCache(projectDir: string): BuildCache {
+  try {
+    return JSON.parse(readFileSync(cacheFile(projectDir), 'utf8')) as BuildCache;
+  } catch {
+    return {};
+  }
+}
+
+function writeCache(projectDir: string, cache: BuildCache): void {
+  writeFileAtomic(cacheFile(projectDir), `${JSON.stringify(cache, null, 2)}\n`);
+}

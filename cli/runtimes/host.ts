@@ -1,0 +1,278 @@
+import { createHash } from 'node:crypto';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import type { CommandLine } from '../fleet/argv.js';
+import { commandLine, renderOptions } from '../fleet/argv.js';
+import { LOOPBACK, planHostProcesses, type FleetPlan, type HostPorts, type HostProcessPlan } from '../fleet/plan.js';
+import { stateDir, type FleetState, type MachineState } from '../fleet/state.js';
+import { fetchStats } from '../stats/client.js';
+import type { ProxyStats } from '../stats/schema.js';
+import { UserError } from '../errors.js';
+import { buildApp, fileHash } from './build.js';
+import { findProcessesByArgv, isOurProcess, logTail, sleep, spawnDetached, stopProcesses } from './processes.js';
+import type { DownOptions, MachineStatus, Runtime, RuntimeContext, UpOptions } from './runtime.js';
+
+/**
+ * The `host` runtime: the proxy and each backend as a local process on 127.0.0.1. `up`
+ * reconciles: a machine whose process is alive and whose command and binary are unchanged is
+ * left alone; everything else is (re)started. The proxy's command line lists its backends,
+ * so scaling restarts the proxy. When the proxy gains POST/DELETE /backends, `applyProxy`
+ * is the one place to switch to it.
+ */
+
+const DEFAULT_UP_TIMEOUT_MS = 30_000;
+
+export const runtime: Runtime = {
+  name: 'host',
+
+  async build(plan, ctx) {
+    await buildApp(ctx.projectDir, { label: 'proxy', dir: plan.proxy.app.dir, artifact: plan.proxy.app.binary }, ctx.progress);
+    const backendApp = plan.backends[0]?.app;
+    if (backendApp) await buildApp(ctx.projectDir, { label: 'backend', dir: backendApp.dir, artifact: backendApp.binary }, ctx.progress);
+  },
+
+  async up(plan, previous, ctx, options) {
+    return reconcile(plan, previous, ctx, options);
+  },
+
+  async down(state, ctx, options) {
+    await stopMachines(state, state.machines, ctx, options);
+    ctx.clearState();
+  },
+
+  async inspect(state) {
+    return state.machines.map((m): MachineStatus => ({
+      name: m.name,
+      role: m.role,
+      address: m.address,
+      pid: m.pid,
+      state: m.status === 'running' ? (isOurProcess(m.pid, m.command) ? 'running' : 'exited') : m.status,
+    }));
+  },
+
+  async describe(plan, previous, ctx) {
+    const ports = await assignPorts(plan, previous);
+    const make = (dir: string): CommandLine => commandLine('make', renderOptions({ C: dir }, '-'));
+    const apps = [...new Set([plan.proxy.app.dir, ...plan.backends.map((b) => b.app.dir)])];
+    return [...apps.map(make), ...planHostProcesses(plan, ports, logDir(ctx)).map((p) => p.command)];
+  },
+};
+
+function logDir(ctx: RuntimeContext): string {
+  return join(stateDir(ctx.projectDir), 'logs');
+}
+
+async function reconcile(plan: FleetPlan, previous: FleetState | null, ctx: RuntimeContext, options: UpOptions): Promise<FleetState> {
+  const ports = await assignPorts(plan, previous);
+  const processes = planHostProcesses(plan, ports, logDir(ctx));
+  const binaries = new Map<string, string>();
+  const fingerprint = (p: HostProcessPlan): string => {
+    const binary = binaries.get(p.command.file) ?? fileHash(p.command.file);
+    binaries.set(p.command.file, binary);
+    return createHash('sha256').update(JSON.stringify([p.command.file, ...p.command.args])).update(binary).digest('hex');
+  };
+  const wanted = processes.map((p) => ({ plan: p, fingerprint: fingerprint(p) }));
+
+  const proxy = processes.at(-1)!;
+  const state: FleetState = {
+    version: 1,
+    fleet: plan.fleet,
+    runtime: 'host',
+    proxy: { listen: proxy.address, admin: `${LOOPBACK}:${ports.admin}` },
+    machines: previous?.machines ?? [],
+    resources: previous?.resources ?? {},
+  };
+  const isCurrent = (m: MachineState): boolean => {
+    const want = wanted.find((w) => w.plan.name === m.name);
+    return want !== undefined && m.status === 'running' && m.fingerprint === want.fingerprint && isOurProcess(m.pid, m.command);
+  };
+  const toStart = wanted.filter((w) => !state.machines.some((m) => m.name === w.plan.name && isCurrent(m)));
+  const replaced = state.machines.filter((m) => !isCurrent(m) && wanted.some((w) => w.plan.name === m.name));
+  const removed = state.machines.filter((m) => !wanted.some((w) => w.plan.name === m.name));
+
+  if (toStart.length === 0 && removed.length === 0) {
+    await ctx.progress.step('fleet already up to date; checking health', () => waitHealthy(plan, state, [], ctx, 5_000));
+    return state;
+  }
+
+  const stopOptions = { timeoutMs: 5_000, force: false };
+  if (replaced.length > 0) {
+    await ctx.progress.step(`stop ${names(replaced)} (changed or exited)`, () => stopMachines(state, replaced, ctx, stopOptions));
+  }
+  const started: MachineState[] = [];
+  try {
+    for (const want of toStart) {
+      await ctx.progress.step(`start ${want.plan.name} on ${want.plan.address}`, async () => {
+        started.push(startMachine(state, want.plan, want.fingerprint, ctx));
+      });
+    }
+    await ctx.progress.step(`wait until the proxy reports ${plan.backends.length} backends up`, () =>
+      waitHealthy(plan, state, started, ctx, options.timeoutMs ?? DEFAULT_UP_TIMEOUT_MS),
+    );
+  } catch (error) {
+    await stopMachines(state, started, ctx, stopOptions);
+    if (state.machines.length === 0) ctx.clearState();
+    throw error;
+  }
+  if (removed.length > 0) {
+    await ctx.progress.step(`stop ${names(removed)} (scaled down)`, () => stopMachines(state, removed, ctx, stopOptions));
+  }
+  return state;
+}
+
+function names(machines: readonly MachineState[]): string {
+  return machines.map((m) => m.name).join(', ');
+}
+
+/** Records the machine as starting, starts it, then records its PID: a kill between leaves a findable trace. */
+function startMachine(state: FleetState, p: HostProcessPlan, fingerprint: string, ctx: RuntimeContext): MachineState {
+  const machine: MachineState = {
+    name: p.name,
+    role: p.role,
+    address: p.address,
+    pid: null,
+    command: [p.command.file, ...p.command.args],
+    log: p.log,
+    fingerprint,
+    status: 'starting',
+  };
+  state.machines = [...state.machines.filter((m) => m.name !== p.name), machine];
+  ctx.saveState(state);
+  machine.pid = spawnDetached(p.command, p.log, ctx.projectDir);
+  machine.status = 'running';
+  ctx.saveState(state);
+  return machine;
+}
+
+/** Marks the machines as stopping, stops them, and drops them from the state. */
+async function stopMachines(state: FleetState, machines: readonly MachineState[], ctx: RuntimeContext, options: DownOptions): Promise<void> {
+  if (machines.length === 0) return;
+  for (const m of machines) m.status = 'stopping';
+  ctx.saveState(state);
+  // A machine recorded without a PID was being started when uproxy died: only its command
+  // line can find it. With --force every recorded command line is searched for, in case a
+  // recorded PID is stale.
+  const hunted = machines.filter((m) => options.force || m.pid === null).map((m) => m.command);
+  const leftovers = hunted.length > 0 ? findProcessesByArgv(hunted) : [];
+  const targets = [
+    ...machines.map((m) => ({ pid: m.pid, argv: m.command })),
+    ...leftovers.map((pid) => ({ pid, argv: machines.find((m) => isOurProcess(pid, m.command))?.command ?? [] })),
+  ];
+  await stopProcesses(targets, options.timeoutMs);
+  state.machines = state.machines.filter((m) => !machines.includes(m));
+  ctx.saveState(state);
+}
+
+/** Ports: configured ones as given; 0 means keep the fleet's current port, or pick a free one. */
+async function assignPorts(plan: FleetPlan, previous: FleetState | null): Promise<HostPorts> {
+  const previousPort = (name: string): number | undefined => {
+    const machine = previous?.machines.find((m) => m.name === name);
+    return machine ? portOf(machine.address) : undefined;
+  };
+  const config = plan.config.proxy;
+  const previousAdmin = previous ? portOf(previous.proxy.admin) : undefined;
+  const fixed = [config.port, config.adminPort].filter((p) => p !== 0);
+  const kept = plan.backends.map((b) => previousPort(b.name)).filter((p): p is number => p !== undefined);
+  const taken = new Set([...fixed, ...kept, previousPort(plan.proxy.name) ?? 0, previousAdmin ?? 0]);
+  const needed =
+    (config.port === 0 && previousPort(plan.proxy.name) === undefined ? 1 : 0) +
+    (config.adminPort === 0 && previousAdmin === undefined ? 1 : 0) +
+    plan.backends.filter((b) => previousPort(b.name) === undefined).length;
+  const free = await freePorts(needed, taken);
+  const next = (): number => free.shift()!;
+
+  await checkConfiguredPort(config.port, 'proxy.port', previous, previousPort(plan.proxy.name));
+  await checkConfiguredPort(config.adminPort, 'proxy.adminPort', previous, previousAdmin);
+  const proxy = config.port !== 0 ? config.port : (previousPort(plan.proxy.name) ?? next());
+  const admin = config.adminPort !== 0 ? config.adminPort : (previousAdmin ?? next());
+  const backends: Record<string, number> = {};
+  for (const b of plan.backends) backends[b.name] = previousPort(b.name) ?? next();
+  return { proxy, admin, backends };
+}
+
+/** A configured port must be free unless this fleet's own proxy already holds it. */
+async function checkConfiguredPort(port: number, key: string, previous: FleetState | null, previousPort: number | undefined): Promise<void> {
+  if (port === 0) return;
+  const ourProxy = previous?.machines.find((m) => m.role === 'proxy');
+  if (previousPort === port && ourProxy && isOurProcess(ourProxy.pid, ourProxy.command)) return;
+  if (!(await isPortFree(port))) {
+    throw new UserError(`${LOOPBACK}:${port} (${key} in uproxy.json) is already in use by another program: choose another port, or 0 to pick a free one`);
+  }
+}
+
+function portOf(address: string): number {
+  return Number(address.slice(address.lastIndexOf(':') + 1));
+}
+
+function isPortFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.once('error', () => resolve(false));
+    server.listen({ host: LOOPBACK, port, exclusive: true }, () => server.close(() => resolve(true)));
+  });
+}
+
+/** Asks the kernel for `count` distinct free loopback ports (none of `taken`). */
+async function freePorts(count: number, taken: ReadonlySet<number>): Promise<number[]> {
+  const servers: ReturnType<typeof createServer>[] = [];
+  const ports: number[] = [];
+  try {
+    while (ports.length < count) {
+      const server = createServer();
+      servers.push(server);
+      const port = await new Promise<number>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen({ host: LOOPBACK, port: 0, exclusive: true }, () => {
+          const address = server.address();
+          resolve(typeof address === 'object' && address ? address.port : 0);
+        });
+      });
+      if (!taken.has(port)) ports.push(port);
+    }
+  } finally {
+    await Promise.all(servers.map((s) => new Promise((resolve) => s.close(resolve))));
+  }
+  return ports;
+}
+
+/**
+ * Polls the proxy's /stats until it lists exactly the planned backends, all up. A process
+ * started by this `up` that exits fails the wait at once, with its log.
+ */
+async function waitHealthy(plan: FleetPlan, state: FleetState, started: readonly MachineState[], ctx: RuntimeContext, timeoutMs: number): Promise<void> {
+  const endpoint = { url: `http://${state.proxy.admin}`, token: ctx.adminToken() };
+  const wanted = plan.backends.map((b) => b.name);
+  const deadline = Date.now() + timeoutMs;
+  let lastProblem = 'the proxy has not answered yet';
+  while (Date.now() < deadline) {
+    const dead = started.find((m) => !isOurProcess(m.pid, m.command));
+    if (dead) {
+      throw new UserError(`${dead.name} exited right after it was started; the end of ${dead.log}:`, logTail(dead.log));
+    }
+    try {
+      const stats = await fetchStats(endpoint, 1000);
+      const problem = healthProblem(stats, wanted);
+      if (problem === null) return;
+      lastProblem = problem;
+    } catch (error) {
+      lastProblem = (error as Error).message;
+    }
+    await sleep(150);
+  }
+  const suspects = state.machines.filter((m) => m.role === 'proxy' || lastProblem.includes(m.name));
+  throw new UserError(
+    `the fleet did not become healthy within ${Math.round(timeoutMs / 1000)} s: ${lastProblem}`,
+    suspects.flatMap((m) => [`--- the end of ${m.log}:`, ...logTail(m.log, 10)]),
+  );
+}
+
+function healthProblem(stats: ProxyStats, wanted: readonly string[]): string | null {
+  const reported = stats.backends.map((b) => b.name);
+  const missing = wanted.filter((name) => !reported.includes(name));
+  if (missing.length > 0 || reported.length !== wanted.length) {
+    return `the proxy on this port reports backends ${reported.join(', ') || '(none)'}, expected ${wanted.join(', ')}`;
+  }
+  const notUp = stats.backends.filter((b) => b.state !== 'up');
+  if (notUp.length > 0) return `not up yet: ${notUp.map((b) => `${b.name} (${b.state})`).join(', ')}`;
+  return null;
+}

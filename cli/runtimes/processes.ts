@@ -1,0 +1,107 @@
+import { spawn } from 'node:child_process';
+import { closeSync, mkdirSync, openSync, readdirSync, readFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+import type { CommandLine } from '../fleet/argv.js';
+
+/**
+ * Host processes started by uproxy: detached, output to a log file, and recognised later only
+ * when both the PID and the command line match what was started. A PID alone is not enough:
+ * after the process died, the kernel may have given that number to something else.
+ */
+
+/** Starts `command` in its own session with stdout and stderr appended to `log`; returns its PID. */
+export function spawnDetached(command: CommandLine, log: string, cwd: string): number {
+  mkdirSync(dirname(log), { recursive: true });
+  const fd = openSync(log, 'a', 0o600);
+  try {
+    const child = spawn(command.file, command.args, { cwd, detached: true, stdio: ['ignore', fd, fd] });
+    if (child.pid === undefined) {
+      throw new Error(`cannot start ${command.file}: the program could not be executed (is it built?)`);
+    }
+    child.on('error', () => {});
+    child.unref();
+    return child.pid;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** The argv of a live process, or null when it is gone (or a zombie, whose cmdline is empty). */
+export function processArgv(pid: number): string[] | null {
+  let text: string;
+  try {
+    text = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+  } catch {
+    return null;
+  }
+  if (text.length === 0) return null;
+  return text.replace(/\0$/, '').split('\0');
+}
+
+export function isOurProcess(pid: number | null, argv: readonly string[]): boolean {
+  if (pid === null) return false;
+  const actual = processArgv(pid);
+  return actual !== null && sameArgv(actual, argv);
+}
+
+/** Live processes whose command line is exactly one of `argvs` (for `down --force`). */
+export function findProcessesByArgv(argvs: readonly (readonly string[])[]): number[] {
+  const found: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const pid = Number(entry);
+    if (pid === process.pid) continue;
+    const actual = processArgv(pid);
+    if (actual && argvs.some((argv) => sameArgv(actual, argv))) found.push(pid);
+  }
+  return found;
+}
+
+function sameArgv(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((word, i) => word === b[i]);
+}
+
+/**
+ * SIGTERM to every process that is still ours, SIGKILL to whatever is left after `timeoutMs`.
+ * Resolves once all are gone.
+ */
+export async function stopProcesses(targets: readonly { pid: number | null; argv: readonly string[] }[], timeoutMs: number): Promise<void> {
+  const ours = targets.filter((t): t is { pid: number; argv: readonly string[] } => isOurProcess(t.pid, t.argv));
+  for (const target of ours) signal(target.pid, 'SIGTERM');
+  const deadline = Date.now() + timeoutMs;
+  let alive = ours;
+  while (alive.length > 0 && Date.now() < deadline) {
+    await sleep(50);
+    alive = alive.filter((t) => isOurProcess(t.pid, t.argv));
+  }
+  for (const target of alive) signal(target.pid, 'SIGKILL');
+  while (alive.length > 0) {
+    await sleep(20);
+    alive = alive.filter((t) => isOurProcess(t.pid, t.argv));
+  }
+}
+
+function signal(pid: number, name: NodeJS.Signals): void {
+  try {
+    process.kill(pid, name);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ESRCH') throw error;
+  }
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** The last `lines` lines of a log file ("(no output)" when empty or missing). */
+export function logTail(file: string, lines = 15): string[] {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch {
+    return ['(no log file)'];
+  }
+  const all = text.trimEnd().split('\n');
+  if (all.length === 1 && all[0] === '') return ['(no output)'];
+  return all.slice(-lines);
+}

@@ -1,0 +1,87 @@
+import type { RuntimeName } from '../config/schema.js';
+import type { CommandLine } from '../fleet/argv.js';
+import type { FleetPlan } from '../fleet/plan.js';
+import type { FleetState } from '../fleet/state.js';
+import type { Progress } from '../progress.js';
+import { UserError } from '../errors.js';
+
+/**
+ * The one interface every runtime (host, qemu, kraft) implements. Commands never know which
+ * runtime they drive: they load one through `loadRuntime` and call these methods.
+ *
+ * Rules every runtime follows:
+ * - `up` and `down` run under the project lock (the caller holds it).
+ * - The state file is written through `ctx.saveState` BEFORE each side effect, recording what
+ *   is about to be created, so `down` can always finish what a killed `up` began.
+ * - `up` is idempotent: on a fleet that already matches the plan it changes nothing.
+ */
+export interface Runtime {
+  readonly name: RuntimeName;
+  /** Builds what the plan runs (skipping unchanged sources). */
+  build(plan: FleetPlan, ctx: RuntimeContext): Promise<void>;
+  /**
+   * Makes the running fleet match the plan, waits until the proxy reports every backend up,
+   * and returns the new state. On failure it stops what it started and throws.
+   */
+  up(plan: FleetPlan, previous: FleetState | null, ctx: RuntimeContext, options: UpOptions): Promise<FleetState>;
+  /** Stops and removes everything the state records; tolerates what is already gone. */
+  down(state: FleetState, ctx: RuntimeContext, options: DownOptions): Promise<void>;
+  /** How each recorded machine is doing right now, from the runtime's point of view. */
+  inspect(state: FleetState, ctx: RuntimeContext): Promise<MachineStatus[]>;
+  /** Every command `up` would run for this plan (`up --dry-run`), without running anything. */
+  describe(plan: FleetPlan, previous: FleetState | null, ctx: RuntimeContext): Promise<CommandLine[]>;
+}
+
+export interface RuntimeContext {
+  projectDir: string;
+  progress: Progress;
+  /** Persists the state atomically; call it before each side effect. */
+  saveState(state: FleetState): void;
+  /** Deletes the state file (after a complete `down`). */
+  clearState(): void;
+  /** The admin token's plaintext, for the runtime to query the proxy's admin API. */
+  adminToken(): string;
+}
+
+export interface UpOptions {
+  /** How long to wait for the fleet to become healthy; the runtime's default when absent. */
+  timeoutMs?: number;
+  /** Runtime-specific choices from the command line (e.g. qemu's `accel`). */
+  extra: Readonly<Record<string, string | boolean | undefined>>;
+}
+
+export interface DownOptions {
+  /** SIGTERM (or a clean shutdown request) first; after this long, force. */
+  timeoutMs: number;
+  /** Also hunt leftovers by recorded command lines, not only by recorded PIDs. */
+  force: boolean;
+}
+
+export interface MachineStatus {
+  name: string;
+  role: 'proxy' | 'backend';
+  address: string;
+  pid: number | null;
+  /** `running` / `exited` / `starting` as the runtime sees the machine. */
+  state: 'running' | 'exited' | 'starting' | 'stopping';
+}
+
+/**
+ * Runtimes are loaded on demand so `uproxy --help` never pays for them. A runtime lives in
+ * `cli/runtimes/<name>.ts` and exports `runtime: Runtime`; nothing else needs registering.
+ */
+export async function loadRuntime(name: RuntimeName): Promise<Runtime> {
+  const specifier = `./${name}.js`;
+  let module: { runtime?: Runtime };
+  try {
+    module = (await import(specifier)) as { runtime?: Runtime };
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ERR_MODULE_NOT_FOUND' && (error as Error).message.includes(`runtimes/${name}.js`)) {
+      throw new UserError(`the "${name}" runtime is not available in this version of uproxy; use "runtime": "host" in uproxy.json or --runtime host`);
+    }
+    throw error;
+  }
+  if (!module.runtime) throw new Error(`cli/runtimes/${name}.ts does not export \`runtime\``);
+  return module.runtime;
+}
