@@ -13,7 +13,7 @@ import { measure, warmUp } from './lib/measure.mjs';
 import { LOAD_CPU, PROXY_CPU, stopAll } from './lib/processes.mjs';
 import { rssKiB } from './lib/procfs.mjs';
 import { ratiosToHaproxy, renderTables, summarize } from './lib/report.mjs';
-import { checkSameJob, waitUntilForwarding } from './lib/sanity.mjs';
+import { checkSameJob, httpGet, waitUntilForwarding } from './lib/sanity.mjs';
 import { ensureUproxyBinary, REPO, startBackends, starters, TARGET_NAMES } from './lib/targets.mjs';
 
 const USAGE = `usage: npm run bench -- [options]
@@ -99,8 +99,19 @@ async function startTarget(name, ctx, log) {
     return target;
   } catch (err) {
     await target.stop();
-    log(`  ${name}: left out: ${err.message}`);
+    ctx.unavailable[name] = `${err.message} (log: ${target.logFile})`;
+    log(`  ${name}: left out: ${ctx.unavailable[name]}`);
     return undefined;
+  }
+}
+
+// uproxy's own counters after the load runs: a cross-check of wrk's request and error counts.
+async function uproxyStats(target, adminToken) {
+  try {
+    const res = await httpGet(target.adminPort, '/stats', { Authorization: `Bearer ${adminToken}` });
+    return res.status === 200 ? JSON.parse(res.body) : { error: `GET /stats answered ${res.status}` };
+  } catch (err) {
+    return { error: `GET /stats: ${err.message}` };
   }
 }
 
@@ -109,15 +120,19 @@ async function runLoad(opts, ctx, results, log) {
   for (const name of opts.targets) {
     if (ctx.unavailable[name]) continue;
     const target = await startTarget(name, ctx, log);
-    if (!target) {
-      ctx.unavailable[name] = 'failed its start or sanity check (see above)';
-      continue;
-    }
+    if (!target) continue;
     if (target.proc) results.rssIdleKiB[name] = rssKiB(target.pids());
     targets.push(target);
   }
   try {
-    for (const target of targets) await warmUp(target, ctx.token);
+    for (const target of targets) {
+      try {
+        await warmUp(target, ctx.token);
+      } catch (err) {
+        ctx.unavailable[target.name] = `warm-up failed: ${err.message}`;
+        log(`  ${target.name}: left out: ${ctx.unavailable[target.name]}`);
+      }
+    }
     const paths = ['valid', 'deny'];
     const total = opts.reps * opts.conns.length * targets.reduce((n, t) => n + (t.name === 'direct' ? 1 : 2), 0);
     let done = 0;
@@ -126,16 +141,22 @@ async function runLoad(opts, ctx, results, log) {
     for (let rep = 1; rep <= opts.reps; rep++) {
       for (const conns of opts.conns) {
         for (const path of paths) {
-          for (const target of targets) {
+          for (const target of targets.filter((t) => !ctx.unavailable[t.name])) {
             if (path === 'deny' && target.name === 'direct') continue;
-            if (target.proc?.exited) {
-              log(`  ${target.name} exited (code ${target.proc.exitCode}) during the bench; see ${target.logFile}`);
-              ctx.unavailable[target.name] = `exited during the bench (code ${target.proc.exitCode})`;
-              targets.splice(targets.indexOf(target), 1);
-              break;
-            }
             const token = path === 'valid' ? ctx.token : ctx.wrongToken;
-            const run = await measure({ target, backends: ctx.backends, conns, seconds: opts.seconds, token, noiseThreshold: opts.noiseThreshold, maxAttempts: opts.maxAttempts });
+            let run;
+            try {
+              run = await measure({ target, backends: ctx.backends, conns, seconds: opts.seconds, token, noiseThreshold: opts.noiseThreshold, maxAttempts: opts.maxAttempts });
+            } catch (err) {
+              run = undefined;
+              log(`  ${target.name}: ${err.message}`);
+            }
+            if (!run || target.proc?.exited) {
+              const why = target.proc?.exited ? `exited (code ${target.proc.exitCode})` : 'its run failed';
+              ctx.unavailable[target.name] = `${why} during the load runs; see ${target.logFile}`;
+              log(`  ${target.name} ${why}: left out of the remaining runs`);
+              continue;
+            }
             results.runs.push({ target: target.name, path, conns, rep, ...run });
             done++;
             log(
@@ -148,6 +169,9 @@ async function runLoad(opts, ctx, results, log) {
           }
         }
       }
+    }
+    for (const target of targets) {
+      if (target.adminPort && !target.proc.exited) results.uproxyStats = await uproxyStats(target, ctx.adminToken);
     }
   } finally {
     for (const target of targets) await target.stop();
@@ -217,7 +241,7 @@ async function main() {
     for (const [name, reason] of Object.entries(ctx.unavailable)) log(`\nNOT BENCHED: ${name}: ${reason}`);
   } finally {
     await stopAll();
-    // Logs of a target that was left out are kept: the messages above point into them.
+    // Logs are kept when something failed: the messages above point into them.
     if (Object.keys(ctx.unavailable).length || failedParts(results)) log(`\nlogs kept in ${dir}`);
     else rmSync(dir, { recursive: true, force: true });
     const outDir = join(REPO, 'bench', 'results');
