@@ -1,0 +1,121 @@
+/**
+ * The QEMU command line of one machine, from typed options to argv (through the shared
+ * renderer). Pure: the files named here are created by the runtime, not by this module.
+ *
+ * Two guest kinds boot the same way (`-kernel`, optional `-initrd`, `-append`) and differ in
+ * how a guest learns its address: a `microvm` guest (Linux + uproxy's initramfs) reads
+ * `uproxy.ip=`/`uproxy.gw=` in its init script; a `unikraft` guest reads lwip's
+ * `netdev.ip=` and takes its program arguments after ` -- `.
+ */
+import { commandLine, renderOptions, type CommandLine, type Options } from './argv.js';
+
+export type GuestKind = 'microvm' | 'unikraft';
+export type Accel = 'kvm' | 'tcg';
+/**
+ * `pc` (virtio-net-pci) or QEMU's `microvm` board (virtio-mmio): the latter boots faster but
+ * hangs at random under TCG unless the kernel is told the TSC frequency (`tscKhz`).
+ */
+export type BoardType = 'pc' | 'microvm';
+
+export interface GuestNetwork {
+  tap: string;
+  mac: string;
+  ip: string;
+  prefix: number;
+  gateway: string;
+}
+
+export interface QemuGuest {
+  name: string;
+  kind: GuestKind;
+  accel: Accel;
+  board: BoardType;
+  memoryMiB: number;
+  kernel: string;
+  initrd?: string;
+  network: GuestNetwork;
+  /** Only `unikraft` guests take these from the kernel command line; a `microvm` guest has them in its initramfs. */
+  programArgs: readonly string[];
+  /** Host TSC frequency, required for the `microvm` board under TCG. */
+  tscKhz?: number;
+  qmpSocket: string;
+  serialLog: string;
+  pidFile: string;
+  /** Detach after start-up so the machine outlives the `uproxy` process that started it. */
+  daemonize: boolean;
+  qemuBinary?: string;
+}
+
+/** The smallest memory each kind was measured to boot and serve with (see shared/notes/vm-guests.md). */
+export const MIN_MEMORY_MIB: Record<GuestKind, number> = { microvm: 72, unikraft: 4 };
+
+export function qemuCommand(guest: QemuGuest): CommandLine {
+  validate(guest);
+  const netdevId = 'net0';
+  const options: Options = {
+    name: guest.name,
+    machine: guest.board === 'microvm'
+      ? { head: 'microvm', props: { accel: guest.accel } }
+      : { head: 'pc', props: { accel: guest.accel } },
+    cpu: cpuModel(guest),
+    m: guest.memoryMiB,
+    smp: 1,
+    nodefaults: true,
+    'no-user-config': true,
+    display: 'none',
+    serial: `file:${guest.serialLog}`,
+    'no-reboot': true,
+    kernel: guest.kernel,
+    initrd: guest.initrd,
+    append: kernelCommandLine(guest),
+    netdev: { head: 'tap', props: { id: netdevId, ifname: guest.network.tap, script: 'no', downscript: 'no' } },
+    device: {
+      head: guest.board === 'microvm' ? 'virtio-net-device' : 'virtio-net-pci',
+      props: { netdev: netdevId, mac: guest.network.mac },
+    },
+    qmp: { head: `unix:${guest.qmpSocket}`, props: { server: true, wait: false } },
+    pidfile: guest.pidFile,
+    daemonize: guest.daemonize,
+  };
+  return commandLine(guest.qemuBinary ?? 'qemu-system-x86_64', renderOptions(options, '-'));
+}
+
+/** What the guest's kernel is told: console, address, and (unikraft) the program's arguments. */
+export function kernelCommandLine(guest: QemuGuest): string {
+  const { ip, prefix, gateway } = guest.network;
+  if (guest.kind === 'unikraft') {
+    // Without the ` -- ` separator Unikraft parses no parameters at all, so it is always there.
+    return [guest.name, `netdev.ip=${ip}/${prefix}:${gateway}:::`, '--', ...guest.programArgs].join(' ');
+  }
+  const words = ['console=ttyS0', 'panic=-1', `uproxy.ip=${ip}/${prefix}`, `uproxy.gw=${gateway}`];
+  if (guest.board === 'microvm' && guest.tscKhz !== undefined) words.push(`tsc_early_khz=${guest.tscKhz}`);
+  return words.join(' ');
+}
+
+function cpuModel(guest: QemuGuest): string | undefined {
+  if (guest.accel === 'kvm') return 'host';
+  // Recent Unikraft needs RDRAND/RDSEED, which QEMU's default TCG CPU model lacks.
+  return guest.kind === 'unikraft' ? 'max' : undefined;
+}
+
+function validate(guest: QemuGuest): void {
+  const where = `machine "${guest.name}"`;
+  if (guest.memoryMiB < MIN_MEMORY_MIB[guest.kind]) {
+    throw new Error(`${where}: ${guest.memoryMiB} MiB is below the ${MIN_MEMORY_MIB[guest.kind]} MiB a ${guest.kind} guest needs to boot; raise its memory in the config`);
+  }
+  if (guest.kind === 'unikraft') {
+    if (guest.board !== 'pc') throw new Error(`${where}: unikraft guests boot on the "pc" board only`);
+    const bad = guest.programArgs.find((arg) => arg === '' || /[\s"']/.test(arg));
+    if (bad !== undefined) {
+      throw new Error(`${where}: argument ${JSON.stringify(bad)} cannot be passed on a Unikraft kernel command line (no spaces or quotes); put long configuration in a file in the initrd`);
+    }
+  } else if (guest.programArgs.length > 0) {
+    throw new Error(`${where}: a microvm guest takes its program arguments from its initramfs, not the kernel command line`);
+  }
+  if (guest.kind === 'microvm' && guest.initrd === undefined) {
+    throw new Error(`${where}: a microvm guest needs the initramfs uproxy builds for it`);
+  }
+  if (guest.board === 'microvm' && guest.accel === 'tcg' && guest.tscKhz === undefined) {
+    throw new Error(`${where}: the microvm board hangs at random under TCG unless the kernel gets the host TSC frequency; pass tscKhz or use the "pc" board`);
+  }
+}
