@@ -1,0 +1,91 @@
+import { describe, expect, it } from 'vitest';
+import { parseConfig } from '../../cli/config/load.js';
+import { UserError } from '../../cli/errors.js';
+
+const HASH = 'a'.repeat(64);
+const minimal = { name: 'demo', proxy: { tokens: [{ name: 'default', sha256: HASH }], adminTokenSha256: HASH } };
+
+function problems(config: unknown): string[] {
+  try {
+    parseConfig(typeof config === 'string' ? config : JSON.stringify(config), 'uproxy.json');
+  } catch (error) {
+    expect(error).toBeInstanceOf(UserError);
+    return (error as Error).message.split('\n').slice(1).map((l) => l.trim());
+  }
+  throw new Error('the config was accepted');
+}
+
+function withChange(change: (c: Record<string, any>) => void): unknown {
+  const copy = structuredClone(minimal) as Record<string, any>;
+  change(copy);
+  return copy;
+}
+
+describe('uproxy.json schema', () => {
+  it('fills every default from the schema', () => {
+    const config = parseConfig(JSON.stringify(minimal), 'uproxy.json');
+    expect(config.runtime).toBe('host');
+    expect(config.proxy).toMatchObject({ app: 'proxy', port: 8080, adminPort: 8081, algorithm: 'round-robin', maxConnections: 10000 });
+    expect(config.proxy.timeouts).toEqual({ connectMs: 2000, responseMs: 30000, headerMs: 10000, idleMs: 60000, shutdownMs: 10000 });
+    expect(config.backends).toMatchObject({ count: 3, app: 'backend', binary: 'build/backend', port: 8080 });
+    expect(config.backends.health).toEqual({ path: '/health', intervalMs: 1000, timeoutMs: 1000, fall: 2, rise: 2 });
+    expect(config.network).toEqual({ bridge: 'uproxy0', subnet: '172.44.0.0/24' });
+  });
+
+  it('names the path, the expectation and the value for a number out of range', () => {
+    expect(problems(withChange((c) => (c.backends = { count: 0 })))).toEqual(['backends.count: expected an integer >= 1, got 0']);
+    expect(problems(withChange((c) => (c.proxy.port = 70000)))).toEqual(['proxy.port: expected an integer <= 65535, got 70000']);
+  });
+
+  it('reports a wrong type', () => {
+    expect(problems(withChange((c) => (c.backends = { count: 'three' })))).toEqual(['backends.count: expected a number, got "three"']);
+    expect(problems(withChange((c) => (c.backends = { count: 1.5 })))).toEqual(['backends.count: expected an integer, got 1.5']);
+  });
+
+  it('reports a missing required key', () => {
+    expect(problems(withChange((c) => delete c.proxy.adminTokenSha256))).toEqual([
+      'proxy.adminTokenSha256: is required (expected a string)',
+    ]);
+  });
+
+  it('reports a value outside an enumeration', () => {
+    expect(problems(withChange((c) => (c.runtime = 'docker')))).toEqual(['runtime: expected one of "host", "qemu", "kraft", got "docker"']);
+  });
+
+  it('reports misspelt keys instead of ignoring them', () => {
+    expect(problems(withChange((c) => (c.proxy.algoritm = 'p2c')))).toEqual([
+      'proxy: unknown key "algoritm" (check the spelling; uproxy.schema.json lists every key)',
+    ]);
+  });
+
+  it('reports malformed strings with what the format is', () => {
+    expect(problems(withChange((c) => (c.proxy.tokens[0].sha256 = 'secret')))).toEqual([
+      'proxy.tokens.0.sha256: must be a SHA-256 digest: 64 lowercase hex digits, got "secret"',
+    ]);
+    expect(problems(withChange((c) => (c.network = { subnet: '300.1.2.0/24' })))[0]).toMatch(/^network\.subnet: must have octets of at most 255/);
+    expect(problems(withChange((c) => (c.name = 'My Fleet')))[0]).toMatch(/^name: must start with a letter/);
+  });
+
+  it('reports an empty token list, duplicate token names and clashing ports', () => {
+    expect(problems(withChange((c) => (c.proxy.tokens = [])))).toEqual(['proxy.tokens: expected a list of >= 1 item, got []']);
+    expect(problems(withChange((c) => c.proxy.tokens.push({ name: 'default', sha256: HASH })))).toEqual([
+      'proxy.tokens.1.name: duplicate token name "default", got "default"',
+    ]);
+    expect(problems(withChange((c) => Object.assign(c.proxy, { port: 9000, adminPort: 9000 })))).toEqual([
+      'proxy.adminPort: must differ from proxy.port (both are 9000), got 9000',
+    ]);
+  });
+
+  it('lists every problem of a file at once', () => {
+    const found = problems({ name: 'demo', runtime: 'vm', backends: { count: -1 }, extra: true });
+    expect(found).toHaveLength(4);
+    expect(found).toContain('runtime: expected one of "host", "qemu", "kraft", got "vm"');
+    expect(found).toContain('backends.count: expected an integer >= 1, got -1');
+    expect(found).toContain('proxy: is required (expected an object)');
+    expect(found.some((p) => p.startsWith('(top level): unknown key "extra"'))).toBe(true);
+  });
+
+  it('points at the line and column of a JSON syntax error', () => {
+    expect(() => parseConfig('{\n  "name": "demo",\n  oops\n}', 'uproxy.json')).toThrow(/uproxy\.json is not valid JSON: .* at line 3, column 3/);
+  });
+});

@@ -1,0 +1,73 @@
+import { describe, expect, it } from 'vitest';
+import { parseConfig } from '../../cli/config/load.js';
+import { planFleet, planHostProcesses, proxyArgs } from '../../cli/fleet/plan.js';
+
+const CLIENT = 'c'.repeat(64);
+const ADMIN = 'd'.repeat(64);
+const config = parseConfig(
+  JSON.stringify({ name: 'demo', proxy: { tokens: [{ name: 'default', sha256: CLIENT }], adminTokenSha256: ADMIN, algorithm: 'p2c' }, backends: { count: 3 } }),
+  'uproxy.json',
+);
+
+describe('planFleet', () => {
+  it('names one proxy and backend-1..N, with app paths under the project', () => {
+    const plan = planFleet(config, '/srv/demo');
+    expect(plan.fleet).toBe('demo');
+    expect(plan.runtime).toBe('host');
+    expect(plan.proxy).toEqual({ name: 'proxy', role: 'proxy', app: { dir: '/srv/demo/proxy', binary: '/srv/demo/proxy/build/uproxy-proxy' } });
+    expect(plan.backends.map((b) => b.name)).toEqual(['backend-1', 'backend-2', 'backend-3']);
+    expect(plan.backends[0]!.app).toEqual({ dir: '/srv/demo/backend', binary: '/srv/demo/backend/build/backend' });
+  });
+
+  it('lets --backends and --runtime override the config; scaling keeps the lowest names', () => {
+    expect(planFleet(config, '/p', { backends: 5 }).backends.map((b) => b.name)).toEqual(['backend-1', 'backend-2', 'backend-3', 'backend-4', 'backend-5']);
+    expect(planFleet(config, '/p', { backends: 2 }).backends.map((b) => b.name)).toEqual(['backend-1', 'backend-2']);
+    expect(planFleet(config, '/p', { runtime: 'qemu' }).runtime).toBe('qemu');
+  });
+
+  it('refuses a backend count outside 1..64', () => {
+    expect(() => planFleet(config, '/p', { backends: 0 })).toThrow(/integer from 1 to 64, got 0/);
+    expect(() => planFleet(config, '/p', { backends: 65 })).toThrow(/got 65/);
+  });
+});
+
+describe('proxy and backend command lines', () => {
+  it('gives the proxy token hashes and every setting from the config', () => {
+    const args = proxyArgs(config, { listen: '127.0.0.1:8080', admin: '127.0.0.1:8081' }, [
+      { name: 'backend-1', address: '127.0.0.1:9001' },
+      { name: 'backend-2', address: '127.0.0.1:9002' },
+    ]);
+    expect(args.slice(0, 10)).toEqual([
+      '--listen', '127.0.0.1:8080',
+      '--admin', '127.0.0.1:8081',
+      '--admin-token-sha256', ADMIN,
+      '--backend', 'backend-1=127.0.0.1:9001',
+      '--backend', 'backend-2=127.0.0.1:9002',
+    ]);
+    expect(args).toContain(`default:${CLIENT}`);
+    expect(args.join(' ')).toContain('--algorithm p2c --health-path /health --health-interval-ms 1000');
+    expect(args.join(' ')).toContain('--shutdown-timeout-ms 10000 --max-connections 10000');
+  });
+
+  it('plans host processes on loopback, backends before the proxy, each with its log', () => {
+    const plan = planFleet(config, '/srv/demo', { backends: 2 });
+    const processes = planHostProcesses(plan, { proxy: 18080, admin: 18081, backends: { 'backend-1': 19001, 'backend-2': 19002 } }, '/srv/demo/.uproxy/logs');
+    expect(processes.map((p) => [p.name, p.role, p.address, p.log])).toEqual([
+      ['backend-1', 'backend', '127.0.0.1:19001', '/srv/demo/.uproxy/logs/backend-1.log'],
+      ['backend-2', 'backend', '127.0.0.1:19002', '/srv/demo/.uproxy/logs/backend-2.log'],
+      ['proxy', 'proxy', '127.0.0.1:18080', '/srv/demo/.uproxy/logs/proxy.log'],
+    ]);
+    expect(processes[0]!.command).toEqual({
+      file: '/srv/demo/backend/build/backend',
+      args: ['--listen', '127.0.0.1:19001', '--name', 'backend-1'],
+    });
+    const proxy = processes[2]!.command;
+    expect(proxy.file).toBe('/srv/demo/proxy/build/uproxy-proxy');
+    expect(proxy.args).toEqual(expect.arrayContaining(['backend-1=127.0.0.1:19001', 'backend-2=127.0.0.1:19002', '127.0.0.1:18081']));
+  });
+
+  it('fails loudly when a backend has no port', () => {
+    const plan = planFleet(config, '/p', { backends: 2 });
+    expect(() => planHostProcesses(plan, { proxy: 1, admin: 2, backends: { 'backend-1': 3 } }, '/l')).toThrow(/backend-2/);
+  });
+});
