@@ -94,12 +94,12 @@ export function machineMac(fleet: string, machine: string): string {
 }
 
 /**
- * `up<4 hex of the fleet>-<machine>`: the hash keeps two fleets' taps apart, the machine name
+ * `u<4 hex of the fleet>-<machine>`: the hash keeps two fleets' taps apart, the machine name
  * keeps `ip link` readable. Machine names too long for the 15-character limit lose their
  * non-alphanumerics, then fall back to a hash.
  */
 export function tapName(fleet: string, machine: string): string {
-  const prefix = `up${digest(fleet).toString('hex').slice(0, 4)}-`;
+  const prefix = `u${digest(fleet).toString('hex').slice(0, 4)}-`;
   const room = MAX_INTERFACE_NAME - prefix.length;
   const plain = machine.replace(/[^A-Za-z0-9_-]/g, '');
   const compact = plain.replace(/[^A-Za-z0-9]/g, '');
