@@ -11,6 +11,13 @@ export interface AdminEndpoint {
 /** The admin API could not be reached, refused us, or answered something we cannot read. */
 export class AdminApiError extends Error {
   override name = 'AdminApiError';
+  constructor(
+    message: string,
+    /** The HTTP status when the API answered with an error, so callers can tell 404 from 401. */
+    readonly status?: number,
+  ) {
+    super(message);
+  }
 }
 
 const DEFAULT_TIMEOUT_MS = 2000;
@@ -52,15 +59,29 @@ export async function adminRequest(
   }
   const text = await response.body.text();
   if (response.statusCode === 401) {
-    throw new AdminApiError(`the proxy's admin API at ${url} refused the admin token (401): check .uproxy/admin-token`);
+    throw new AdminApiError(`the proxy's admin API at ${url} refused the admin token (401): check .uproxy/admin-token`, 401);
   }
   if (response.statusCode >= 400) {
-    throw new AdminApiError(`${method} ${url} answered ${response.statusCode}: ${text.slice(0, 200)}`);
+    throw new AdminApiError(`${method} ${url} answered ${response.statusCode}: ${text.slice(0, 200)}`, response.statusCode);
   }
   if (text.length === 0) return null;
   try {
     return JSON.parse(text) as unknown;
   } catch {
     throw new AdminApiError(`${method} ${url} answered something that is not JSON: ${text.slice(0, 200)}`);
+  }
+}
+
+/**
+ * Drains a backend (the proxy stops sending it new requests) or undrains it, through
+ * `POST /backends/NAME/drain|undrain`. Returns false when this proxy has no such route (404).
+ */
+export async function setBackendDrain(endpoint: AdminEndpoint, backend: string, drain: boolean): Promise<boolean> {
+  try {
+    await adminRequest(endpoint, 'POST', `/backends/${encodeURIComponent(backend)}/${drain ? 'drain' : 'undrain'}`);
+    return true;
+  } catch (error) {
+    if (error instanceof AdminApiError && error.status === 404) return false;
+    throw error;
   }
 }

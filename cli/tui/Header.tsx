@@ -1,0 +1,58 @@
+import { Box, Text } from 'ink';
+import { formatClock, formatDuration, formatRate } from './format.js';
+import type { PollState } from './poller.js';
+
+/** What the command knows about the fleet it watches (from its state file). */
+export interface FleetInfo {
+  name: string;
+  runtime: string;
+  /** Where clients connect, e.g. `127.0.0.1:8080`. */
+  proxyAddress: string;
+}
+
+export interface HeaderProps {
+  fleet: FleetInfo;
+  intervalMs: number;
+  state: PollState;
+  nowEpochMs: number;
+}
+
+/** Two lines: who we watch, then whether the proxy answers (three while it does not). */
+export function Header({ fleet, intervalMs, state, nowEpochMs }: HeaderProps) {
+  const stats = state.series?.latest.stats;
+  const rates = state.series?.rates;
+  const down = state.unreachable;
+  return (
+    <Box flexDirection="column">
+      <Text wrap="truncate">
+        <Text bold color="cyan">uproxy</Text> <Text bold>{fleet.name}</Text>
+        <Text dimColor> ({fleet.runtime})</Text>  proxy <Text bold>{fleet.proxyAddress}</Text>
+        {stats ? `  up ${formatDuration(stats.uptime_ms)}  ${stats.algorithm}` : ''}
+        <Text dimColor>  every {intervalMs >= 1000 ? `${+(intervalMs / 1000).toFixed(1)}s` : `${intervalMs}ms`}</Text>
+      </Text>
+      {down ? (
+        <>
+          <Text wrap="truncate" color="red" bold>
+            ✗ proxy unreachable since {formatClock(down.sinceEpochMs)} ({formatDuration(nowEpochMs - down.sinceEpochMs)}), retrying every{' '}
+            {formatDuration(down.retryInMs)}
+          </Text>
+          <Text wrap="truncate" color="red">  last error: {down.lastError}</Text>
+        </>
+      ) : stats ? (
+        <Text wrap="truncate">
+          <Text color="green">● live</Text>
+          {rates?.restarted ? <Text color="yellow" bold>  proxy restarted: counters reset</Text> : null}
+          {`  ${rates ? `${formatRate(rates.requestsPerSec)} req/s` : 'measuring…'}  ${stats.connections.active} conn`}
+          {`  ${stats.requests.in_flight} in flight  pid ${stats.pid}  v${stats.version}`}
+        </Text>
+      ) : (
+        <Text dimColor>connecting…</Text>
+      )}
+    </Box>
+  );
+}
+
+/** Lines the header takes for this state, so the table knows what room is left. */
+export function headerHeight(state: PollState): number {
+  return state.unreachable ? 3 : 2;
+}
