@@ -17,9 +17,10 @@ export async function down(request: DownRequest, progress: Progress): Promise<nu
     const state = readState(projectDir);
     if (!state) return 0;
     const runtime = await loadRuntime(state.runtime);
-    await progress.step(`stop ${state.machines.length} machines of fleet ${state.fleet}`, () =>
+    const count = state.machines.length;
+    await progress.step(`stop ${count} machines of fleet ${state.fleet}`, () =>
       runtime.down(state, runtimeContext(projectDir, progress), { force: request.force, timeoutMs: request.timeoutMs }),
     );
-    return state.machines.length;
+    return count;
   });
 }

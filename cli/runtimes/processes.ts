@@ -57,8 +57,13 @@ export function findProcessesByArgv(argvs: readonly (readonly string[])[]): numb
   return found;
 }
 
-function sameArgv(a: readonly string[], b: readonly string[]): boolean {
-  return a.length === b.length && a.every((word, i) => word === b[i]);
+/**
+ * Exact match, or `expected` at the end of `actual`: a script started through its `#!` line
+ * shows up as `interpreter [options] script args...`.
+ */
+function sameArgv(actual: readonly string[], expected: readonly string[]): boolean {
+  const offset = actual.length - expected.length;
+  return offset >= 0 && expected.every((word, i) => word === actual[offset + i]);
 }
 
 /**
