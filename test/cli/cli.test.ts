@@ -1,0 +1,89 @@
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { uproxy } from './run.js';
+
+let root: string;
+beforeAll(() => {
+  root = mkdtempSync(join(tmpdir(), 'uproxy-cli-'));
+});
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+describe('uproxy command line', () => {
+  it('--help lists every command and --version prints the package version', async () => {
+    const help = await uproxy(['--help'], root);
+    expect(help.exitCode).toBe(0);
+    for (const command of ['init', 'up', 'down', 'ps', 'logs', 'status']) expect(help.stdout).toMatch(new RegExp(`^  ${command}\\b`, 'm'));
+    const version = await uproxy(['--version'], root);
+    expect(version.stdout.trim()).toBe(JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')).version);
+  });
+
+  it('shows an example in the help of each command', async () => {
+    for (const command of ['init', 'up', 'down', 'ps', 'logs', 'status']) {
+      const help = await uproxy([command, '--help'], root);
+      expect(help.stdout, command).toMatch(new RegExp(`Examples?:\\n  \\$ uproxy ${command === 'init' ? 'init' : command}`));
+    }
+  });
+
+  it('init prints the client token once with a curl line that reads it from its file', async () => {
+    const result = await uproxy(['init', 'demo', '--backends', '2'], root);
+    expect(result.exitCode).toBe(0);
+    const token = readFileSync(join(root, 'demo/.uproxy/client-token'), 'utf8').trim();
+    expect(result.stdout.split(token)).toHaveLength(2);
+    expect(result.stdout).toContain('curl -H "X-Auth-Token: $(cat .uproxy/client-token)" http://127.0.0.1:8080/');
+    const again = await uproxy(['init', 'demo'], root);
+    expect(again.exitCode).toBe(1);
+    expect(again.stderr).toMatch(/^uproxy: .*already has uproxy\.json.*--force/);
+  });
+
+  it('lists every problem of a bad uproxy.json by path, with no stack trace', async () => {
+    const dir = join(root, 'demo');
+    const config = JSON.parse(readFileSync(join(dir, 'uproxy.json'), 'utf8'));
+    config.backends.count = 0;
+    config.proxy.algorithm = 'random';
+    writeFileSync(join(dir, 'uproxy.json'), JSON.stringify(config));
+    const result = await uproxy(['up'], dir);
+    expect(result.exitCode).toBe(1);
+    expect(result.stderr).toContain('backends.count: expected an integer >= 1, got 0');
+    expect(result.stderr).toContain('proxy.algorithm: expected one of "round-robin", "least-conn", "p2c", got "random"');
+    expect(result.stderr).not.toMatch(/\n\s+at /);
+    const debug = await uproxy(['--debug', 'up'], dir);
+    expect(debug.stderr).toMatch(/\n\s+at /);
+  });
+
+  it('says where to start when there is no project', async () => {
+    const result = await uproxy(['up'], root);
+    expect(result.exitCode).toBe(1);
+    expect(result.stderr).toMatch(/^uproxy: no uproxy\.json in .*run `uproxy init`/);
+    const ps = await uproxy(['ps'], root);
+    expect(ps.stdout).toMatch(/No fleet is running here/);
+    const down = await uproxy(['down'], root);
+    expect(down.exitCode).toBe(0);
+    expect(down.stdout).toMatch(/Nothing to stop/);
+  });
+
+  it('rejects bad option values with what was expected', async () => {
+    const result = await uproxy(['up', '--backends', 'zero'], root);
+    expect(result.exitCode).toBe(1);
+    expect(result.stderr).toMatch(/expected a whole number from 1 to 64, got "zero"/);
+    const runtime = await uproxy(['init', 'x', '--runtime', 'docker'], root);
+    expect(runtime.stderr).toMatch(/expected one of host, qemu, kraft, got "docker"/);
+  });
+
+  it('up --dry-run prints the commands it would run and starts nothing', async () => {
+    const dir = join(root, 'dry');
+    await uproxy(['init', dir], root);
+    const result = await uproxy(['up', '--dry-run', '--backends', '2'], dir);
+    expect(result.exitCode).toBe(0);
+    const lines = result.stdout.trim().split('\n');
+    expect(lines[0]).toBe(`make -C ${dir}/proxy`);
+    expect(lines.filter((l) => l.includes('/backend/build/backend --listen 127.0.0.1:'))).toHaveLength(2);
+    expect(lines.at(-1)).toMatch(/proxy\/build\/uproxy-proxy --listen 127\.0\.0\.1:8080 --admin 127\.0\.0\.1:8081 /);
+    const client = readFileSync(join(dir, '.uproxy/client-token'), 'utf8').trim();
+    const admin = readFileSync(join(dir, '.uproxy/admin-token'), 'utf8').trim();
+    expect(result.stdout).not.toContain(client);
+    expect(result.stdout).not.toContain(admin);
+    expect((await uproxy(['ps'], dir)).stdout).toMatch(/No fleet is running here/);
+  });
+});
