@@ -1,0 +1,227 @@
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { request } from 'undici';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BIN, uproxy } from './run.js';
+
+/**
+ * The whole loop on the host runtime, with the real proxy and the real backend app, in a
+ * temporary project. Ports are 0 in uproxy.json, so every listener is a free port chosen at
+ * `up` and nothing collides with other test files running at the same time.
+ */
+
+interface State {
+  proxy: { listen: string; admin: string };
+  machines: { name: string; role: string; address: string; pid: number | null }[];
+}
+
+let root: string;
+beforeAll(() => {
+  root = mkdtempSync(join(tmpdir(), 'uproxy-e2e-'));
+});
+afterAll(async () => {
+  for (const dir of readdirSync(root)) await uproxy(['down', '--force'], join(root, dir));
+  rmSync(root, { recursive: true, force: true });
+});
+
+async function newProject(name: string, edit: (config: Record<string, any>) => void = () => {}): Promise<string> {
+  const init = await uproxy(['init', name, '--backends', '3'], root);
+  expect(init.exitCode, init.stderr).toBe(0);
+  const dir = join(root, name);
+  const config = JSON.parse(readFileSync(join(dir, 'uproxy.json'), 'utf8'));
+  Object.assign(config.proxy, { port: 0, adminPort: 0 });
+  edit(config);
+  writeFileSync(join(dir, 'uproxy.json'), JSON.stringify(config, null, 2));
+  return dir;
+}
+
+function readState(dir: string): State {
+  return JSON.parse(readFileSync(join(dir, '.uproxy/state.json'), 'utf8')) as State;
+}
+
+async function get(url: string, token?: string): Promise<{ status: number; body: string }> {
+  const response = await request(url, { headers: token === undefined ? {} : { 'x-auth-token': token }, headersTimeout: 5000, bodyTimeout: 5000 });
+  return { status: response.statusCode, body: await response.body.text() };
+}
+
+/** Sends `count` requests and counts which backend answered each (the page names its instance). */
+async function spread(listen: string, token: string, count: number): Promise<Record<string, number>> {
+  const seen: Record<string, number> = {};
+  for (let i = 0; i < count; i++) {
+    const { status, body } = await get(`http://${listen}/`, token);
+    expect(status).toBe(200);
+    const name = /Hello from (backend-\d+)/.exec(body)?.[1] ?? 'unnamed';
+    seen[name] = (seen[name] ?? 0) + 1;
+  }
+  return seen;
+}
+
+/** Every live process whose command line mentions the project directory. */
+function processesOf(dir: string): number[] {
+  return readdirSync('/proc')
+    .filter((entry) => /^\d+$/.test(entry))
+    .filter((pid) => {
+      try {
+        return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(`${dir}/`);
+      } catch {
+        return false;
+      }
+    })
+    .map(Number);
+}
+
+function portIsFree(address: string): Promise<boolean> {
+  const port = Number(address.split(':')[1]);
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.once('error', () => resolve(false));
+    server.listen({ host: '127.0.0.1', port, exclusive: true }, () => server.close(() => resolve(true)));
+  });
+}
+
+async function waitFor(check: () => boolean, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (check()) return true;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  return false;
+}
+
+describe('a fleet on the host runtime', () => {
+  let dir: string;
+  let token: string;
+  let state: State;
+
+  it('comes up with 3 backends and prints a table and a curl line', { timeout: 240_000 }, async () => {
+    dir = await newProject('fleet');
+    token = readFileSync(join(dir, '.uproxy/client-token'), 'utf8').trim();
+    const result = await uproxy(['up', '--backends', '3'], dir);
+    expect(result.exitCode, result.stderr).toBe(0);
+    state = readState(dir);
+    expect(state.machines.map((m) => m.name).sort()).toEqual(['backend-1', 'backend-2', 'backend-3', 'proxy']);
+    expect(result.stdout).toMatch(/^NAME\s+ROLE\s+ADDRESS\s+PID\s+STATE$/m);
+    for (const m of state.machines) expect(result.stdout).toMatch(new RegExp(`^${m.name}\\s+${m.role}\\s+${m.address}\\s+${m.pid}\\s+running`, 'm'));
+    expect(result.stdout).toContain(`curl -H "X-Auth-Token: $(cat .uproxy/client-token)" http://${state.proxy.listen}/`);
+    expect(result.stdout + result.stderr).not.toContain(token);
+    for (const m of state.machines) expect(readFileSync(`/proc/${m.pid}/cmdline`, 'utf8')).not.toContain(token);
+  });
+
+  it('spreads 300 requests evenly over the 3 backends', async () => {
+    const seen = await spread(state.proxy.listen, token, 300);
+    expect(Object.keys(seen).sort()).toEqual(['backend-1', 'backend-2', 'backend-3']);
+    for (const n of Object.values(seen)) expect(n).toBeGreaterThanOrEqual(90);
+  });
+
+  it('answers 401 to a wrong or missing token', async () => {
+    expect((await get(`http://${state.proxy.listen}/`, 'not-the-token')).status).toBe(401);
+    expect((await get(`http://${state.proxy.listen}/`)).status).toBe(401);
+  });
+
+  it('changes nothing when up runs again', { timeout: 120_000 }, async () => {
+    const result = await uproxy(['up', '--backends', '3'], dir);
+    expect(result.exitCode, result.stderr).toBe(0);
+    expect(result.stderr).toMatch(/build proxy \(unchanged\)/);
+    expect(result.stderr).toMatch(/already up to date/);
+    expect(readState(dir)).toEqual(state);
+  });
+
+  it('scales to 5 and back to 2', { timeout: 120_000 }, async () => {
+    const five = await uproxy(['up', '--backends', '5'], dir);
+    expect(five.exitCode, five.stderr).toBe(0);
+    const scaled = readState(dir);
+    expect(scaled.machines.filter((m) => m.role === 'backend')).toHaveLength(5);
+    for (const name of ['backend-1', 'backend-2', 'backend-3']) {
+      expect(scaled.machines.find((m) => m.name === name)?.pid).toBe(state.machines.find((m) => m.name === name)?.pid);
+    }
+    expect(scaled.proxy.listen).toBe(state.proxy.listen);
+    expect(Object.keys(await spread(scaled.proxy.listen, token, 50)).sort()).toEqual(['backend-1', 'backend-2', 'backend-3', 'backend-4', 'backend-5']);
+
+    const two = await uproxy(['up', '--backends', '2'], dir);
+    expect(two.exitCode, two.stderr).toBe(0);
+    const shrunk = readState(dir);
+    expect(shrunk.machines.map((m) => m.name).sort()).toEqual(['backend-1', 'backend-2', 'proxy']);
+    for (const m of scaled.machines.filter((m) => !shrunk.machines.some((s) => s.name === m.name))) {
+      expect(existsSync(`/proc/${m.pid}`) && readFileSync(`/proc/${m.pid}/cmdline`, 'utf8').length > 0).toBe(false);
+      expect(await portIsFree(m.address)).toBe(true);
+    }
+    expect(Object.keys(await spread(shrunk.proxy.listen, token, 20)).sort()).toEqual(['backend-1', 'backend-2']);
+    state = shrunk;
+  });
+
+  it('ps and logs show the fleet', async () => {
+    const ps = await uproxy(['ps', '--json'], dir);
+    const listing = JSON.parse(ps.stdout);
+    expect(listing.machines.map((m: { name: string; state: string; health?: string }) => [m.name, m.state, m.health])).toEqual([
+      ['backend-1', 'running', 'up'],
+      ['backend-2', 'running', 'up'],
+      ['proxy', 'running', 'serving'],
+    ]);
+    const logs = await uproxy(['logs', 'backend-2'], dir);
+    expect(logs.stdout).toContain('backend backend-2 listening on');
+  });
+
+  it('down stops everything, frees the ports and is idempotent', { timeout: 60_000 }, async () => {
+    const down = await uproxy(['down'], dir);
+    expect(down.exitCode, down.stderr).toBe(0);
+    expect(down.stdout).toContain('Stopped 3 machines');
+    expect(existsSync(join(dir, '.uproxy/state.json'))).toBe(false);
+    expect(processesOf(dir)).toEqual([]);
+    for (const address of [state.proxy.listen, state.proxy.admin, ...state.machines.map((m) => m.address)]) {
+      expect(await portIsFree(address), address).toBe(true);
+    }
+    const again = await uproxy(['down'], dir);
+    expect(again.exitCode).toBe(0);
+    expect(again.stdout).toMatch(/Nothing to stop/);
+  });
+});
+
+describe('failures on the host runtime', () => {
+  it('cleans up after an up that was SIGKILLed while starting machines', { timeout: 240_000 }, async () => {
+    const dir = await newProject('killed');
+    expect((await uproxy(['up', '--dry-run'], dir)).exitCode).toBe(0);
+    // Build first, so the kill below lands while machines are being started.
+    const built = await uproxy(['up', '--backends', '1'], dir);
+    expect(built.exitCode, built.stderr).toBe(0);
+    await uproxy(['down'], dir);
+
+    const up = spawn('node', [BIN, 'up', '--backends', '3'], { cwd: dir, stdio: 'ignore' });
+    const statePath = join(dir, '.uproxy/state.json');
+    const started = await waitFor(() => existsSync(statePath) && readFileSync(statePath, 'utf8').includes('"backend-2"'), 60_000);
+    up.kill('SIGKILL');
+    await new Promise((resolve) => up.once('exit', resolve));
+    expect(started).toBe(true);
+    expect(processesOf(dir).length).toBeGreaterThan(0);
+
+    const down = await uproxy(['down'], dir);
+    expect(down.exitCode, down.stderr).toBe(0);
+    expect(processesOf(dir)).toEqual([]);
+    expect(existsSync(statePath)).toBe(false);
+  });
+
+  it('stops what it started and shows the proxy log when the fleet never becomes healthy', { timeout: 240_000 }, async () => {
+    const dir = await newProject('unhealthy', (config) => {
+      config.backends.health = { path: '/no-such-page' };
+    });
+    const result = await uproxy(['up', '--backends', '2', '--timeout', '4'], dir);
+    expect(result.exitCode).toBe(1);
+    expect(result.stderr).toMatch(/uproxy: the fleet did not become healthy within 4 s: not up yet: backend-1 \(down\), backend-2 \(down\)/);
+    expect(result.stderr).toContain('.uproxy/logs/proxy.log:');
+    expect(result.stderr).not.toMatch(/\n\s+at /);
+    expect(processesOf(dir)).toEqual([]);
+    expect(existsSync(join(dir, '.uproxy/state.json'))).toBe(false);
+  });
+
+  it('shows the compiler output when the backend does not build', { timeout: 240_000 }, async () => {
+    const dir = await newProject('broken');
+    writeFileSync(join(dir, 'backend/src/server.c'), 'int main(void) { return missing_symbol; }\n');
+    const result = await uproxy(['up'], dir);
+    expect(result.exitCode).toBe(1);
+    expect(result.stderr).toMatch(/uproxy: building backend failed \(make -C .*\/backend: exit 2\)/);
+    expect(result.stderr).toContain('missing_symbol');
+    expect(existsSync(join(dir, '.uproxy/state.json'))).toBe(false);
+  });
+});
