@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stateDir, writeFileAtomic } from '../fleet/state.js';
 import { UserError } from '../errors.js';
@@ -25,6 +25,8 @@ export function tokenPath(projectDir: string, kind: TokenKind): string {
 }
 
 export function writeToken(projectDir: string, kind: TokenKind, token: string): void {
+  // Only the owner may list or read the directory that holds plaintext tokens.
+  mkdirSync(stateDir(projectDir), { recursive: true, mode: 0o700 });
   writeFileAtomic(tokenPath(projectDir, kind), `${token}\n`, 0o600);
 }
 
