@@ -1,0 +1,437 @@
+#include "admin.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "auth.h"
+#include "http.h"
+#include "log.h"
+#include "net.h"
+#include "runtime.h"
+#include "stats.h"
+#include "upstream.h"
+
+#define ADMIN_IN 4096
+#define ADMIN_IDLE_MS 30000
+#define VERSION "0.1.0"
+
+struct sbuf {
+    char *p;
+    size_t len, cap;
+    int failed;
+};
+
+struct admin_conn {
+    struct watcher w;
+    struct timer timer;
+    struct http_msg req;
+    char in[ADMIN_IN];
+    size_t in_len, parsed;
+    struct sbuf out;
+    size_t out_sent;
+    int responding, close_after;
+};
+
+static struct watcher admin_listener;
+static struct timer admin_backoff;
+
+static void sb_printf(struct sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sb_printf(struct sbuf *b, const char *fmt, ...)
+{
+    for (int attempt = 0; attempt < 2 && !b->failed; attempt++) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(b->p ? b->p + b->len : NULL, b->p ? b->cap - b->len : 0, fmt, ap);
+        va_end(ap);
+        if (n < 0) {
+            b->failed = 1;
+            return;
+        }
+        if (b->p && (size_t)n < b->cap - b->len) {
+            b->len += (size_t)n;
+            return;
+        }
+        size_t ncap = (b->cap ? b->cap * 2 : 4096) + (size_t)n;
+        char *p = realloc(b->p, ncap);
+        if (!p) {
+            b->failed = 1;
+            return;
+        }
+        b->p = p;
+        b->cap = ncap;
+    }
+}
+
+/* Names are validated to [A-Za-z0-9._-] at startup, so they need no escaping in JSON or labels. */
+
+static void render_backend_json(struct sbuf *o, struct backend *b, uint64_t now)
+{
+    sb_printf(o,
+              "{\"name\":\"%s\",\"address\":\"%s\",\"state\":\"%s\",\"weight\":%u,"
+              "\"active_connections\":%u,\"idle_connections\":%u,\"in_flight\":%u,"
+              "\"requests\":%llu,\"errors\":%llu,\"bytes_in\":%llu,\"bytes_out\":%llu,"
+              "\"latency_ms\":{\"p50\":%.3f,\"p90\":%.3f,\"p99\":%.3f},"
+              "\"health\":{\"checks\":%llu,\"failures\":%llu,\"last_change_ms\":%llu}}",
+              b->name, b->address, backend_state_name(b->state), b->weight, b->active_connections,
+              b->idle_connections, b->in_flight, (unsigned long long)b->requests,
+              (unsigned long long)b->errors, (unsigned long long)b->bytes_in,
+              (unsigned long long)b->bytes_out, histogram_percentile(&b->latency, now, 0.50),
+              histogram_percentile(&b->latency, now, 0.90), histogram_percentile(&b->latency, now, 0.99),
+              (unsigned long long)b->checks, (unsigned long long)b->check_failures,
+              (unsigned long long)b->last_change_ms);
+}
+
+static void render_stats(struct sbuf *o)
+{
+    uint64_t now = loop_now_ms();
+    sb_printf(o,
+              "{\"version\":\"%s\",\"pid\":%d,\"uptime_ms\":%llu,\"algorithm\":\"%s\","
+              "\"connections\":{\"active\":%llu,\"accepted\":%llu,\"rejected\":%llu},"
+              "\"requests\":{\"total\":%llu,\"in_flight\":%llu,\"by_class\":{\"1xx\":%llu,\"2xx\":%llu,"
+              "\"3xx\":%llu,\"4xx\":%llu,\"5xx\":%llu}},"
+              "\"auth\":{\"accepted\":%llu,\"denied\":{\"missing\":%llu,\"invalid\":%llu},\"by_token\":{",
+              VERSION, (int)getpid(), (unsigned long long)(now - loop_start_ms()),
+              algorithm_name(runtime.cfg->algorithm), (unsigned long long)stats.conn_active,
+              (unsigned long long)stats.conn_accepted, (unsigned long long)stats.conn_rejected,
+              (unsigned long long)stats.requests_total, (unsigned long long)stats.requests_in_flight,
+              (unsigned long long)stats.by_class[0], (unsigned long long)stats.by_class[1],
+              (unsigned long long)stats.by_class[2], (unsigned long long)stats.by_class[3],
+              (unsigned long long)stats.by_class[4], (unsigned long long)stats.auth_accepted,
+              (unsigned long long)stats.denied_missing, (unsigned long long)stats.denied_invalid);
+    for (size_t i = 0; i < auth_count(); i++)
+        sb_printf(o, "%s\"%s\":%llu", i ? "," : "", auth_token(i)->name,
+                  (unsigned long long)auth_token(i)->accepted);
+    sb_printf(o, "}},\"backends\":[");
+    for (size_t i = 0; i < nbackends; i++) {
+        if (i)
+            sb_printf(o, ",");
+        render_backend_json(o, &backends[i], now);
+    }
+    sb_printf(o, "]}\n");
+}
+
+static void metric_head(struct sbuf *o, const char *name, const char *type, const char *help)
+{
+    sb_printf(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void metric(struct sbuf *o, const char *name, const char *type, const char *help, unsigned long long v)
+{
+    metric_head(o, name, type, help);
+    sb_printf(o, "%s %llu\n", name, v);
+}
+
+/* One family with a sample per backend, read through `get`. */
+static void backend_family(struct sbuf *o, const char *name, const char *type, const char *help,
+                           unsigned long long (*get)(const struct backend *))
+{
+    metric_head(o, name, type, help);
+    for (size_t i = 0; i < nbackends; i++)
+        sb_printf(o, "%s{backend=\"%s\"} %llu\n", name, backends[i].name, get(&backends[i]));
+}
+
+static unsigned long long get_up(const struct backend *b) { return b->state == BACKEND_UP; }
+static unsigned long long get_active(const struct backend *b) { return b->active_connections; }
+static unsigned long long get_idle(const struct backend *b) { return b->idle_connections; }
+static unsigned long long get_in_flight(const struct backend *b) { return b->in_flight; }
+static unsigned long long get_requests(const struct backend *b) { return b->requests; }
+static unsigned long long get_errors(const struct backend *b) { return b->errors; }
+static unsigned long long get_bytes_in(const struct backend *b) { return b->bytes_in; }
+static unsigned long long get_bytes_out(const struct backend *b) { return b->bytes_out; }
+static unsigned long long get_checks(const struct backend *b) { return b->checks; }
+static unsigned long long get_check_failures(const struct backend *b) { return b->check_failures; }
+
+static void render_metrics(struct sbuf *o)
+{
+    static const char *const classes[] = {"1xx", "2xx", "3xx", "4xx", "5xx"};
+    uint64_t now = loop_now_ms();
+    metric_head(o, "uproxy_uptime_seconds", "gauge", "Seconds since the proxy started.");
+    sb_printf(o, "uproxy_uptime_seconds %.3f\n", (double)(now - loop_start_ms()) / 1000.0);
+    metric(o, "uproxy_connections_active", "gauge", "Open client connections.", stats.conn_active);
+    metric(o, "uproxy_connections_accepted_total", "counter", "Client connections accepted.", stats.conn_accepted);
+    metric(o, "uproxy_connections_rejected_total", "counter", "Client connections refused over the limit.", stats.conn_rejected);
+    metric(o, "uproxy_requests_in_flight", "gauge", "Requests being proxied now.", stats.requests_in_flight);
+    metric_head(o, "uproxy_requests_total", "counter", "Responses sent to clients, by status class.");
+    for (int i = 0; i < 5; i++)
+        sb_printf(o, "uproxy_requests_total{class=\"%s\"} %llu\n", classes[i], (unsigned long long)stats.by_class[i]);
+    metric_head(o, "uproxy_auth_accepted_total", "counter", "Requests with a valid token, by token name.");
+    for (size_t i = 0; i < auth_count(); i++)
+        sb_printf(o, "uproxy_auth_accepted_total{token=\"%s\"} %llu\n", auth_token(i)->name,
+                  (unsigned long long)auth_token(i)->accepted);
+    metric_head(o, "uproxy_auth_denied_total", "counter", "Requests refused with 401, by reason.");
+    sb_printf(o, "uproxy_auth_denied_total{reason=\"missing\"} %llu\n", (unsigned long long)stats.denied_missing);
+    sb_printf(o, "uproxy_auth_denied_total{reason=\"invalid\"} %llu\n", (unsigned long long)stats.denied_invalid);
+    backend_family(o, "uproxy_backend_up", "gauge", "1 when the backend is up.", get_up);
+    backend_family(o, "uproxy_backend_active_connections", "gauge", "Upstream connections in use.", get_active);
+    backend_family(o, "uproxy_backend_idle_connections", "gauge", "Pooled idle upstream connections.", get_idle);
+    backend_family(o, "uproxy_backend_in_flight", "gauge", "Requests in flight to the backend.", get_in_flight);
+    backend_family(o, "uproxy_backend_requests_total", "counter", "Requests forwarded.", get_requests);
+    backend_family(o, "uproxy_backend_errors_total", "counter", "Failed exchanges.", get_errors);
+    backend_family(o, "uproxy_backend_received_bytes_total", "counter", "Bytes received from the backend.", get_bytes_in);
+    backend_family(o, "uproxy_backend_sent_bytes_total", "counter", "Bytes sent to the backend.", get_bytes_out);
+    backend_family(o, "uproxy_backend_health_checks_total", "counter", "Active health checks run.", get_checks);
+    backend_family(o, "uproxy_backend_health_failures_total", "counter", "Active health checks failed.", get_check_failures);
+    metric_head(o, "uproxy_backend_latency_seconds", "gauge",
+                "Time to response head over the recent window, by quantile.");
+    static const double qs[] = {0.5, 0.9, 0.99};
+    for (size_t i = 0; i < nbackends; i++)
+        for (int q = 0; q < 3; q++)
+            sb_printf(o, "uproxy_backend_latency_seconds{backend=\"%s\",quantile=\"%g\"} %.6f\n", backends[i].name,
+                      qs[q], histogram_percentile(&backends[i].latency, now, qs[q]) / 1000.0);
+}
+
+/* --- request handling --- */
+
+static void respond(struct admin_conn *a, int status, const char *reason, const char *type, struct sbuf *body)
+{
+    a->out.len = 0;
+    sb_printf(&a->out, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\nCache-Control: no-store\r\n%s\r\n",
+              status, reason, type, body->len, a->close_after ? "Connection: close\r\n" : "");
+    if (body->len)
+        sb_printf(&a->out, "%.*s", (int)body->len, body->p);
+    a->out_sent = 0;
+    a->responding = 1;
+}
+
+static void respond_json(struct admin_conn *a, int status, const char *reason, const char *json)
+{
+    struct sbuf body = {0};
+    sb_printf(&body, "%s\n", json);
+    respond(a, status, reason, "application/json", &body);
+    free(body.p);
+}
+
+/* 0 when authorized; otherwise the 401 has been queued. */
+static int check_bearer(struct admin_conn *a, const char *head, size_t len)
+{
+    const char *value = NULL;
+    size_t vlen = 0;
+    for (const char *p = head; p < head + len;) {
+        const char *nl = memchr(p, '\n', (size_t)(head + len - p));
+        const char *eol = nl ? nl : head + len;
+        if ((size_t)(eol - p) > 14 && strncasecmp(p, "authorization:", 14) == 0) {
+            value = p + 14;
+            while (value < eol && (*value == ' ' || *value == '\t'))
+                value++;
+            vlen = (size_t)(eol - value);
+            while (vlen && (value[vlen - 1] == '\r' || value[vlen - 1] == ' '))
+                vlen--;
+        }
+        p = eol + 1;
+    }
+    if (!value) {
+        respond_json(a, 401, "Unauthorized", "{\"error\":\"missing admin token\"}");
+        return -1;
+    }
+    uint8_t digest[SHA256_LEN];
+    int scheme_ok = vlen > 7 && strncasecmp(value, "Bearer ", 7) == 0;
+    sha256(scheme_ok ? value + 7 : "", scheme_ok ? vlen - 7 : 0, digest);
+    if (!scheme_ok || !sha256_equal(digest, runtime.cfg->admin_hash)) {
+        respond_json(a, 401, "Unauthorized", "{\"error\":\"invalid admin token\"}");
+        return -1;
+    }
+    return 0;
+}
+
+static int path_is(const char *path, size_t len, const char *want)
+{
+    size_t n = strlen(want);
+    return len >= n && memcmp(path, want, n) == 0 && (len == n || path[n] == '?');
+}
+
+static void route(struct admin_conn *a, const char *head, size_t head_len)
+{
+    struct request_info info;
+    http_scan_request(head, head_len, &info);
+    int get = a->req.parser.method == HTTP_GET || a->req.parser.method == HTTP_HEAD;
+    if (path_is(info.path, info.path_len, "/healthz")) {
+        respond_json(a, 200, "OK", runtime.shutting_down ? "{\"status\":\"draining\"}" : "{\"status\":\"ok\"}");
+        return;
+    }
+    int stats_route = path_is(info.path, info.path_len, "/stats");
+    int metrics_route = path_is(info.path, info.path_len, "/metrics");
+    if (!stats_route && !metrics_route) {
+        respond_json(a, 404, "Not Found", "{\"error\":\"no such admin route; try /healthz, /stats or /metrics\"}");
+        return;
+    }
+    if (check_bearer(a, head, head_len) < 0)
+        return;
+    if (!get) {
+        respond_json(a, 405, "Method Not Allowed", "{\"error\":\"use GET\"}");
+        return;
+    }
+    struct sbuf body = {0};
+    if (stats_route)
+        render_stats(&body);
+    else
+        render_metrics(&body);
+    if (body.failed)
+        respond_json(a, 500, "Internal Server Error", "{\"error\":\"out of memory\"}");
+    else
+        respond(a, 200, "OK", stats_route ? "application/json" : "text/plain; version=0.0.4; charset=utf-8", &body);
+    free(body.p);
+}
+
+static void admin_destroy(struct admin_conn *a)
+{
+    loop_timer_clear(&a->timer);
+    loop_close(&a->w);
+    free(a->out.p);
+    a->out.p = NULL;
+    loop_defer_free(a, free);
+}
+
+/* Parses what is buffered; queues a response when a whole request head is in. */
+static int admin_parse(struct admin_conn *a)
+{
+    size_t n;
+    enum http_progress r = http_execute(&a->req, a->in + a->parsed, a->in_len - a->parsed, &n);
+    a->parsed += n;
+    if (r == HTTP_NEED_MORE) {
+        if (a->in_len == ADMIN_IN) {
+            a->close_after = 1;
+            respond_json(a, 431, "Request Header Fields Too Large", "{\"error\":\"request too large\"}");
+        }
+        return 0;
+    }
+    if (r != HTTP_HEAD_DONE) {
+        a->close_after = 1;
+        respond_json(a, 400, "Bad Request", "{\"error\":\"malformed request\"}");
+        return 0;
+    }
+    llhttp_t *p = &a->req.parser;
+    /* Admin requests carry no body; one that does is answered and the connection closed. */
+    a->close_after = !llhttp_should_keep_alive(p) || (p->flags & F_CHUNKED) || p->content_length > 0;
+    route(a, a->in, a->parsed);
+    if (!a->close_after && http_execute(&a->req, a->in + a->parsed, 0, &n) != HTTP_MSG_DONE)
+        a->close_after = 1;
+    return 0;
+}
+
+static void admin_update(struct admin_conn *a)
+{
+    uint32_t ev = a->responding ? EPOLLOUT : EPOLLIN;
+    if (loop_watch(&a->w, ev) < 0)
+        admin_destroy(a);
+}
+
+static void admin_flush(struct admin_conn *a)
+{
+    while (a->out_sent < a->out.len) {
+        ssize_t n = send(a->w.fd, a->out.p + a->out_sent, a->out.len - a->out_sent, MSG_NOSIGNAL);
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return;
+        if (n <= 0) {
+            admin_destroy(a);
+            return;
+        }
+        a->out_sent += (size_t)n;
+    }
+    if (a->close_after) {
+        admin_destroy(a);
+        return;
+    }
+    a->responding = 0;
+    memmove(a->in, a->in + a->parsed, a->in_len - a->parsed);
+    a->in_len -= a->parsed;
+    a->parsed = 0;
+    http_msg_init(&a->req, HTTP_REQUEST, runtime.cfg->max_headers);
+    if (a->in_len)
+        admin_parse(a);
+}
+
+static void admin_event(struct watcher *w, uint32_t events)
+{
+    struct admin_conn *a = (struct admin_conn *)((char *)w - offsetof(struct admin_conn, w));
+    if (events & (EPOLLERR | EPOLLHUP)) {
+        admin_destroy(a);
+        return;
+    }
+    loop_timer_set(&a->timer, ADMIN_IDLE_MS);
+    if (!a->responding && (events & EPOLLIN)) {
+        ssize_t n = recv(w->fd, a->in + a->in_len, ADMIN_IN - a->in_len, 0);
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+            admin_destroy(a);
+            return;
+        }
+        if (n > 0) {
+            a->in_len += (size_t)n;
+            admin_parse(a);
+        }
+    }
+    /* Responses are flushed eagerly (and again on EPOLLOUT), then the next request parsed. */
+    for (int i = 0; a->responding && i < 4; i++) {
+        admin_flush(a);
+        if (a->w.fd < 0)
+            return;
+        if (a->responding)
+            break;
+    }
+    admin_update(a);
+}
+
+static void admin_timeout(struct timer *t)
+{
+    admin_destroy((struct admin_conn *)((char *)t - offsetof(struct admin_conn, timer)));
+}
+
+static void admin_accept(struct watcher *w, uint32_t events)
+{
+    (void)events;
+    for (int i = 0; i < 16; i++) {
+        struct sockaddr_storage peer;
+        socklen_t len;
+        int fd = net_accept(w->fd, &peer, &len);
+        if (fd < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return;
+        if (fd < 0) {
+            /* A failing accept would be reported again at once: pause instead of spinning. */
+            loop_watch(w, 0);
+            loop_timer_set(&admin_backoff, 100);
+            return;
+        }
+        struct admin_conn *a = calloc(1, sizeof *a);
+        if (!a) {
+            close(fd);
+            return;
+        }
+        loop_watcher_init(&a->w, fd, admin_event);
+        loop_timer_init(&a->timer, admin_timeout);
+        http_msg_init(&a->req, HTTP_REQUEST, runtime.cfg->max_headers);
+        if (loop_watch(&a->w, EPOLLIN) < 0) {
+            admin_destroy(a);
+            continue;
+        }
+        loop_timer_set(&a->timer, ADMIN_IDLE_MS);
+    }
+}
+
+static void admin_resume(struct timer *t)
+{
+    (void)t;
+    if (admin_listener.fd >= 0)
+        loop_watch(&admin_listener, EPOLLIN);
+}
+
+int admin_listen(void)
+{
+    loop_timer_init(&admin_backoff, admin_resume);
+    int fd = net_listen(&runtime.cfg->admin, 64);
+    if (fd < 0)
+        return -1;
+    loop_watcher_init(&admin_listener, fd, admin_accept);
+    return loop_watch(&admin_listener, EPOLLIN);
+}
+
+void admin_close(void)
+{
+    loop_timer_clear(&admin_backoff);
+    loop_close(&admin_listener);
+}

@@ -1,0 +1,122 @@
+#include "balance.h"
+
+#include <errno.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "upstream.h"
+
+static enum algorithm algorithm;
+static uint64_t rng_state;
+
+static uint64_t rng_next(void)
+{
+    /* xorshift64*: fast, and good enough to spread load (not for secrets). */
+    rng_state ^= rng_state >> 12;
+    rng_state ^= rng_state << 25;
+    rng_state ^= rng_state >> 27;
+    return rng_state * 0x2545F4914F6CDD1DULL;
+}
+
+void balance_init(enum algorithm alg)
+{
+    algorithm = alg;
+    if (getrandom(&rng_state, sizeof rng_state, GRND_NONBLOCK) != (ssize_t)sizeof rng_state) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        rng_state = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 32);
+    }
+    if (rng_state == 0)
+        rng_state = 0x9E3779B97F4A7C15ULL;
+}
+
+static int usable(const struct backend *b) { return b->state == BACKEND_UP; }
+
+/* Smooth weighted round-robin over the usable backends for which `eligible` holds. */
+static struct backend *smooth_rr(int (*eligible)(const struct backend *, long), long arg)
+{
+    struct backend *best = NULL;
+    long total = 0;
+    for (size_t i = 0; i < nbackends; i++) {
+        struct backend *b = &backends[i];
+        if (!usable(b) || !eligible(b, arg))
+            continue;
+        b->current_weight += (long)b->weight;
+        total += (long)b->weight;
+        if (!best || b->current_weight > best->current_weight)
+            best = b;
+    }
+    if (best)
+        best->current_weight -= total;
+    return best;
+}
+
+static int any_backend(const struct backend *b, long arg)
+{
+    (void)b;
+    (void)arg;
+    return 1;
+}
+
+/* Load in thousandths of a request per unit of weight, so weights compare without floats. */
+static long load_of(const struct backend *b) { return (long)b->in_flight * 1000 / (long)b->weight; }
+
+static int has_load(const struct backend *b, long load) { return load_of(b) == load; }
+
+static struct backend *least_conn(void)
+{
+    long min = -1;
+    for (size_t i = 0; i < nbackends; i++) {
+        const struct backend *b = &backends[i];
+        if (usable(b) && (min < 0 || load_of(b) < min))
+            min = load_of(b);
+    }
+    return min < 0 ? NULL : smooth_rr(has_load, min);
+}
+
+static struct backend *weighted_random(const struct backend *exclude)
+{
+    uint64_t total = 0;
+    for (size_t i = 0; i < nbackends; i++)
+        if (usable(&backends[i]) && &backends[i] != exclude)
+            total += backends[i].weight;
+    if (total == 0)
+        return NULL;
+    uint64_t r = rng_next() % total;
+    for (size_t i = 0; i < nbackends; i++) {
+        struct backend *b = &backends[i];
+        if (!usable(b) || b == exclude)
+            continue;
+        if (r < b->weight)
+            return b;
+        r -= b->weight;
+    }
+    return NULL;
+}
+
+static double p2c_score(const struct backend *b)
+{
+    /* An unmeasured backend scores as the fastest so it gets measured. */
+    double latency = b->ewma_latency_ms > 0 ? b->ewma_latency_ms : 0.001;
+    return (double)(b->in_flight + 1) * latency;
+}
+
+static struct backend *p2c(void)
+{
+    struct backend *a = weighted_random(NULL);
+    if (!a)
+        return NULL;
+    struct backend *b = weighted_random(a);
+    if (!b)
+        return a;
+    return p2c_score(b) < p2c_score(a) ? b : a;
+}
+
+struct backend *balance_pick(void)
+{
+    switch (algorithm) {
+    case ALG_LEAST_CONN: return least_conn();
+    case ALG_P2C: return p2c();
+    default: return smooth_rr(any_backend, 0);
+    }
+}

@@ -1,0 +1,22 @@
+/* Choosing a backend for a request, among backends in state `up` only.
+ *
+ * - round-robin: smooth weighted round-robin (nginx's): over any window of sum(weights)
+ *   picks, each backend gets exactly its weight, interleaved rather than in bursts.
+ * - least-conn: fewest in-flight requests per unit of weight; ties broken by the smooth
+ *   round-robin so weights still hold when the load is light.
+ * - p2c: two distinct backends drawn at random (weighted), the one with the lower
+ *   (in_flight + 1) × EWMA latency wins.
+ *
+ * Adding an algorithm means one pick function and one case in balance_pick. */
+#ifndef UPROXY_BALANCE_H
+#define UPROXY_BALANCE_H
+
+#include "config.h"
+
+struct backend;
+
+void balance_init(enum algorithm alg);
+/* NULL when no backend is up. */
+struct backend *balance_pick(void);
+
+#endif

@@ -1,0 +1,26 @@
+/* Fixed-size I/O buffers from a LIFO free list. A connection holds a buffer only while it has
+ * bytes in flight, so idle keep-alive connections cost no buffer memory, and the most recently
+ * released (cache-warm) buffer is handed out first.
+ *
+ * Layout of a buffer in use: [0, start) already sent or consumed, [start, parsed) parsed and
+ * ready to forward, [parsed, end) received but not parsed yet, [end, cap) free. */
+#ifndef UPROXY_BUF_H
+#define UPROXY_BUF_H
+
+#include <stddef.h>
+
+struct buf {
+    size_t start, parsed, end, cap;
+    struct buf *next_free;
+    char data[];
+};
+
+void buf_pool_init(size_t cap);
+struct buf *buf_get(void);
+void buf_put(struct buf *b);
+/* Moves unsent bytes to the front, keeping `parsed` consistent. */
+void buf_compact(struct buf *b);
+static inline size_t buf_free_space(const struct buf *b) { return b->cap - b->end; }
+static inline size_t buf_pending(const struct buf *b) { return b->parsed - b->start; }
+
+#endif

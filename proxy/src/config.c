@@ -1,0 +1,601 @@
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define HEAD_ROOM 1024 /* bytes a rewritten head may grow by (X-Forwarded-* added) */
+#define MAX_CONFIG_FILE (1 << 20)
+#define MAX_CONFIG_DEPTH 4
+
+struct ctx {
+    struct config *cfg;
+    char *err;
+    size_t errcap;
+    int depth; /* --config nesting */
+};
+
+struct option;
+typedef int (*setter)(struct ctx *c, const char *key, const char *value);
+
+/* Numeric options name their field and bounds instead of having a setter each. */
+struct option {
+    const char *name;
+    setter set;
+    const char *help;
+    size_t field; /* offsetof(struct config, ...) for numeric options */
+    unsigned min, max;
+};
+
+static int fail(struct ctx *c, const char *key, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(struct ctx *c, const char *key, const char *fmt, ...)
+{
+    va_list ap;
+    int n = snprintf(c->err, c->errcap, "--%s: ", key);
+    va_start(ap, fmt);
+    if (n >= 0 && (size_t)n < c->errcap)
+        vsnprintf(c->err + n, c->errcap - (size_t)n, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+static int parse_uint(const char *s, unsigned min, unsigned max, unsigned *out)
+{
+    char *end;
+    errno = 0;
+    if (*s < '0' || *s > '9')
+        return -1;
+    unsigned long v = strtoul(s, &end, 10);
+    if (errno || *end != '\0' || v < min || v > max)
+        return -1;
+    *out = (unsigned)v;
+    return 0;
+}
+
+static int set_addr(struct ctx *c, const char *key, const char *v, struct net_addr *addr, char *text)
+{
+    const char *why;
+    if (strlen(v) >= 80 || net_parse_addr(v, addr, &why) < 0)
+        return fail(c, key, "'%s' is not a listen address: %s (example: 127.0.0.1:8080)", v,
+                    strlen(v) >= 80 ? "too long" : why);
+    strcpy(text, v);
+    return 0;
+}
+
+static int set_listen(struct ctx *c, const char *key, const char *v)
+{
+    return set_addr(c, key, v, &c->cfg->listen, c->cfg->listen_text);
+}
+
+static int set_admin(struct ctx *c, const char *key, const char *v)
+{
+    c->cfg->has_admin = 1;
+    return set_addr(c, key, v, &c->cfg->admin, c->cfg->admin_text);
+}
+
+static int valid_name(const char *s, size_t len)
+{
+    if (len == 0 || len >= NAME_MAX_LEN)
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        char ch = s[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              ch == '-' || ch == '_' || ch == '.'))
+            return 0;
+    }
+    return 1;
+}
+
+static int set_admin_hash(struct ctx *c, const char *key, const char *v)
+{
+    if (sha256_from_hex(v, strlen(v), c->cfg->admin_hash) < 0)
+        return fail(c, key, "expected the SHA-256 of the admin token as 64 hex digits");
+    c->cfg->has_admin_hash = 1;
+    return 0;
+}
+
+static int set_backend(struct ctx *c, const char *key, const char *v)
+{
+    struct config *cfg = c->cfg;
+    const char *eq = strchr(v, '=');
+    const char *usage = "expected NAME=HOST:PORT[,weight=N] (example: api-1=127.0.0.1:9001,weight=2)";
+    if (!eq)
+        return fail(c, key, "'%s': %s", v, usage);
+    if (!valid_name(v, (size_t)(eq - v)))
+        return fail(c, key, "'%s': name must be 1-63 characters of [A-Za-z0-9._-]", v);
+    if (cfg->nbackends == MAX_BACKENDS)
+        return fail(c, key, "at most %d backends", MAX_BACKENDS);
+    struct backend_spec *b = &cfg->backends[cfg->nbackends];
+    memset(b, 0, sizeof *b);
+    memcpy(b->name, v, (size_t)(eq - v));
+    for (size_t i = 0; i < cfg->nbackends; i++)
+        if (strcmp(cfg->backends[i].name, b->name) == 0)
+            return fail(c, key, "backend name '%s' is used twice; names must be unique", b->name);
+    const char *addr = eq + 1, *comma = strchr(addr, ',');
+    size_t alen = comma ? (size_t)(comma - addr) : strlen(addr);
+    if (alen >= sizeof b->address)
+        return fail(c, key, "'%s': address too long", v);
+    memcpy(b->address, addr, alen);
+    const char *why;
+    if (net_parse_addr(b->address, &b->addr, &why) < 0)
+        return fail(c, key, "'%s': bad address '%s': %s; %s", v, b->address, why, usage);
+    b->weight = 1;
+    if (comma) {
+        if (strncmp(comma + 1, "weight=", 7) != 0 || parse_uint(comma + 8, 1, 1000, &b->weight) < 0)
+            return fail(c, key, "'%s': weight must be written weight=N with N from 1 to 1000", v);
+    }
+    cfg->nbackends++;
+    return 0;
+}
+
+static int add_token(struct ctx *c, const char *key, const char *line, size_t len, const char *where)
+{
+    struct config *cfg = c->cfg;
+    const char *colon = memchr(line, ':', len);
+    if (!colon)
+        return fail(c, key, "%s: expected NAME:SHA256HEX (hash the token, never pass it in plain text)", where);
+    if (!valid_name(line, (size_t)(colon - line)))
+        return fail(c, key, "%s: token name must be 1-63 characters of [A-Za-z0-9._-]", where);
+    struct token_spec t;
+    memset(&t, 0, sizeof t);
+    memcpy(t.name, line, (size_t)(colon - line));
+    size_t hlen = len - (size_t)(colon + 1 - line);
+    if (sha256_from_hex(colon + 1, hlen, t.hash) < 0)
+        return fail(c, key, "%s: the part after ':' must be a SHA-256 as 64 hex digits", where);
+    if (cfg->ntokens == cfg->tokens_cap) {
+        size_t ncap = cfg->tokens_cap ? cfg->tokens_cap * 2 : 8;
+        struct token_spec *p = realloc(cfg->tokens, ncap * sizeof *p);
+        if (!p)
+            return fail(c, key, "out of memory");
+        cfg->tokens = p;
+        cfg->tokens_cap = ncap;
+    }
+    cfg->tokens[cfg->ntokens++] = t;
+    return 0;
+}
+
+static int set_token(struct ctx *c, const char *key, const char *v)
+{
+    return add_token(c, key, v, strlen(v), "value");
+}
+
+static char *read_file(const char *path, size_t *len, char *why, size_t whycap)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        snprintf(why, whycap, "cannot open '%s': %s", path, strerror(errno));
+        return NULL;
+    }
+    char *data = malloc(MAX_CONFIG_FILE + 1);
+    size_t n = data ? fread(data, 1, MAX_CONFIG_FILE + 1, f) : 0;
+    fclose(f);
+    if (!data || n > MAX_CONFIG_FILE) {
+        snprintf(why, whycap, "'%s' is larger than %d bytes", path, MAX_CONFIG_FILE);
+        free(data);
+        return NULL;
+    }
+    data[n] = '\0';
+    *len = n;
+    return data;
+}
+
+static int set_tokens_file(struct ctx *c, const char *key, const char *v)
+{
+    char why[300];
+    size_t len;
+    char *data = read_file(v, &len, why, sizeof why);
+    if (!data)
+        return fail(c, key, "%s", why);
+    int rc = 0, lineno = 0;
+    for (char *line = data; rc == 0 && line < data + len;) {
+        char *nl = memchr(line, '\n', (size_t)(data + len - line));
+        char *end = nl ? nl : data + len;
+        lineno++;
+        while (end > line && (end[-1] == '\r' || end[-1] == ' ' || end[-1] == '\t'))
+            end--;
+        while (line < end && (*line == ' ' || *line == '\t'))
+            line++;
+        if (line < end && *line != '#') {
+            char where[300];
+            snprintf(where, sizeof where, "%s line %d", v, lineno);
+            rc = add_token(c, key, line, (size_t)(end - line), where);
+        }
+        line = nl ? nl + 1 : data + len;
+    }
+    free(data);
+    return rc;
+}
+
+static int set_algorithm(struct ctx *c, const char *key, const char *v)
+{
+    if (strcmp(v, "round-robin") == 0)
+        c->cfg->algorithm = ALG_ROUND_ROBIN;
+    else if (strcmp(v, "least-conn") == 0)
+        c->cfg->algorithm = ALG_LEAST_CONN;
+    else if (strcmp(v, "p2c") == 0)
+        c->cfg->algorithm = ALG_P2C;
+    else
+        return fail(c, key, "'%s' is not an algorithm; use round-robin, least-conn or p2c", v);
+    return 0;
+}
+
+static int set_health_path(struct ctx *c, const char *key, const char *v)
+{
+    if (v[0] != '/' || strlen(v) >= sizeof c->cfg->health_path || strpbrk(v, " \r\n\t"))
+        return fail(c, key, "'%s' must be an absolute path like /health, without spaces", v);
+    strcpy(c->cfg->health_path, v);
+    return 0;
+}
+
+static int set_trusted(struct ctx *c, const char *key, const char *v)
+{
+    struct config *cfg = c->cfg;
+    char ip[64];
+    const char *slash = strchr(v, '/');
+    size_t iplen = slash ? (size_t)(slash - v) : strlen(v);
+    if (cfg->ntrusted == MAX_TRUSTED)
+        return fail(c, key, "at most %d trusted proxy ranges", MAX_TRUSTED);
+    if (iplen == 0 || iplen >= sizeof ip)
+        return fail(c, key, "'%s' is not a CIDR like 10.0.0.0/8", v);
+    memcpy(ip, v, iplen);
+    ip[iplen] = '\0';
+    struct cidr *r = &cfg->trusted[cfg->ntrusted];
+    unsigned maxp;
+    if (inet_pton(AF_INET, ip, r->addr) == 1) {
+        r->family = AF_INET;
+        maxp = 32;
+    } else if (inet_pton(AF_INET6, ip, r->addr) == 1) {
+        r->family = AF_INET6;
+        maxp = 128;
+    } else {
+        return fail(c, key, "'%s' is not a CIDR like 10.0.0.0/8 (numeric address required)", v);
+    }
+    r->prefix = maxp;
+    if (slash && parse_uint(slash + 1, 0, maxp, &r->prefix) < 0)
+        return fail(c, key, "'%s': prefix length must be 0-%u", v, maxp);
+    cfg->ntrusted++;
+    return 0;
+}
+
+static int set_access_log(struct ctx *c, const char *key, const char *v)
+{
+    if (strlen(v) == 0 || strlen(v) >= sizeof c->cfg->access_log)
+        return fail(c, key, "path is empty or too long");
+    strcpy(c->cfg->access_log, v);
+    return 0;
+}
+
+static int set_config_file(struct ctx *c, const char *key, const char *v);
+
+static const struct option options[] = {
+    {"listen", set_listen, "HOST:PORT  client listener (default 127.0.0.1:8080)", 0, 0, 0},
+    {"admin", set_admin, "HOST:PORT  admin listener (needs --admin-token-sha256)", 0, 0, 0},
+    {"admin-token-sha256", set_admin_hash, "HEX  SHA-256 of the admin bearer token", 0, 0, 0},
+    {"backend", set_backend, "NAME=HOST:PORT[,weight=N]  a backend (repeatable)", 0, 0, 0},
+    {"token", set_token, "NAME:SHA256HEX  a client token's name and hash (repeatable)", 0, 0, 0},
+    {"tokens-file", set_tokens_file, "PATH  lines of NAME:SHA256HEX, # comments", 0, 0, 0},
+    {"algorithm", set_algorithm, "round-robin|least-conn|p2c (default round-robin)", 0, 0, 0},
+    {"health-path", set_health_path, "PATH  health check path (default /health)", 0, 0, 0},
+    {"trusted-proxy", set_trusted, "CIDR  peers whose X-Forwarded-* are kept (repeatable)", 0, 0, 0},
+    {"access-log", set_access_log, "PATH  JSON-lines access log (- for stdout)", 0, 0, 0},
+    {"config", set_config_file, "FILE  JSON object with the same keys (repeatables as arrays)", 0, 0, 0},
+    {"health-interval-ms", NULL, "N  time between checks (default 1000)", offsetof(struct config, health_interval_ms), 10, 3600000},
+    {"health-timeout-ms", NULL, "N  check timeout (default 1000)", offsetof(struct config, health_timeout_ms), 10, 3600000},
+    {"health-fall", NULL, "N  failures to mark down (default 2)", offsetof(struct config, health_fall), 1, 100},
+    {"health-rise", NULL, "N  successes to mark up (default 2)", offsetof(struct config, health_rise), 1, 100},
+    {"connect-timeout-ms", NULL, "N  upstream connect (default 2000)", offsetof(struct config, connect_timeout_ms), 1, 3600000},
+    {"response-timeout-ms", NULL, "N  upstream response head (default 30000)", offsetof(struct config, response_timeout_ms), 1, 86400000},
+    {"header-timeout-ms", NULL, "N  client request head (default 10000)", offsetof(struct config, header_timeout_ms), 1, 3600000},
+    {"idle-timeout-ms", NULL, "N  idle client keep-alive (default 60000)", offsetof(struct config, idle_timeout_ms), 1, 86400000},
+    {"upstream-idle-timeout-ms", NULL, "N  idle pooled upstream connection (default 4000)", offsetof(struct config, upstream_idle_timeout_ms), 1, 86400000},
+    {"shutdown-timeout-ms", NULL, "N  drain deadline on SIGTERM (default 10000)", offsetof(struct config, shutdown_timeout_ms), 0, 3600000},
+    {"max-connections", NULL, "N  client connections (default 10000)", offsetof(struct config, max_connections), 1, 1000000},
+    {"max-header-bytes", NULL, "N  request/response head size (default 16384)", offsetof(struct config, max_header_bytes), 1024, 1048576},
+    {"max-headers", NULL, "N  header count (default 100)", offsetof(struct config, max_headers), 1, 1000},
+};
+
+static int set_option(struct ctx *c, const struct option *o, const char *value)
+{
+    if (o->set)
+        return o->set(c, o->name, value);
+    unsigned *field = (unsigned *)((char *)c->cfg + o->field);
+    if (parse_uint(value, o->min, o->max, field) < 0)
+        return fail(c, o->name, "'%s' must be a whole number from %u to %u", value, o->min, o->max);
+    return 0;
+}
+
+static const struct option *find_option(const char *name)
+{
+    for (size_t i = 0; i < sizeof options / sizeof options[0]; i++)
+        if (strcmp(options[i].name, name) == 0)
+            return &options[i];
+    return NULL;
+}
+
+void config_usage(void)
+{
+    printf("usage: uproxy-proxy [options]\n"
+           "       uproxy-proxy --hash-stdin   (print the SHA-256 hex of stdin, for tokens)\n\n");
+    for (size_t i = 0; i < sizeof options / sizeof options[0]; i++)
+        printf("  --%-26s %s\n", options[i].name, options[i].help);
+}
+
+/* --- a small JSON reader for the config file: one object of strings, numbers, booleans and
+ * arrays of those. Nothing else is configuration, so nothing else is accepted. --- */
+
+struct json {
+    const char *start, *p, *end, *path;
+    struct ctx *c;
+};
+
+static int json_fail(struct json *j, const char *what)
+{
+    snprintf(j->c->err, j->c->errcap, "--config: %s: %s at byte %ld", j->path, what,
+             (long)(j->p - j->start));
+    return -1;
+}
+
+static void json_ws(struct json *j)
+{
+    while (j->p < j->end && (*j->p == ' ' || *j->p == '\t' || *j->p == '\n' || *j->p == '\r'))
+        j->p++;
+}
+
+static int json_string(struct json *j, char *out, size_t cap)
+{
+    size_t n = 0;
+    if (*j->p != '"')
+        return json_fail(j, "expected a string");
+    j->p++;
+    while (j->p < j->end && *j->p != '"') {
+        char ch = *j->p++;
+        if ((unsigned char)ch < 0x20)
+            return json_fail(j, "control character in string");
+        if (ch == '\\') {
+            char e = j->p < j->end ? *j->p++ : '\0';
+            switch (e) {
+            case '"': case '\\': case '/': ch = e; break;
+            case 'n': ch = '\n'; break;
+            case 't': ch = '\t'; break;
+            case 'r': ch = '\r'; break;
+            default: return json_fail(j, "unsupported escape in string");
+            }
+        }
+        if (n + 1 >= cap)
+            return json_fail(j, "string too long");
+        out[n++] = ch;
+    }
+    if (j->p >= j->end)
+        return json_fail(j, "unterminated string");
+    j->p++;
+    out[n] = '\0';
+    return 0;
+}
+
+/* Reads a scalar (string, number, true/false) as text. */
+static int json_scalar(struct json *j, char *out, size_t cap)
+{
+    if (*j->p == '"')
+        return json_string(j, out, cap);
+    size_t n = 0;
+    while (j->p < j->end && ((*j->p >= '0' && *j->p <= '9') || (*j->p >= 'a' && *j->p <= 'z') ||
+                             *j->p == '-' || *j->p == '.')) {
+        if (n + 1 >= cap)
+            return json_fail(j, "value too long");
+        out[n++] = *j->p++;
+    }
+    out[n] = '\0';
+    if (n == 0)
+        return json_fail(j, "expected a string, number or array");
+    return 0;
+}
+
+static int json_apply(struct json *j, const struct option *o, const char *value)
+{
+    return set_option(j->c, o, value);
+}
+
+static int json_member(struct json *j)
+{
+    char key[64], value[4096];
+    if (json_string(j, key, sizeof key) < 0)
+        return -1;
+    json_ws(j);
+    if (*j->p != ':')
+        return json_fail(j, "expected ':'");
+    j->p++;
+    json_ws(j);
+    const struct option *o = find_option(key);
+    if (!o) {
+        snprintf(j->c->err, j->c->errcap, "--config: %s: unknown key \"%s\" (keys are the flag names without --)",
+                 j->path, key);
+        return -1;
+    }
+    if (*j->p != '[') {
+        if (json_scalar(j, value, sizeof value) < 0)
+            return -1;
+        return json_apply(j, o, value);
+    }
+    j->p++;
+    json_ws(j);
+    while (*j->p != ']') {
+        if (json_scalar(j, value, sizeof value) < 0 || json_apply(j, o, value) < 0)
+            return -1;
+        json_ws(j);
+        if (*j->p == ',') {
+            j->p++;
+            json_ws(j);
+        } else if (*j->p != ']') {
+            return json_fail(j, "expected ',' or ']'");
+        }
+    }
+    j->p++;
+    return 0;
+}
+
+static int parse_json_config(struct ctx *c, const char *path, const char *text, size_t len)
+{
+    struct json j = {.start = text, .p = text, .end = text + len, .path = path, .c = c};
+    json_ws(&j);
+    if (*j.p != '{')
+        return json_fail(&j, "expected a JSON object");
+    j.p++;
+    json_ws(&j);
+    while (*j.p != '}') {
+        if (json_member(&j) < 0)
+            return -1;
+        json_ws(&j);
+        if (*j.p == ',') {
+            j.p++;
+            json_ws(&j);
+        } else if (*j.p != '}') {
+            return json_fail(&j, "expected ',' or '}'");
+        }
+    }
+    j.p++;
+    json_ws(&j);
+    if (j.p != j.end)
+        return json_fail(&j, "trailing data after the object");
+    return 0;
+}
+
+static int set_config_file(struct ctx *c, const char *key, const char *v)
+{
+    char why[300];
+    size_t len;
+    if (c->depth >= MAX_CONFIG_DEPTH)
+        return fail(c, key, "config files nest deeper than %d levels", MAX_CONFIG_DEPTH);
+    char *data = read_file(v, &len, why, sizeof why);
+    if (!data)
+        return fail(c, key, "%s", why);
+    c->depth++;
+    int rc = parse_json_config(c, v, data, len);
+    c->depth--;
+    free(data);
+    return rc;
+}
+
+static void set_defaults(struct config *cfg)
+{
+    const char *why;
+    memset(cfg, 0, sizeof *cfg);
+    strcpy(cfg->listen_text, "127.0.0.1:8080");
+    net_parse_addr(cfg->listen_text, &cfg->listen, &why);
+    cfg->algorithm = ALG_ROUND_ROBIN;
+    strcpy(cfg->health_path, "/health");
+    cfg->health_interval_ms = 1000;
+    cfg->health_timeout_ms = 1000;
+    cfg->health_fall = 2;
+    cfg->health_rise = 2;
+    cfg->connect_timeout_ms = 2000;
+    cfg->response_timeout_ms = 30000;
+    cfg->header_timeout_ms = 10000;
+    cfg->idle_timeout_ms = 60000;
+    cfg->upstream_idle_timeout_ms = 4000;
+    cfg->shutdown_timeout_ms = 10000;
+    cfg->max_connections = 10000;
+    cfg->max_header_bytes = 16384;
+    cfg->max_headers = 100;
+}
+
+static int check_complete(struct ctx *c)
+{
+    struct config *cfg = c->cfg;
+    if (cfg->has_admin && !cfg->has_admin_hash) {
+        snprintf(c->err, c->errcap, "--admin: an admin listener needs --admin-token-sha256 (the SHA-256 of its bearer token)");
+        return -1;
+    }
+    if (cfg->nbackends == 0) {
+        snprintf(c->err, c->errcap, "--backend: at least one backend is required (NAME=HOST:PORT)");
+        return -1;
+    }
+    if (cfg->ntokens == 0) {
+        snprintf(c->err, c->errcap, "--token: at least one client token is required (--token NAME:SHA256HEX or --tokens-file)");
+        return -1;
+    }
+    cfg->buffer_bytes = cfg->max_header_bytes + HEAD_ROOM;
+    return 0;
+}
+
+int config_parse_argv(struct config *cfg, int argc, char **argv, enum config_action *action,
+                      char *err, size_t errcap)
+{
+    struct ctx c = {.cfg = cfg, .err = err, .errcap = errcap, .depth = 0};
+    set_defaults(cfg);
+    *action = CONFIG_RUN;
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
+            *action = CONFIG_HELP;
+            return 0;
+        }
+        if (strcmp(arg, "--version") == 0) {
+            *action = CONFIG_VERSION;
+            return 0;
+        }
+        if (strcmp(arg, "--hash-stdin") == 0) {
+            *action = CONFIG_HASH_STDIN;
+            return 0;
+        }
+        if (strncmp(arg, "--", 2) != 0) {
+            snprintf(err, errcap, "%s: unexpected argument; options start with -- (see --help)", arg);
+            return -1;
+        }
+        char name[64];
+        const char *eq = strchr(arg + 2, '=');
+        size_t nlen = eq ? (size_t)(eq - arg - 2) : strlen(arg + 2);
+        if (nlen >= sizeof name) {
+            snprintf(err, errcap, "%.80s: unknown option (see --help)", arg);
+            return -1;
+        }
+        memcpy(name, arg + 2, nlen);
+        name[nlen] = '\0';
+        const struct option *o = find_option(name);
+        if (!o) {
+            snprintf(err, errcap, "--%s: unknown option (see --help)", name);
+            return -1;
+        }
+        const char *value = eq ? eq + 1 : NULL;
+        if (!value) {
+            if (i + 1 >= argc) {
+                snprintf(err, errcap, "--%s: missing value (%s)", name, o->help);
+                return -1;
+            }
+            value = argv[++i];
+        }
+        if (set_option(&c, o, value) < 0)
+            return -1;
+    }
+    return check_complete(&c);
+}
+
+const char *algorithm_name(enum algorithm a)
+{
+    switch (a) {
+    case ALG_LEAST_CONN: return "least-conn";
+    case ALG_P2C: return "p2c";
+    default: return "round-robin";
+    }
+}
+
+int cidr_contains(const struct cidr *c, const struct sockaddr_storage *sa)
+{
+    const uint8_t *addr;
+    if (sa->ss_family != c->family)
+        return 0;
+    if (c->family == AF_INET)
+        addr = (const uint8_t *)&((const struct sockaddr_in *)sa)->sin_addr;
+    else
+        addr = (const uint8_t *)&((const struct sockaddr_in6 *)sa)->sin6_addr;
+    unsigned full = c->prefix / 8, rest = c->prefix % 8;
+    if (memcmp(addr, c->addr, full) != 0)
+        return 0;
+    if (rest == 0)
+        return 1;
+    uint8_t mask = (uint8_t)(0xff << (8 - rest));
+    return (addr[full] & mask) == (c->addr[full] & mask);
+}

@@ -1,0 +1,58 @@
+/* llhttp glue and head rewriting.
+ *
+ * Parsing: llhttp runs over a connection's buffer and pauses twice per message, after the
+ * head and after the message, so the caller can act at exactly those boundaries. Bodies are
+ * never decoded: their bytes (chunk framing included) are forwarded as received, and the
+ * parser only tells where the message ends.
+ *
+ * Rewriting: once a head is complete it is scanned once (llhttp already validated it), and a
+ * new head is composed in a scratch buffer without hop-by-hop headers, the client token and
+ * untrusted X-Forwarded-*; it is then written back into the connection buffer in front of
+ * the body bytes, so head and body leave in one send. */
+#ifndef UPROXY_HTTP_H
+#define UPROXY_HTTP_H
+
+#include <llhttp.h>
+#include <stddef.h>
+
+struct http_msg {
+    llhttp_t parser; /* first member: callbacks cast back from llhttp_t */
+    unsigned headers;
+    unsigned max_headers;
+    int skip_body;   /* response to HEAD */
+    int paused;
+    int event;       /* HTTP_HEAD_DONE or HTTP_MSG_DONE when paused */
+};
+
+enum http_progress { HTTP_NEED_MORE, HTTP_HEAD_DONE, HTTP_MSG_DONE, HTTP_TOO_MANY_HEADERS, HTTP_ERROR };
+
+void http_init(size_t scratch_cap);
+void http_msg_init(struct http_msg *m, llhttp_type_t type, unsigned max_headers);
+/* Parses data; *consumed is how many bytes belong to the current message part. */
+enum http_progress http_execute(struct http_msg *m, const char *data, size_t len, size_t *consumed);
+/* The response that ends on EOF (no length, not chunked) is complete once the peer closes. */
+enum http_progress http_finish(struct http_msg *m);
+
+struct request_info {
+    const char *token; /* X-Auth-Token value inside the head, or NULL */
+    size_t token_len;
+    int token_count;
+    const char *path;
+    size_t path_len;
+};
+
+void http_scan_request(const char *head, size_t len, struct request_info *info);
+
+struct rewrite {
+    const char *client_ip;
+    int trusted;        /* keep and extend incoming X-Forwarded-* */
+    int add_keep_alive; /* HTTP/1.0 peer that should keep the connection */
+    int add_close;      /* tell the peer this connection ends after this message */
+};
+
+/* Rewrites the head at the start of `data` (head_len bytes, followed by `body_len` more bytes)
+ * in place. Returns the new head length, or -1 when it would not fit in `cap`. */
+long http_rewrite_request(char *data, size_t head_len, size_t body_len, size_t cap, const struct rewrite *rw);
+long http_rewrite_response(char *data, size_t head_len, size_t body_len, size_t cap, const struct rewrite *rw);
+
+#endif

@@ -1,0 +1,20 @@
+/* Lifecycle log lines on stdout (logfmt: `ts=... event=NAME key=value ...`) and the optional
+ * JSON-lines access log. Lines are written with one write(2) each so they never interleave
+ * and never sit in a stdio buffer when the process is killed. */
+#ifndef UPROXY_LOG_H
+#define UPROXY_LOG_H
+
+#include <stddef.h>
+
+void log_event(const char *event, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void log_error(const char *event, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Opens the access log ("-" means stdout). Returns 0 or -1 with errno set. */
+int access_log_open(const char *path);
+int access_log_enabled(void);
+void access_log_write(const char *line, size_t len);
+
+/* Appends `s` to `out` as the inside of a JSON string, bounded by `cap`; returns new length. */
+size_t json_escape(char *out, size_t len, size_t cap, const char *s, size_t slen);
+
+#endif

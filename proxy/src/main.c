@@ -1,0 +1,163 @@
+/* uproxy-proxy: parse the configuration, open the listeners, start the health checks, run the
+ * loop. SIGTERM/SIGINT start a drain: stop accepting, let in-flight exchanges finish (their
+ * responses carry `Connection: close`), exit 0 when none is left or the deadline passes.
+ * Signals are optional: on a unikernel without them the proxy simply runs until stopped. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "admin.h"
+#include "auth.h"
+#include "balance.h"
+#include "buf.h"
+#include "config.h"
+#include "conn.h"
+#include "http.h"
+#include "log.h"
+#include "loop.h"
+#include "runtime.h"
+#include "sha256.h"
+#include "upstream.h"
+
+#define VERSION "0.1.0"
+
+struct runtime runtime;
+
+static volatile sig_atomic_t stop_requested;
+static struct timer drain_deadline;
+static struct config cfg;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    stop_requested = 1;
+}
+
+static void install_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sa.sa_handler = SIG_IGN;
+    sigaction(SIGPIPE, &sa, NULL);
+}
+
+static void on_drain_deadline(struct timer *t)
+{
+    (void)t;
+    log_event("shutdown", "result=deadline open_connections=%lu", conn_count());
+    loop_stop();
+}
+
+static void begin_shutdown(void)
+{
+    runtime.shutting_down = 1;
+    log_event("shutdown_started", "open_connections=%lu deadline_ms=%u", conn_count(),
+              cfg.shutdown_timeout_ms);
+    for (size_t i = 0; i < nbackends; i++)
+        health_stop(&backends[i]);
+    conn_begin_shutdown();
+    loop_timer_init(&drain_deadline, on_drain_deadline);
+    loop_timer_set(&drain_deadline, cfg.shutdown_timeout_ms);
+}
+
+static void before_wait(void)
+{
+    if (stop_requested && !runtime.shutting_down)
+        begin_shutdown();
+    if (runtime.shutting_down && conn_count() == 0) {
+        log_event("shutdown", "result=drained");
+        loop_stop();
+    }
+}
+
+static int hash_stdin(void)
+{
+    struct sha256 s;
+    uint8_t digest[SHA256_LEN], chunk[4096];
+    sha256_init(&s);
+    for (;;) {
+        ssize_t n = read(STDIN_FILENO, chunk, sizeof chunk);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            fprintf(stderr, "uproxy-proxy: --hash-stdin: cannot read stdin: %s\n", strerror(errno));
+            return 1;
+        }
+        if (n == 0)
+            break;
+        sha256_update(&s, chunk, (size_t)n);
+    }
+    sha256_final(&s, digest);
+    for (int i = 0; i < SHA256_LEN; i++)
+        printf("%02x", digest[i]);
+    printf("\n");
+    return 0;
+}
+
+static int start(void)
+{
+    if (loop_init() < 0 || auth_init(cfg.tokens, cfg.ntokens) < 0 || backends_init(&cfg) < 0) {
+        log_error("start_failed", "error=\"%s\"", strerror(errno));
+        return 1;
+    }
+    buf_pool_init(cfg.buffer_bytes);
+    http_init(cfg.buffer_bytes);
+    balance_init(cfg.algorithm);
+    if (cfg.access_log[0] && access_log_open(cfg.access_log) < 0) {
+        fprintf(stderr, "uproxy-proxy: --access-log: cannot open '%s': %s\n", cfg.access_log, strerror(errno));
+        return 2;
+    }
+    if (conn_listen() < 0) {
+        fprintf(stderr, "uproxy-proxy: --listen: cannot listen on %s: %s\n", cfg.listen_text, strerror(errno));
+        return 1;
+    }
+    log_event("listen", "role=client addr=%s", cfg.listen_text);
+    if (cfg.has_admin) {
+        if (admin_listen() < 0) {
+            fprintf(stderr, "uproxy-proxy: --admin: cannot listen on %s: %s\n", cfg.admin_text, strerror(errno));
+            return 1;
+        }
+        log_event("listen", "role=admin addr=%s", cfg.admin_text);
+    }
+    for (size_t i = 0; i < nbackends; i++)
+        health_start(&backends[i]);
+    install_signals();
+    loop_run(before_wait);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    char err[512];
+    enum config_action action;
+    if (config_parse_argv(&cfg, argc, argv, &action, err, sizeof err) < 0) {
+        fprintf(stderr, "uproxy-proxy: %s\n", err);
+        return 2;
+    }
+    switch (action) {
+    case CONFIG_HELP:
+        config_usage();
+        return 0;
+    case CONFIG_VERSION:
+        printf("uproxy-proxy %s\n", VERSION);
+        return 0;
+    case CONFIG_HASH_STDIN:
+        return hash_stdin();
+    default:
+        break;
+    }
+    runtime.cfg = &cfg;
+    log_event("start", "version=%s pid=%d algorithm=%s backends=%zu tokens=%zu", VERSION, (int)getpid(),
+              algorithm_name(cfg.algorithm), cfg.nbackends, cfg.ntokens);
+    int rc = start();
+    if (rc == 0)
+        log_event("exit", "code=0");
+    return rc;
+}

@@ -1,0 +1,194 @@
+#include "upstream.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "conn.h"
+#include "log.h"
+#include "net.h"
+#include "runtime.h"
+
+#define EWMA_ALPHA 0.2
+
+struct backend *backends;
+size_t nbackends;
+
+int backends_init(const struct config *cfg)
+{
+    backends = calloc(cfg->nbackends, sizeof *backends);
+    if (!backends)
+        return -1;
+    for (size_t i = 0; i < cfg->nbackends; i++) {
+        struct backend *b = &backends[i];
+        const struct backend_spec *s = &cfg->backends[i];
+        memcpy(b->name, s->name, sizeof b->name);
+        memcpy(b->address, s->address, sizeof b->address);
+        b->addr = s->addr;
+        b->weight = s->weight;
+        b->state = BACKEND_DOWN;
+        health_init(b);
+        log_event("backend_added", "backend=%s address=%s weight=%u state=down", b->name, b->address,
+                  b->weight);
+    }
+    nbackends = cfg->nbackends;
+    return 0;
+}
+
+static void destroy(struct upstream *u)
+{
+    loop_timer_clear(&u->timer);
+    buf_put(u->in);
+    u->in = NULL;
+    loop_close(&u->w);
+    loop_defer_free(u, free);
+}
+
+static void close_idle(struct backend *b)
+{
+    while (b->idle) {
+        struct upstream *u = b->idle;
+        b->idle = u->next_idle;
+        b->idle_connections--;
+        destroy(u);
+    }
+}
+
+void backend_set_state(struct backend *b, enum backend_state s, const char *why)
+{
+    log_event("backend_state", "backend=%s address=%s from=%s to=%s reason=\"%s\"", b->name,
+              b->address, backend_state_name(b->state), backend_state_name(s), why);
+    b->state = s;
+    b->last_change_ms = loop_now_ms() - loop_start_ms();
+    if (s != BACKEND_UP)
+        close_idle(b);
+}
+
+void backend_record_latency(struct backend *b, uint64_t micros)
+{
+    double ms = (double)micros / 1000.0;
+    histogram_record(&b->latency, loop_now_ms(), micros);
+    if (b->ewma_latency_ms == 0)
+        b->ewma_latency_ms = ms;
+    else
+        b->ewma_latency_ms += EWMA_ALPHA * (ms - b->ewma_latency_ms);
+}
+
+static struct upstream *upstream_of_watcher(struct watcher *w)
+{
+    return (struct upstream *)((char *)w - offsetof(struct upstream, w));
+}
+
+static struct upstream *upstream_of_timer(struct timer *t)
+{
+    return (struct upstream *)((char *)t - offsetof(struct upstream, timer));
+}
+
+static void unlink_idle(struct upstream *u)
+{
+    struct backend *b = u->backend;
+    for (struct upstream **p = &b->idle; *p; p = &(*p)->next_idle) {
+        if (*p == u) {
+            *p = u->next_idle;
+            b->idle_connections--;
+            return;
+        }
+    }
+}
+
+/* Any event on an idle connection (data, EOF, error) means it can no longer be reused. */
+static void idle_event(struct watcher *w, uint32_t events)
+{
+    (void)events;
+    struct upstream *u = upstream_of_watcher(w);
+    unlink_idle(u);
+    destroy(u);
+}
+
+static void idle_expired(struct timer *t)
+{
+    struct upstream *u = upstream_of_timer(t);
+    unlink_idle(u);
+    destroy(u);
+}
+
+static void busy_event(struct watcher *w, uint32_t events)
+{
+    conn_upstream_event(upstream_of_watcher(w), events);
+}
+
+static void busy_timeout(struct timer *t)
+{
+    conn_upstream_timeout(upstream_of_timer(t));
+}
+
+static struct upstream *pop_idle(struct backend *b)
+{
+    struct upstream *u = b->idle;
+    if (!u)
+        return NULL;
+    b->idle = u->next_idle;
+    b->idle_connections--;
+    u->next_idle = NULL;
+    loop_timer_clear(&u->timer);
+    u->reused = 1;
+    b->active_connections++;
+    return u;
+}
+
+static struct upstream *connect_new(struct backend *b)
+{
+    int fd = net_connect(&b->addr);
+    if (fd < 0)
+        return NULL;
+    struct upstream *u = calloc(1, sizeof *u);
+    if (!u) {
+        close(fd);
+        return NULL;
+    }
+    loop_watcher_init(&u->w, fd, busy_event);
+    loop_timer_init(&u->timer, busy_timeout);
+    u->backend = b;
+    u->connecting = 1;
+    b->active_connections++;
+    return u;
+}
+
+struct upstream *upstream_acquire(struct backend *b, struct conn *client)
+{
+    struct upstream *u = pop_idle(b);
+    if (!u)
+        u = connect_new(b);
+    if (!u)
+        return NULL;
+    u->client = client;
+    u->w.on_event = busy_event;
+    u->timer.on_fire = busy_timeout;
+    return u;
+}
+
+void upstream_release(struct upstream *u, int reusable)
+{
+    struct backend *b = u->backend;
+    loop_timer_clear(&u->timer);
+    u->client = NULL;
+    b->active_connections--;
+    if (reusable && b->state == BACKEND_UP && !runtime.shutting_down &&
+        (!u->in || u->in->start == u->in->end)) {
+        buf_put(u->in);
+        u->in = NULL;
+        u->w.on_event = idle_event;
+        u->timer.on_fire = idle_expired;
+        if (loop_watch(&u->w, EPOLLIN) == 0) {
+            u->next_idle = b->idle;
+            b->idle = u;
+            b->idle_connections++;
+            loop_timer_set(&u->timer, runtime.cfg->upstream_idle_timeout_ms);
+            return;
+        }
+    }
+    destroy(u);
+}

@@ -1,0 +1,62 @@
+/* Backends and the connections to them. Each backend keeps a LIFO stack of idle keep-alive
+ * connections: the most recently used one is reused first (warm in every cache, and the least
+ * likely to have been closed by the backend's idle timeout), and the others age out. */
+#ifndef UPROXY_UPSTREAM_H
+#define UPROXY_UPSTREAM_H
+
+#include <llhttp.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "config.h"
+#include "health.h"
+#include "http.h"
+#include "loop.h"
+#include "stats.h"
+
+struct conn;
+
+struct upstream {
+    struct watcher w;
+    struct timer timer; /* connect/response deadline while in use; idle expiry in the pool */
+    struct backend *backend;
+    struct conn *client; /* owner while in use, NULL when idle */
+    struct upstream *next_idle;
+    struct http_msg resp;
+    struct buf *in;
+    int connecting;
+    int reused;
+    int hup_paused; /* peer hung up while our buffer was full: unregistered until it drains */
+    int eof;        /* the backend closed or failed: nothing more to read */
+};
+
+struct backend {
+    char name[NAME_MAX_LEN];
+    char address[80];
+    struct net_addr addr;
+    unsigned weight;
+    long current_weight; /* smooth weighted round-robin */
+    enum backend_state state;
+    unsigned active_connections, idle_connections, in_flight;
+    struct upstream *idle; /* LIFO */
+    double ewma_latency_ms;
+    uint64_t requests, errors, bytes_in, bytes_out;
+    struct histogram latency;
+    struct health_sm sm;
+    uint64_t checks, check_failures, last_change_ms;
+    struct health_check hc;
+};
+
+extern struct backend *backends;
+extern size_t nbackends;
+
+int backends_init(const struct config *cfg);
+void backend_set_state(struct backend *b, enum backend_state s, const char *why);
+void backend_record_latency(struct backend *b, uint64_t micros);
+
+/* Hands out an idle connection (LIFO) or starts a new connect. NULL if no socket. */
+struct upstream *upstream_acquire(struct backend *b, struct conn *client);
+/* Returns a connection to its backend's pool, or closes it when not reusable. */
+void upstream_release(struct upstream *u, int reusable);
+
+#endif
