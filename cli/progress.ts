@@ -26,7 +26,14 @@ export interface ProgressOptions {
  * imported on demand without slowing down commands that never show progress.
  */
 export async function createProgress(options: ProgressOptions = {}): Promise<ProgressSession> {
-  return new PlainProgress(options.stream ?? process.stderr, options.verbose ?? false);
+  const stream = options.stream ?? process.stderr;
+  const verbose = options.verbose ?? false;
+  // On a terminal, spinners and durations drawn by Ink; --verbose wants every log line, so plain.
+  if ((stream as NodeJS.WriteStream).isTTY && !verbose) {
+    const { InkProgress } = await import('./tui/ink-progress.js');
+    return new InkProgress(stream as NodeJS.WriteStream);
+  }
+  return new PlainProgress(stream, verbose);
 }
 
 /** One line when a step starts and one when it ends, with its duration: fit for logs and CI. */

@@ -47,7 +47,7 @@ export async function runLiveStatus(options: LiveStatusOptions): Promise<void> {
   stdout.write(ENTER_ALTERNATE_SCREEN);
   const leave = () => stdout.write(LEAVE_ALTERNATE_SCREEN);
   process.once('exit', leave);
-  const app = render(<LiveStatus {...options} />, { incrementalRendering: true, maxFps: 15, patchConsole: false });
+  const app = render(<LiveStatus {...options} />, { maxFps: 15, patchConsole: false });
   try {
     await app.waitUntilExit();
   } finally {
