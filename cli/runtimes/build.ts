@@ -1,7 +1,6 @@
 import { createHash } from 'node:crypto';
 import { createWriteStream, existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
-import { execa } from 'execa';
 import { commandLine, renderOptions, toShell } from '../fleet/argv.js';
 import { stateDir, writeFileAtomic } from '../fleet/state.js';
 import type { Progress } from '../progress.js';
@@ -77,6 +76,8 @@ export async function buildApp(projectDir: string, build: AppBuild, progress: Pr
 async function runMake(build: AppBuild, log: string, progress: Progress): Promise<void> {
   const make = commandLine('make', renderOptions({ C: build.dir }, '-'), build.target ? [build.target] : []);
   writeFileAtomic(log, `$ ${toShell(make)}\n`);
+  // execa is loaded only when something is built: most `up` runs build nothing.
+  const { execa } = await import('execa');
   const out = createWriteStream(log, { flags: 'a' });
   const child = execa(make.file, make.args, { all: true, reject: false, stdin: 'ignore', lines: false, buffer: false });
   child.all?.on('data', (chunk: Buffer) => {
