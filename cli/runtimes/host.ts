@@ -16,8 +16,9 @@ import type { DownOptions, MachineStatus, Runtime, RuntimeContext, UpOptions } f
  * The `host` runtime: the proxy and each backend as a local process on 127.0.0.1. `up`
  * reconciles: a machine whose process is alive and whose command and binary are unchanged is
  * left alone; everything else is (re)started. The proxy's command line lists its backends,
- * so scaling restarts the proxy. When the proxy gains POST/DELETE /backends, `applyProxy`
- * is the one place to switch to it.
+ * so a change of backends changes the proxy's fingerprint and restarts it. Once the proxy has
+ * POST/DELETE /backends, the swap is: leave the backend list out of the proxy's fingerprint
+ * and apply the difference through the admin API before waiting for health.
  */
 
 const DEFAULT_UP_TIMEOUT_MS = 30_000;
