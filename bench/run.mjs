@@ -14,7 +14,7 @@ import { LOAD_CPU, PROXY_CPU, stopAll } from './lib/processes.mjs';
 import { rssKiB } from './lib/procfs.mjs';
 import { ratiosToHaproxy, renderTables, summarize } from './lib/report.mjs';
 import { checkSameJob, httpGet, waitUntilForwarding } from './lib/sanity.mjs';
-import { ensureUproxyBinary, REPO, startBackends, starters, TARGET_NAMES } from './lib/targets.mjs';
+import { ensureUproxyBinary, RESULTS_DIR, startBackends, starters, TARGET_NAMES } from './lib/targets.mjs';
 
 const USAGE = `usage: npm run bench -- [options]
   --quick                 1 repetition, 2 s runs, 16 and 256 connections, short extras
@@ -23,6 +23,7 @@ const USAGE = `usage: npm run bench -- [options]
   --seconds N             seconds per wrk run (default 5)
   --conns LIST            connection counts (default 1,16,64,256)
   --noise-threshold C     other load, in cores, above which a run is noisy (default 0.2)
+  --attempts N            attempts per run while it is noisy (default 3, quick 2)
   --skip LIST             parts to skip: load,idle,callgrind,cli
   --help`;
 
@@ -35,6 +36,7 @@ function parseOptions() {
       seconds: { type: 'string' },
       conns: { type: 'string' },
       'noise-threshold': { type: 'string' },
+      attempts: { type: 'string' },
       skip: { type: 'string', default: '' },
       help: { type: 'boolean', default: false },
     },
@@ -70,7 +72,7 @@ function parseOptions() {
     seconds: positiveInt('seconds', values.seconds, values.quick ? 2 : 5),
     conns,
     noiseThreshold,
-    maxAttempts: values.quick ? 2 : 3,
+    maxAttempts: positiveInt('attempts', values.attempts, values.quick ? 2 : 3),
     skip,
   };
 }
@@ -196,8 +198,10 @@ async function main() {
     unavailable: {},
   };
   ctx.adminTokenSha256 = createHash('sha256').update(ctx.adminToken).digest('hex');
+  const startedAt = new Date().toISOString();
+  ctx.stamp = `${startedAt.replace(/[:.]/g, '-')}${opts.quick ? '-quick' : ''}`;
   const results = {
-    startedAt: new Date().toISOString(),
+    startedAt,
     options: { ...opts, skip: [...opts.skip] },
     pinning: { proxyCpu: PROXY_CPU, loadCpu: LOAD_CPU, note: 'proxy under test on one core; wrk, the backends and this harness on the other (taskset -c)' },
     versions: await versions(),
@@ -244,9 +248,8 @@ async function main() {
     // Logs are kept when something failed: the messages above point into them.
     if (Object.keys(ctx.unavailable).length || failedParts(results)) log(`\nlogs kept in ${dir}`);
     else rmSync(dir, { recursive: true, force: true });
-    const outDir = join(REPO, 'bench', 'results');
-    mkdirSync(outDir, { recursive: true });
-    const file = join(outDir, `bench-${results.startedAt.replace(/[:.]/g, '-')}${opts.quick ? '-quick' : ''}.json`);
+    mkdirSync(RESULTS_DIR, { recursive: true });
+    const file = join(RESULTS_DIR, `${ctx.stamp}-bench.json`);
     results.finishedAt = new Date().toISOString();
     writeFileSync(file, `${JSON.stringify(results, null, 2)}\n`);
     log(`\nresults: ${file}`);

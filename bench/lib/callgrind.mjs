@@ -4,11 +4,11 @@
 // before readiness and shutdown are not counted; what remains is FIXED_REQUESTS requests over
 // a few keep-alive connections.
 import { execa } from 'execa';
-import { readdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { copyFileSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
 import { Pool } from 'undici';
 import { waitUntilForwarding } from './sanity.mjs';
-import { starters } from './targets.mjs';
+import { RESULTS_DIR, starters } from './targets.mjs';
 
 const CONNECTIONS = 8;
 // Health checks every 10 min: none fall inside the measured window.
@@ -38,12 +38,22 @@ function collection(pid, on) {
   return execa('callgrind_control', ['-i', on ? 'on' : 'off', String(pid)], { timeout: 30000 });
 }
 
+// The costliest functions (self cost), for a first look at where the instructions go.
+async function topFunctions(files, count) {
+  const r = await execa('callgrind_annotate', ['--inclusive=no', ...files], { reject: false, timeout: 60000 });
+  return r.stdout
+    .split('\n')
+    .filter((l) => /^\s*[\d,]+ \(\s*[\d.]+%\)\s+\S/.test(l))
+    .slice(1, count + 1)
+    .map((l) => l.trim().replace(/\s+/g, ' '));
+}
+
 // Sums the "totals:" lines of every dump file this instance wrote ("summary:" may read 0 when
 // instrumentation started switched off).
-function instructionsIn(dir, prefix) {
+function instructionsIn(files) {
   let total = 0;
-  for (const file of readdirSync(dir).filter((f) => f.startsWith(prefix))) {
-    const match = /^totals:\s+(\d+)/m.exec(readFileSync(join(dir, file), 'utf8'));
+  for (const file of files) {
+    const match = /^totals:\s+(\d+)/m.exec(readFileSync(file, 'utf8'));
     if (match) total += Number(match[1]);
   }
   return total;
@@ -61,9 +71,17 @@ async function countInstructions(ctx, name, path, requests) {
     await collection(target.proc.pid, false);
     await target.stop();
     if (!target.proc.exited) throw new Error(`${name} did not exit on SIGTERM under valgrind`);
-    const instructions = instructionsIn(ctx.dir, prefix);
+    const files = readdirSync(ctx.dir).filter((f) => f.startsWith(prefix)).map((f) => join(ctx.dir, f));
+    const instructions = instructionsIn(files);
     if (!instructions) throw new Error(`no callgrind totals found for ${name} (see ${target.logFile})`);
-    return { target: name, path, requests, statuses, instructions, perRequest: Math.round(instructions / requests) };
+    // Kept next to the JSON results for `callgrind_annotate` / kcachegrind.
+    const kept = files.map((f) => {
+      const dest = join(RESULTS_DIR, `${ctx.stamp}-${basename(f)}`);
+      copyFileSync(f, dest);
+      return dest;
+    });
+    const top = await topFunctions(files, 8);
+    return { target: name, path, requests, statuses, instructions, perRequest: Math.round(instructions / requests), files: kept, top };
   } finally {
     await target.stop();
   }
@@ -74,6 +92,7 @@ export async function runCallgrind(ctx, proxies, opts, log) {
   // nginx forks its worker; following it under valgrind is a different set-up, so it is left out.
   const names = proxies.filter((p) => p === 'uproxy' || p === 'haproxy');
   log(`\n== instructions per request (valgrind --tool=callgrind, ${requests} requests over ${CONNECTIONS} keep-alive connections) ==`);
+  mkdirSync(RESULTS_DIR, { recursive: true });
   const results = [];
   for (const name of names) {
     for (const path of ['valid', 'deny']) {
@@ -81,6 +100,7 @@ export async function runCallgrind(ctx, proxies, opts, log) {
         const r = await countInstructions(ctx, name, path, requests);
         results.push(r);
         log(`  ${name.padEnd(8)} ${path.padEnd(5)} ${r.perRequest.toLocaleString('en-US').padStart(8)} instructions/request  (statuses ${JSON.stringify(r.statuses)})`);
+        for (const line of r.top.slice(0, 5)) log(`      ${line}`);
       } catch (err) {
         results.push({ target: name, path, error: err.message });
         log(`  ${name} ${path}: ${err.message}`);

@@ -81,7 +81,7 @@ const mb = (kib) => (kib === null || kib === undefined ? '-' : (kib / 1024).toFi
 
 function table(header, rows) {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => String(r[i]).length)));
-  const line = (cells) => cells.map((c, i) => (i < 2 ? String(c).padEnd(widths[i]) : String(c).padStart(widths[i]))).join('  ');
+  const line = (cells) => cells.map((c, i) => (i < Math.min(2, cells.length - 1) ? String(c).padEnd(widths[i]) : String(c).padStart(widths[i]))).join('  ');
   return [line(header), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)].join('\n');
 }
 
@@ -91,25 +91,28 @@ export function renderTables(summaries, ratios, idle) {
   for (const path of paths) {
     out.push(`\n== ${path === 'valid' ? 'valid token (forwarded, 200)' : 'wrong token (denied, 401)'} ==`);
     const rows = [];
-    for (const s of summaries.filter((x) => x.path === path)) {
-      rows.push([
-        s.conns,
-        s.target,
-        fmtInt(s.rps.median),
-        `${fmtInt(s.rps.min)}-${fmtInt(s.rps.max)}`,
-        fmt(s.rps.spreadPct, 1),
-        fmt(s.proxyCpuPct, 0),
-        fmtInt(s.reqPerCoreSecond),
-        fmt(s.p50Ms, 3),
-        fmt(s.p99Ms, 3),
-        s.errors,
-        mb(s.rssLoadKiB),
-        fmt(s.loadCorePct, 0),
-        `${s.noisyRuns}/${s.reps}${s.retries ? ` (${s.retries} rerun)` : ''}`,
-      ]);
-      const r = ratios.perRun.find((x) => x.path === path && x.conns === s.conns);
-      if (s.target === 'uproxy' && r) {
-        rows.push(['', '  ÷ haproxy', fmt(r.rps), '', '', fmt(r.proxyCpuPct), fmt(r.reqPerCoreSecond), fmt(r.p50Ms), fmt(r.p99Ms), '', fmt(r.rssLoadKiB), '', '']);
+    const ofPath = summaries.filter((x) => x.path === path);
+    for (const conns of [...new Set(ofPath.map((x) => x.conns))]) {
+      for (const s of ofPath.filter((x) => x.conns === conns)) {
+        rows.push([
+          s.conns,
+          s.target,
+          fmtInt(s.rps.median),
+          `${fmtInt(s.rps.min)}-${fmtInt(s.rps.max)}`,
+          fmt(s.rps.spreadPct, 1),
+          fmt(s.proxyCpuPct, 0),
+          fmtInt(s.reqPerCoreSecond),
+          fmt(s.p50Ms, 3),
+          fmt(s.p99Ms, 3),
+          s.errors,
+          mb(s.rssLoadKiB),
+          fmt(s.loadCorePct, 0),
+          `${s.noisyRuns}/${s.reps}${s.retries ? ` (${s.retries} rerun)` : ''}`,
+        ]);
+      }
+      const r = ratios.perRun.find((x) => x.path === path && x.conns === conns);
+      if (r) {
+        rows.push(['', 'uproxy÷haproxy', fmt(r.rps), '', '', fmt(r.proxyCpuPct), fmt(r.reqPerCoreSecond), fmt(r.p50Ms), fmt(r.p99Ms), '', fmt(r.rssLoadKiB), '', '']);
       }
     }
     out.push(
@@ -123,10 +126,10 @@ export function renderTables(summaries, ratios, idle) {
     out.push('\n== proxy RSS idle (after start and sanity check) ==');
     out.push(
       table(
-        ['target', 'note', 'RSS MB'],
+        ['target', 'RSS MB'],
         [
-          ...Object.entries(idle).map(([t, kib]) => [t, '', mb(kib)]),
-          ...(ratios.rssIdle !== null ? [['uproxy ÷ haproxy', '', fmt(ratios.rssIdle)]] : []),
+          ...Object.entries(idle).map(([t, kib]) => [t, mb(kib)]),
+          ...(ratios.rssIdle !== null ? [['uproxy÷haproxy', fmt(ratios.rssIdle)]] : []),
         ],
       ),
     );

@@ -7,6 +7,7 @@ import { backendsNginxConf, haproxyConf, nginxProxyConf, uproxyArgs } from './co
 import { freePorts, LOAD_CPU, processTree, PROXY_CPU, startPinned, stop, waitForPort } from './processes.mjs';
 
 export const REPO = resolve(import.meta.dirname, '..', '..');
+export const RESULTS_DIR = join(REPO, 'bench', 'results');
 export const UPROXY_BINARY = join(REPO, 'proxy', 'build', 'uproxy-proxy');
 export const TARGET_NAMES = ['uproxy', 'haproxy', 'nginx', 'direct'];
 
