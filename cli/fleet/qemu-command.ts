@@ -93,9 +93,9 @@ export function kernelCommandLine(guest: QemuGuest): string {
 }
 
 function cpuModel(guest: QemuGuest): string | undefined {
-  if (guest.accel === 'kvm') return 'host';
-  // Recent Unikraft needs RDRAND/RDSEED, which QEMU's default TCG CPU model lacks.
-  return guest.kind === 'unikraft' ? 'max' : undefined;
+  // Recent Unikraft needs RDRAND/RDSEED, which QEMU's default TCG CPU model lacks. Under KVM
+  // the default model is kept: `-cpu host` aborts QEMU on some nested hosts (MSR 0x10a).
+  return guest.kind === 'unikraft' && guest.accel === 'tcg' ? 'max' : undefined;
 }
 
 function validate(guest: QemuGuest): void {

@@ -13,6 +13,8 @@ export PATH=/bin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
+# The archive has no /dev/console node, so the kernel could not give init a console.
+exec </dev/console >/dev/console 2>&1
 
 fail() { echo "uproxy-init: $*"; exec poweroff -f; }
 

@@ -52,10 +52,14 @@ export async function findGuestKernel(search: KernelSearch = {}): Promise<GuestK
   if (host !== undefined) {
     return { kernel: host.kernel, version: host.version, modules: await networkModules('/', host.version), source: 'host' };
   }
-  if (search.allowDownload === false) {
-    throw new Error(`no kernel for microvm guests: set "qemu.kernel" in uproxy.json, or let uproxy fetch Debian's ${DEBIAN_KERNEL_PACKAGE} (needs apt-get)`);
+  const cacheDir = search.cacheDir ?? defaultCacheDir();
+  let root = await cachedDebianKernel(cacheDir);
+  if (root === undefined) {
+    if (search.allowDownload === false) {
+      throw new Error(`no kernel for microvm guests: set "qemu.kernel" in uproxy.json, or let uproxy fetch Debian's ${DEBIAN_KERNEL_PACKAGE} (needs apt-get)`);
+    }
+    root = await fetchDebianKernel(cacheDir);
   }
-  const root = await fetchDebianKernel(search.cacheDir ?? defaultCacheDir());
   const version = await onlyEntry(join(root, 'lib/modules'));
   return {
     kernel: join(root, 'boot', `vmlinuz-${version}`),
@@ -109,6 +113,15 @@ async function hostKernel(): Promise<{ kernel: string; version: string } | undef
     }
   }
   return undefined;
+}
+
+/** A kernel unpacked by an earlier run (the newest), so `up` needs no package index once it has one. */
+async function cachedDebianKernel(cacheDir: string): Promise<string | undefined> {
+  const dir = join(cacheDir, 'kernel');
+  const names = existsSync(dir) ? await readdir(dir) : [];
+  const complete = names.filter((name) => !name.endsWith('.partial') && existsSync(join(dir, name, 'boot')));
+  complete.sort((a, b) => b.localeCompare(a, 'en', { numeric: true }));
+  return complete[0] === undefined ? undefined : join(dir, complete[0]);
 }
 
 /**

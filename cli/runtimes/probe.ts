@@ -1,0 +1,255 @@
+/**
+ * What this host can run, for `uproxy doctor` and for `--accel auto`. Each check says what
+ * it found and, when it failed, what to do about it. The KVM check boots a real (tiny) guest:
+ * on nested setups /dev/kvm opens fine and guests then hang, so opening it proves nothing.
+ */
+import { constants, existsSync } from 'node:fs';
+import { access, mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { commandLine, renderOptions, type CommandLine } from '../fleet/argv.js';
+import type { Accel } from '../fleet/qemu-command.js';
+import { hasNetAdmin, NET_ADMIN_FIX } from '../net/capability.js';
+import { writeCpio } from './initramfs.js';
+import { DEBIAN_KERNEL_PACKAGE, defaultCacheDir, findGuestKernel } from './kernel.js';
+
+export const QEMU_BINARY = 'qemu-system-x86_64';
+export const BUSYBOX = '/bin/busybox';
+
+export interface Check {
+  name: string;
+  ok: boolean;
+  detail: string;
+  /** What to do when not ok. */
+  fix?: string;
+}
+
+/** The probe guest: a boot sector that prints a line on the first serial port, then exits QEMU through isa-debug-exit. */
+const PROBE_MESSAGE = 'uproxy-probe-ok\n';
+const PROBE_EXIT_PORT = 0xf4;
+const PROBE_EXIT_VALUE = 0x21;
+/** isa-debug-exit turns `out 0xf4, v` into exit status (v << 1) | 1. */
+const PROBE_EXIT_STATUS = (PROBE_EXIT_VALUE << 1) | 1;
+
+export function probeBootSector(): Buffer {
+  const code = [
+    0xfa, //             cli
+    0x31, 0xc0, //       xor ax, ax
+    0x8e, 0xd8, //       mov ds, ax
+    0xfc, //             cld
+    0xba, 0xf8, 0x03, // mov dx, 0x3f8 (COM1 data register)
+    0xbe, 0x00, 0x00, // mov si, message (patched below)
+    0xac, //             next: lodsb
+    0x84, 0xc0, //       test al, al
+    0x74, 0x03, //       jz done
+    0xee, //             out dx, al
+    0xeb, 0xf8, //       jmp next
+    0xb0, PROBE_EXIT_VALUE, // done: mov al, value
+    0xe6, PROBE_EXIT_PORT, //  out 0xf4, al
+    0xf4, //             halt: hlt
+    0xeb, 0xfd, //       jmp halt
+  ];
+  const messageAddress = 0x7c00 + code.length;
+  code[10] = messageAddress & 0xff;
+  code[11] = messageAddress >> 8;
+  const sector = Buffer.alloc(512);
+  Buffer.from(code).copy(sector, 0);
+  Buffer.from(`${PROBE_MESSAGE}\0`, 'latin1').copy(sector, code.length);
+  sector[510] = 0x55;
+  sector[511] = 0xaa;
+  return sector;
+}
+
+export function probeCommand(accel: Accel, image: string, serialLog: string): CommandLine {
+  return commandLine(QEMU_BINARY, renderOptions({
+    machine: { head: 'pc', props: { accel } },
+    m: 16,
+    nodefaults: true,
+    'no-user-config': true,
+    display: 'none',
+    serial: `file:${serialLog}`,
+    drive: { props: { file: image, format: 'raw', if: 'ide' } },
+    device: { head: 'isa-debug-exit', props: { iobase: PROBE_EXIT_PORT, iosize: 4 } },
+    'no-reboot': true,
+  }, '-'));
+}
+
+/**
+ * The Linux probe: the guest kernel with an initramfs whose init prints the marker and
+ * powers off. A boot sector alone is not enough: on nested KVM it runs while Linux crashes.
+ */
+export function linuxProbeCommand(accel: Accel, kernel: string, initrd: string, serialLog: string): CommandLine {
+  return commandLine(QEMU_BINARY, renderOptions({
+    machine: { head: 'pc', props: { accel } },
+    m: 96,
+    nodefaults: true,
+    'no-user-config': true,
+    display: 'none',
+    serial: `file:${serialLog}`,
+    kernel,
+    initrd,
+    append: 'console=ttyS0 panic=-1',
+    'no-reboot': true,
+  }, '-'));
+}
+
+async function linuxProbeInitramfs(): Promise<Buffer> {
+  // No /dev/console node in the archive: the marker goes to the serial port once devtmpfs is up.
+  const init = [
+    '#!/bin/sh',
+    '/bin/busybox mount -t devtmpfs devtmpfs /dev',
+    `/bin/busybox printf '${PROBE_MESSAGE.replace('\n', '\\n')}' > /dev/ttyS0`,
+    '/bin/busybox poweroff -f',
+    '',
+  ].join('\n');
+  return writeCpio([
+    { path: 'bin/busybox', type: 'file', data: await readFile(BUSYBOX), mode: 0o755 },
+    { path: 'bin/sh', type: 'symlink', target: 'busybox' },
+    { path: 'init', type: 'file', data: Buffer.from(init), mode: 0o755 },
+    { path: 'dev', type: 'directory' },
+  ]);
+}
+
+/**
+ * Boots a probe guest (the Linux kernel given, else the boot sector); ok when it ran to its
+ * end within the deadline.
+ */
+export async function probeGuestBoots(accel: Accel, deadlineMs: number, kernel?: string): Promise<{ ok: boolean; detail: string }> {
+  const dir = await mkdtemp(join(tmpdir(), 'uproxy-probe-'));
+  try {
+    const log = join(dir, 'serial.log');
+    let command: CommandLine;
+    let expectedStatus = PROBE_EXIT_STATUS;
+    if (kernel === undefined) {
+      const image = join(dir, 'probe.img');
+      await writeFile(image, probeBootSector());
+      command = probeCommand(accel, image, log);
+    } else {
+      const initrd = join(dir, 'probe.cpio');
+      await writeFile(initrd, await linuxProbeInitramfs());
+      command = linuxProbeCommand(accel, kernel, initrd, log);
+      expectedStatus = 0;
+    }
+    const started = performance.now();
+    // execa kills the QEMU it started (and only that one) when the deadline passes.
+    const result = await execa(command.file, command.args, { reject: false, timeout: deadlineMs, stdin: 'ignore', all: true });
+    const elapsed = Math.round(performance.now() - started);
+    const printed = existsSync(log) && (await readFile(log, 'latin1')).includes(PROBE_MESSAGE.trim());
+    const what = kernel === undefined ? 'a boot-sector probe (no Linux kernel cached yet, so Linux was not tried)' : 'a Linux probe guest';
+    if (result.exitCode === expectedStatus && printed) return { ok: true, detail: `${what} booted under ${accel} in ${elapsed} ms` };
+    if (result.timedOut) return { ok: false, detail: `a probe guest did not finish booting under ${accel} within ${deadlineMs} ms (nested virtualization often hangs like this)` };
+    return { ok: false, detail: `the probe guest failed under ${accel}: ${(result.all ?? '').trim().split('\n').at(-1) || `exit ${result.exitCode}`}` };
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+export const KVM_PROBE_DEADLINE_MS = 10_000;
+
+/** `--accel auto`: KVM only when /dev/kvm opens and a probe guest boots under it in time. */
+export async function chooseAccel(requested: 'auto' | Accel, kernel?: string): Promise<{ accel: Accel; reason: string }> {
+  if (requested !== 'auto') return { accel: requested, reason: `--accel ${requested}` };
+  const kvm = await checkKvm(kernel);
+  return kvm.ok ? { accel: 'kvm', reason: kvm.detail } : { accel: 'tcg', reason: `using TCG (software emulation, slower): ${kvm.detail}` };
+}
+
+async function checkKvm(kernel?: string): Promise<Check> {
+  const name = 'KVM';
+  try {
+    const handle = await open('/dev/kvm', 'r+');
+    await handle.close();
+  } catch (error) {
+    return { name, ok: false, detail: `/dev/kvm cannot be opened (${(error as NodeJS.ErrnoException).code})`, fix: 'enable virtualization in the firmware, load kvm_intel/kvm_amd, or add your user to the kvm group; TCG works without it, slower' };
+  }
+  const boot = await probeGuestBoots('kvm', KVM_PROBE_DEADLINE_MS, kernel);
+  return { name, ok: boot.ok, detail: boot.detail, fix: boot.ok ? undefined : 'uproxy will use TCG (--accel tcg); nothing to do unless you need the speed' };
+}
+
+async function checkQemu(): Promise<Check> {
+  const result = await execa(QEMU_BINARY, ['--version'], { reject: false });
+  if (result.failed) return { name: 'QEMU', ok: false, detail: `${QEMU_BINARY} not found`, fix: 'apt-get install qemu-system-x86' };
+  return { name: 'QEMU', ok: true, detail: result.stdout.split('\n')[0] ?? QEMU_BINARY };
+}
+
+async function checkTcg(kernel?: string): Promise<Check> {
+  const boot = await probeGuestBoots('tcg', 60_000, kernel);
+  return { name: 'TCG', ok: boot.ok, detail: boot.detail, fix: boot.ok ? undefined : `check that ${QEMU_BINARY} runs at all` };
+}
+
+async function checkTun(): Promise<Check> {
+  try {
+    await access('/dev/net/tun', constants.R_OK | constants.W_OK);
+    return { name: 'tun/tap', ok: true, detail: '/dev/net/tun is usable' };
+  } catch {
+    return { name: 'tun/tap', ok: false, detail: '/dev/net/tun is missing or not writable', fix: 'modprobe tun (and run uproxy as root)' };
+  }
+}
+
+async function checkBridge(): Promise<Check> {
+  if (existsSync('/sys/module/bridge')) return { name: 'bridge', ok: true, detail: 'the bridge driver is loaded' };
+  const result = await execa('modinfo', ['-n', 'bridge'], { reject: false });
+  return result.exitCode === 0
+    ? { name: 'bridge', ok: true, detail: 'the bridge driver is available as a module' }
+    : { name: 'bridge', ok: false, detail: 'no bridge driver in this kernel', fix: 'use a kernel with CONFIG_BRIDGE, or the host runtime' };
+}
+
+function checkNetAdmin(): Check {
+  return hasNetAdmin()
+    ? { name: 'CAP_NET_ADMIN', ok: true, detail: 'may create bridges, taps and nftables rules' }
+    : { name: 'CAP_NET_ADMIN', ok: false, detail: 'missing', fix: NET_ADMIN_FIX };
+}
+
+async function checkGuestKernel(): Promise<Check & { kernel?: string }> {
+  try {
+    const kernel = await findGuestKernel({ allowDownload: false, cacheDir: defaultCacheDir() });
+    return { name: 'microvm kernel', ok: true, detail: `${kernel.kernel} (${kernel.source}, ${kernel.modules.length} modules to load)`, kernel: kernel.kernel };
+  } catch {
+    const apt = await execa('apt-cache', ['show', DEBIAN_KERNEL_PACKAGE], { reject: false });
+    return apt.exitCode === 0
+      ? { name: 'microvm kernel', ok: true, detail: `none on this host; \`up\` will fetch Debian's ${DEBIAN_KERNEL_PACKAGE} with apt-get download` }
+      : { name: 'microvm kernel', ok: false, detail: 'no readable /boot/vmlinuz-* and no apt-get', fix: 'set "qemu.kernel" in uproxy.json to a bzImage with virtio-net' };
+  }
+}
+
+async function checkBusybox(): Promise<Check> {
+  const ok = existsSync(BUSYBOX) && (await isStaticElf(BUSYBOX));
+  return ok
+    ? { name: 'busybox-static', ok: true, detail: `${BUSYBOX} is statically linked (the microvm guests' shell)` }
+    : { name: 'busybox-static', ok: false, detail: `${BUSYBOX} is missing or dynamically linked`, fix: 'apt-get install busybox-static' };
+}
+
+async function checkKraft(): Promise<Check> {
+  const result = await execa('kraft', ['version'], { reject: false });
+  return result.exitCode === 0
+    ? { name: 'kraft', ok: true, detail: result.stdout.split('\n')[0] ?? 'kraft' }
+    : { name: 'kraft', ok: false, detail: 'not installed (needed only for the kraft runtime and unikraft guests)', fix: 'see https://unikraft.org/docs/cli/install, or use microvm guests' };
+}
+
+export async function hostChecks(): Promise<Check[]> {
+  const [qemu, tun, bridge, kernel, busybox, kraft] = await Promise.all([checkQemu(), checkTun(), checkBridge(), checkGuestKernel(), checkBusybox(), checkKraft()]);
+  const probeKernel = busybox.ok ? kernel.kernel : undefined;
+  const emulation = qemu.ok ? [await checkKvm(probeKernel), await checkTcg(probeKernel)] : [];
+  const { kernel: _path, ...kernelCheck } = kernel;
+  return [qemu, ...emulation, tun, bridge, checkNetAdmin(), kernelCheck, busybox, kraft];
+}
+
+/** True for an ELF file without a program interpreter, i.e. one that runs in an empty initramfs. */
+export async function isStaticElf(file: string): Promise<boolean> {
+  const handle = await open(file, 'r');
+  try {
+    const header = Buffer.alloc(64);
+    await handle.read(header, 0, 64, 0);
+    if (header.toString('latin1', 0, 4) !== '\x7fELF' || header[4] !== 2) return false;
+    const phoff = Number(header.readBigUInt64LE(0x20));
+    const phentsize = header.readUInt16LE(0x36);
+    const phnum = header.readUInt16LE(0x38);
+    const table = Buffer.alloc(phentsize * phnum);
+    await handle.read(table, 0, table.length, phoff);
+    const PT_INTERP = 3;
+    for (let i = 0; i < phnum; i++) if (table.readUInt32LE(i * phentsize) === PT_INTERP) return false;
+    return true;
+  } finally {
+    await handle.close();
+  }
+}
