@@ -61,7 +61,9 @@ export function runProxyRaw(args: string[], input?: string): Promise<{ code: num
     child.stdout.on('data', (d) => (stdout += d));
     child.stderr.on('data', (d) => (stderr += d));
     child.on('error', reject);
-    child.on('exit', (code) => resolve({ code, stdout, stderr }));
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+    // The proxy exits without reading stdin unless --hash-stdin: a closed pipe is expected.
+    child.stdin.on('error', () => undefined);
     child.stdin.end(input ?? '');
   });
 }

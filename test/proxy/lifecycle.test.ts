@@ -1,0 +1,200 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { request } from 'undici';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startBackend, type TestBackend } from './support/backend.js';
+import { CLIENT_TOKEN, fetchStats, freePort, runProxyRaw, sha256hex, startProxy } from './support/proxy.js';
+
+const auth = { 'x-auth-token': CLIENT_TOKEN };
+
+describe('proxy: shutdown', () => {
+  let backend: TestBackend;
+  beforeAll(async () => { backend = await startBackend('solo'); });
+  afterAll(async () => { await backend?.close(); });
+
+  it('on SIGTERM stops accepting, finishes an in-flight slow request, then exits 0', async () => {
+    const proxy = await startProxy({ backends: [{ name: 'solo', address: backend.address }] });
+    const pending = request(`${proxy.url}/slow?ms=1500`, { headers: auth });
+    const deadline = Date.now() + 10_000;
+    while (!backend.seen.some((s) => s.url.startsWith('/slow')) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    expect(backend.seen.some((s) => s.url.startsWith('/slow'))).toBe(true);
+
+    proxy.child.kill('SIGTERM');
+    // The listener closes at once: new clients are refused while the slow request drains.
+    const refusedDeadline = Date.now() + 5_000;
+    let refused = false;
+    while (!refused && Date.now() < refusedDeadline) {
+      refused = await new Promise<boolean>((resolve) => {
+        const s = net.connect(proxy.port, '127.0.0.1');
+        s.on('connect', () => { s.destroy(); resolve(false); });
+        s.on('error', () => resolve(true));
+      });
+      if (!refused) await new Promise((r) => setTimeout(r, 20));
+    }
+    expect(refused).toBe(true);
+
+    const res = await pending;
+    expect(res.statusCode).toBe(200);
+    expect(res.headers.connection).toBe('close');
+    expect(((await res.body.json()) as { url: string }).url).toBe('/slow?ms=1500');
+    expect(await proxy.exited).toBe(0);
+    expect(proxy.output()).toMatch(/event=shutdown result=drained/);
+  });
+
+  it('exits at the deadline when a request outlives it', async () => {
+    const proxy = await startProxy({ backends: [{ name: 'solo', address: backend.address }], args: ['--shutdown-timeout-ms', '300'] });
+    const pending = request(`${proxy.url}/slow?ms=5000`, { headers: auth }).catch((e: Error) => e);
+    const deadline = Date.now() + 10_000;
+    while ((await proxy.stats()).requests.in_flight < 1 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    const started = Date.now();
+    proxy.child.kill('SIGTERM');
+    expect(await proxy.exited).toBe(0);
+    expect(Date.now() - started).toBeLessThan(4_000);
+    expect(proxy.output()).toMatch(/event=shutdown result=deadline/);
+    expect(await pending).toBeInstanceOf(Error);
+  });
+});
+
+describe('proxy: configuration', () => {
+  let dir: string;
+  beforeAll(() => { dir = mkdtempSync(path.join(tmpdir(), 'uproxy-proxy-test-')); });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  const hash = sha256hex('t');
+  const good = ['--backend', 'b=127.0.0.1:9', '--token', `n:${hash}`];
+  const cases: [string, string[], RegExp][] = [
+    ['unknown flag', ['--frobnicate', '1', ...good], /--frobnicate: unknown option/],
+    ['missing value', [...good, '--listen'], /--listen: missing value/],
+    ['bad listen address', ['--listen', 'nowhere', ...good], /--listen: 'nowhere' is not a listen address/],
+    ['bad backend', ['--backend', 'b:127.0.0.1', '--token', `n:${hash}`], /--backend: 'b:127.0.0.1': expected NAME=HOST:PORT/],
+    ['bad weight', ['--backend', 'b=127.0.0.1:9,weight=0', '--token', `n:${hash}`], /--backend: .*weight must be/],
+    ['duplicate backend', [...good, '--backend', 'b=127.0.0.1:10'], /--backend: backend name 'b' is used twice/],
+    ['plaintext token', ['--backend', 'b=127.0.0.1:9', '--token', 'n:secret'], /--token: .*SHA-256 as 64 hex digits/],
+    ['no token', ['--backend', 'b=127.0.0.1:9'], /--token: at least one client token is required/],
+    ['no backend', ['--token', `n:${hash}`], /--backend: at least one backend is required/],
+    ['bad algorithm', [...good, '--algorithm', 'random'], /--algorithm: 'random' is not an algorithm/],
+    ['bad number', [...good, '--idle-timeout-ms', '-5'], /--idle-timeout-ms: '-5' must be a whole number/],
+    ['admin without hash', [...good, '--admin', '127.0.0.1:9999'], /--admin: an admin listener needs --admin-token-sha256/],
+    ['bad trusted proxy', [...good, '--trusted-proxy', '10.0.0.0/33'], /--trusted-proxy: .*prefix length/],
+    ['missing tokens file', ['--backend', 'b=127.0.0.1:9', '--tokens-file', '/nonexistent/tokens'], /--tokens-file: cannot open '\/nonexistent\/tokens'/],
+  ];
+  for (const [what, args, message] of cases) {
+    it(`exits 2 with one clear line for: ${what}`, async () => {
+      const r = await runProxyRaw(args);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toMatch(message);
+      expect(r.stderr.trim().split('\n')).toHaveLength(1);
+      expect(r.stderr).toMatch(/^uproxy-proxy: /);
+    });
+  }
+
+  it('names the file and line of a bad tokens-file entry', async () => {
+    const file = path.join(dir, 'bad-tokens');
+    writeFileSync(file, `# comment\nok:${hash}\nbroken-line\n`);
+    const r = await runProxyRaw(['--backend', 'b=127.0.0.1:9', '--tokens-file', file]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(`${file} line 3`);
+  });
+
+  it('reports where a --config file is wrong', async () => {
+    const file = path.join(dir, 'bad.json');
+    writeFileSync(file, '{"listen": "127.0.0.1:1", "colour": "blue"}');
+    const r = await runProxyRaw(['--config', file]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/--config: .*bad\.json: unknown key "colour"/);
+  });
+
+  it('runs from a --config JSON file and a tokens file (same keys as the flags)', async () => {
+    const backend = await startBackend('from-config');
+    try {
+      const tokens = path.join(dir, 'tokens');
+      writeFileSync(tokens, `# client tokens\nalpha:${sha256hex('alpha-secret')}\n\nbeta:${sha256hex('beta-secret')}\n`);
+      const port = await freePort();
+      const adminPort = await freePort();
+      const file = path.join(dir, 'proxy.json');
+      writeFileSync(file, JSON.stringify({
+        listen: `127.0.0.1:${port}`, admin: `127.0.0.1:${adminPort}`,
+        'admin-token-sha256': sha256hex('cfg-admin'),
+        backend: [`from-config=${backend.address},weight=3`],
+        'tokens-file': tokens, algorithm: 'least-conn', 'health-interval-ms': 200,
+      }));
+      const { spawn } = await import('node:child_process');
+      const { proxyBin } = await import('./support/proxy.js');
+      const child = spawn(proxyBin, ['--config', file], { stdio: 'ignore' });
+      try {
+        const deadline = Date.now() + 20_000;
+        let up = false;
+        while (!up && Date.now() < deadline) {
+          try {
+            const res = await request(`http://127.0.0.1:${adminPort}/stats`, { headers: { authorization: 'Bearer cfg-admin' } });
+            const s = await res.body.json() as { backends: { state: string }[] };
+            up = s.backends[0]?.state === 'up';
+          } catch { /* not listening yet */ }
+          if (!up) await new Promise((r) => setTimeout(r, 50));
+        }
+        expect(up).toBe(true);
+        const res = await request(`http://127.0.0.1:${port}/cfg`, { headers: { 'x-auth-token': 'beta-secret' } });
+        expect(res.statusCode).toBe(200);
+        await res.body.dump();
+        const stats = await (await request(`http://127.0.0.1:${adminPort}/stats`, { headers: { authorization: 'Bearer cfg-admin' } })).body.json() as {
+          algorithm: string; auth: { by_token: Record<string, number> }; backends: { weight: number }[];
+        };
+        expect(stats.algorithm).toBe('least-conn');
+        expect(stats.auth.by_token).toEqual({ alpha: 0, beta: 1 });
+        expect(stats.backends[0]!.weight).toBe(3);
+      } finally {
+        child.kill('SIGTERM');
+        await new Promise((r) => child.on('exit', r));
+      }
+    } finally {
+      await backend.close();
+    }
+  });
+
+  it('hashes tokens from stdin with SHA-256 (FIPS 180-4 test vectors)', async () => {
+    const vectors: [string, string][] = [
+      ['', 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855'],
+      ['abc', 'ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad'],
+      ['abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq', '248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1'],
+      ['a'.repeat(1_000_000), 'cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0'],
+    ];
+    for (const [input, digest] of vectors) {
+      const r = await runProxyRaw(['--hash-stdin'], input);
+      expect(r.code).toBe(0);
+      expect(r.stdout.trim()).toBe(digest);
+    }
+    // Lengths around the 55/56/64-byte padding boundaries, checked against Node's own SHA-256.
+    for (const len of [55, 56, 63, 64, 65, 119, 120, 128]) {
+      const input = 'x'.repeat(len);
+      expect((await runProxyRaw(['--hash-stdin'], input)).stdout.trim()).toBe(sha256hex(input));
+    }
+  });
+
+  it('never writes the plaintext token to its logs', async () => {
+    const backend = await startBackend('logs');
+    const log = path.join(dir, 'access.log');
+    const proxy = await startProxy({ backends: [{ name: 'logs', address: backend.address }], args: ['--access-log', log] });
+    try {
+      for (const headers of [auth, { 'x-auth-token': 'wrong-secret-value' }, {}]) {
+        const res = await request(`${proxy.url}/logged?q=1`, { headers });
+        await res.body.dump();
+      }
+      await fetchStats(proxy.adminUrl);
+    } finally {
+      await proxy.stop();
+      await backend.close();
+    }
+    const { readFileSync } = await import('node:fs');
+    const lines = readFileSync(log, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(lines.map((l) => l.status)).toEqual([200, 401, 401]);
+    expect(lines[0]).toMatchObject({ method: 'GET', path: '/logged?q=1', backend: 'logs', token: 'default', client: '127.0.0.1' });
+    const everything = readFileSync(log, 'utf8') + proxy.output();
+    expect(everything).not.toContain(CLIENT_TOKEN);
+    expect(everything).not.toContain('wrong-secret-value');
+    expect(proxy.output()).toMatch(/event=start /);
+    expect(proxy.output()).toMatch(/event=listen role=client /);
+    expect(proxy.output()).toMatch(/event=backend_state backend=logs .*to=up/);
+  });
+});
