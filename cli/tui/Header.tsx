@@ -36,7 +36,7 @@ export function Header({ fleet, intervalMs, state, nowEpochMs }: HeaderProps) {
             ✗ proxy unreachable since {formatClock(down.sinceEpochMs)} ({formatDuration(nowEpochMs - down.sinceEpochMs)}), retrying every{' '}
             {formatDuration(down.retryInMs)}
           </Text>
-          <Text wrap="truncate" color="red">  last error: {down.lastError}</Text>
+          <Text wrap="truncate-middle" color="red">  last error: {down.lastError}</Text>
         </>
       ) : stats ? (
         <Text wrap="truncate">

@@ -20,6 +20,7 @@ export interface ProgressViewProps {
 
 const SPINNER = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
 const FRAME_MS = 100;
+const TITLE_COLUMN = 44;
 
 /** Each step with a spinner while it runs, its duration when over, and a failed step's log tail. */
 export function ProgressView({ steps, nowMs = () => performance.now() }: ProgressViewProps) {
@@ -30,7 +31,8 @@ export function ProgressView({ steps, nowMs = () => performance.now() }: Progres
     const timer = setInterval(() => setFrame((f) => f + 1), FRAME_MS);
     return () => clearInterval(timer);
   }, [running]);
-  const width = Math.max(...steps.map((s) => s.title.length), 10);
+  // A common minimum keeps durations in one column across steps drawn by separate mounts.
+  const width = Math.max(...steps.map((s) => s.title.length), TITLE_COLUMN);
   return (
     <Box flexDirection="column">
       {steps.map((step, i) => (

@@ -31,7 +31,8 @@ describe('ProgressView', () => {
     );
     const lines = plain(lastFrame() ?? '').split('\n');
     expect(lines[0]).toMatch(/^✓ build proxy\s+1\.2s$/);
-    expect(lines[1]).toMatch(/^[⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏] start backend-1 0\.4s$/);
+    expect(lines[1]).toMatch(/^[⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏] start backend-1\s+0\.4s$/);
+    expect(lines[0]!.indexOf('1.2s')).toBe(lines[1]!.indexOf('0.4s'));
     expect(lines[2]).toBe('  listening on 127.0.0.1:9001');
   });
 
@@ -39,7 +40,7 @@ describe('ProgressView', () => {
     const { lastFrame } = render(
       <ProgressView steps={[{ title: 'wait for health', status: 'failed', startedMs: 0, durationMs: 30_000, logTail: ['backend-2: connection refused', 'gave up'] }]} />,
     );
-    expect(plain(lastFrame() ?? '').split('\n')).toEqual(['✗ wait for health 30.0s', '  │ backend-2: connection refused', '  │ gave up']);
+    expect(plain(lastFrame() ?? '').split('\n')).toEqual([`✗ ${'wait for health'.padEnd(44)} 30.0s`, '  │ backend-2: connection refused', '  │ gave up']);
   });
 });
 
@@ -56,8 +57,8 @@ describe('InkProgress', () => {
     await progress.close();
     expect(built).toBe('proxy.bin');
     const text = plain(terminal.text);
-    expect(text).toMatch(/✓ build proxy 0\.[1-9]s/);
-    expect(text).toMatch(/✓ start backend-1 0\.0s/);
+    expect(text).toMatch(/✓ build proxy\s+0\.[1-9]s/);
+    expect(text).toMatch(/✓ start backend-1\s+0\.\ds/);
   });
 
   it('rethrows a failing step and shows it failed with the last lines of its log', async () => {
