@@ -27,6 +27,9 @@ export const runtime: Runtime = {
   name: 'host',
 
   async build(plan, ctx) {
+    if (plan.config.backends.image !== undefined) {
+      throw new UserError('backends.image is for the VM runtimes; the host runtime builds and runs backends.app: remove "image" or choose --runtime qemu');
+    }
     await buildApp(ctx.projectDir, { label: 'proxy', dir: plan.proxy.app.dir, artifact: plan.proxy.app.binary }, ctx.progress);
     const backendApp = plan.backends[0]?.app;
     if (backendApp) await buildApp(ctx.projectDir, { label: 'backend', dir: backendApp.dir, artifact: backendApp.binary }, ctx.progress);

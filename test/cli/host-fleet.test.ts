@@ -129,6 +129,19 @@ describe('a fleet on the host runtime', () => {
     expect(readState(dir)).toEqual(state);
   });
 
+  it('restarts only a backend that died', { timeout: 120_000 }, async () => {
+    const victim = state.machines.find((m) => m.name === 'backend-2')!;
+    process.kill(victim.pid!, 'SIGKILL');
+    const result = await uproxy(['up', '--backends', '3'], dir);
+    expect(result.exitCode, result.stderr).toBe(0);
+    const after = readState(dir);
+    const pid = (name: string, s: State): number | null | undefined => s.machines.find((m) => m.name === name)?.pid;
+    expect(pid('backend-2', after)).not.toBe(victim.pid);
+    for (const name of ['backend-1', 'backend-3', 'proxy']) expect(pid(name, after), name).toBe(pid(name, state));
+    expect(Object.keys(await spread(after.proxy.listen, token, 30)).sort()).toEqual(['backend-1', 'backend-2', 'backend-3']);
+    state = after;
+  });
+
   it('scales to 5 and back to 2', { timeout: 120_000 }, async () => {
     const five = await uproxy(['up', '--backends', '5'], dir);
     expect(five.exitCode, five.stderr).toBe(0);
