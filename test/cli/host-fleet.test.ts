@@ -219,9 +219,9 @@ describe('failures on the host runtime', () => {
     const dir = await newProject('unhealthy', (config) => {
       config.backends.health = { path: '/no-such-page' };
     });
-    const result = await uproxy(['up', '--backends', '2', '--timeout', '4'], dir);
+    const result = await uproxy(['up', '--backends', '2', '--timeout', '6'], dir);
     expect(result.exitCode).toBe(1);
-    expect(result.stderr).toMatch(/uproxy: the fleet did not become healthy within 4 s: not up yet: backend-1 \(down\), backend-2 \(down\)/);
+    expect(result.stderr).toMatch(/uproxy: the fleet did not become healthy within 6 s: not up yet: backend-1 \(down\), backend-2 \(down\)/);
     expect(result.stderr).toContain('.uproxy/logs/proxy.log:');
     expect(result.stderr).not.toMatch(/\n\s+at /);
     expect(processesOf(dir)).toEqual([]);
