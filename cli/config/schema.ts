@@ -53,6 +53,11 @@ const proxy = z
     maxConnections: z.number().int().min(1).default(10000),
     tokens: z.array(clientToken).min(1).describe('Client tokens accepted in X-Auth-Token'),
     adminTokenSha256: sha256Hex.describe('SHA-256 of the admin API bearer token'),
+    publish: z
+      .string()
+      .regex(/^(\d{1,3}(\.\d{1,3}){3}):(\d{1,5})$/, 'must be ADDRESS:PORT on the host, such as 0.0.0.0:8080')
+      .optional()
+      .describe('VM runtimes: the host address:port forwarded (nftables DNAT) to the proxy client port; nothing else is published'),
   })
   .superRefine((p, ctx) => {
     if (p.port !== 0 && p.port === p.adminPort) {
@@ -104,6 +109,16 @@ const network = z
   .prefault({})
   .describe('The bridge and subnet of the VM runtimes (qemu, kraft)');
 
+const qemu = z
+  .strictObject({
+    guest: z.enum(['microvm', 'unikraft']).default('microvm').describe('microvm: Linux + an initramfs uproxy builds; unikraft: a kraft-built kernel'),
+    board: z.enum(['pc', 'microvm']).default('pc').describe('QEMU machine type for microvm guests; "microvm" boots faster but needs the host TSC frequency under TCG'),
+    kernel: z.string().min(1).optional().describe("Linux bzImage for microvm guests; default: the host's /boot/vmlinuz-*, else Debian's linux-image-cloud-amd64"),
+    memoryMiB: z.number().int().min(4).default(96).describe('Memory per machine; measured minimums: 72 MiB for a microvm guest, 4 MiB for a unikraft guest'),
+  })
+  .prefault({})
+  .describe('The qemu runtime');
+
 export const uproxyConfig = z.strictObject({
   $schema: z.string().optional(),
   name: fleetName,
@@ -111,6 +126,7 @@ export const uproxyConfig = z.strictObject({
   proxy,
   backends,
   network,
+  qemu,
 });
 
 /** uproxy.json after defaults were applied. */
