@@ -4,7 +4,10 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include "loop.h"
 #include "upstream.h"
+
+#define LATENCY_HALF_LIFE_MS 1000
 
 static enum algorithm algorithm;
 static uint64_t rng_state;
@@ -94,11 +97,20 @@ static struct backend *weighted_random(const struct backend *exclude)
     return NULL;
 }
 
+/* The latency estimate halves for every second without a new sample, so a backend that lost
+ * once (one slow answer) is tried again soon instead of being starved by a stale figure. */
+static double decayed_latency(const struct backend *b)
+{
+    if (b->ewma_latency_ms <= 0)
+        return 0.001; /* unmeasured: score as the fastest so it gets measured */
+    uint64_t idle_s = (loop_now_ms() - b->ewma_at_ms) / LATENCY_HALF_LIFE_MS;
+    double latency = b->ewma_latency_ms / (double)(1ull << (idle_s < 40 ? idle_s : 40));
+    return latency > 0.001 ? latency : 0.001;
+}
+
 static double p2c_score(const struct backend *b)
 {
-    /* An unmeasured backend scores as the fastest so it gets measured. */
-    double latency = b->ewma_latency_ms > 0 ? b->ewma_latency_ms : 0.001;
-    return (double)(b->in_flight + 1) * latency;
+    return (double)(b->in_flight + 1) * decayed_latency(b);
 }
 
 static struct backend *p2c(void)

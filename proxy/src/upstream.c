@@ -75,6 +75,7 @@ void backend_record_latency(struct backend *b, uint64_t micros)
         b->ewma_latency_ms = ms;
     else
         b->ewma_latency_ms += EWMA_ALPHA * (ms - b->ewma_latency_ms);
+    b->ewma_at_ms = loop_now_ms();
 }
 
 static struct upstream *upstream_of_watcher(struct watcher *w)

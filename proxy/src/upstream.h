@@ -40,6 +40,7 @@ struct backend {
     unsigned active_connections, idle_connections, in_flight;
     struct upstream *idle; /* LIFO */
     double ewma_latency_ms;
+    uint64_t ewma_at_ms; /* when ewma_latency_ms last took a sample */
     uint64_t requests, errors, bytes_in, bytes_out;
     struct histogram latency;
     struct health_sm sm;
