@@ -8,6 +8,7 @@ import { parseArgs } from 'node:util';
 import { execa } from 'execa';
 import { runCallgrind } from './lib/callgrind.mjs';
 import { runCliTimings } from './lib/cli-timings.mjs';
+import { runSyscalls } from './lib/syscalls.mjs';
 import { runIdleConnections } from './lib/idle-connections.mjs';
 import { measure, warmUp } from './lib/measure.mjs';
 import { LOAD_CPU, PROXY_CPU, stopAll } from './lib/processes.mjs';
@@ -24,7 +25,7 @@ const USAGE = `usage: npm run bench -- [options]
   --conns LIST            connection counts (default 1,16,64,256)
   --noise-threshold C     other load, in cores, above which a run is noisy (default 0.2)
   --attempts N            attempts per run while it is noisy (default 3, quick 2)
-  --skip LIST             parts to skip: load,idle,callgrind,cli
+  --skip LIST             parts to skip: load,idle,callgrind,syscalls,cli
   --help`;
 
 function parseOptions() {
@@ -58,7 +59,7 @@ function parseOptions() {
   }
   const skip = new Set(list(values.skip));
   for (const s of skip) {
-    if (!['load', 'idle', 'callgrind', 'cli'].includes(s)) throw new Error(`--skip: unknown part "${s}"; choose from load, idle, callgrind, cli`);
+    if (!['load', 'idle', 'callgrind', 'syscalls', 'cli'].includes(s)) throw new Error(`--skip: unknown part "${s}"; choose from load, idle, callgrind, syscalls, cli`);
   }
   const conns = values.conns
     ? list(values.conns).map((c) => positiveInt('conns', c))
@@ -181,7 +182,7 @@ async function runLoad(opts, ctx, results, log) {
 }
 
 function failedParts(results) {
-  return [...(results.idleConnections ?? []), ...(results.callgrind ?? [])].some((r) => r.error);
+  return [...(results.idleConnections ?? []), ...(results.callgrind ?? []), ...(Array.isArray(results.syscalls) ? results.syscalls : [])].some((r) => r.error);
 }
 
 async function main() {
@@ -212,6 +213,9 @@ async function main() {
   log(`uproxy bench: ${opts.reps} rep(s) x ${opts.seconds} s at ${opts.conns.join('/')} connections; targets ${opts.targets.join(', ')}`);
   log(`pinning: proxy on CPU ${PROXY_CPU}; wrk + backends (+ harness) on CPU ${LOAD_CPU}; noisy = other load > ${opts.noiseThreshold} cores (max ${opts.maxAttempts} attempts)`);
 
+  // The harness samples /proc during runs: keep it off the proxy's core too.
+  await execa('taskset', ['-a', '-p', '-c', LOAD_CPU, String(process.pid)]);
+
   const stopOnSignal = (signal) => {
     log(`\n${signal}: stopping every process the bench started`);
     stopAll().finally(() => process.exit(130));
@@ -241,6 +245,7 @@ async function main() {
     const proxies = opts.targets.filter((t) => t !== 'direct' && !ctx.unavailable[t]);
     if (!opts.skip.has('idle')) results.idleConnections = await runIdleConnections(ctx, proxies, opts, log);
     if (!opts.skip.has('callgrind')) results.callgrind = await runCallgrind(ctx, proxies, opts, log);
+    if (!opts.skip.has('syscalls')) results.syscalls = await runSyscalls(ctx, proxies, opts, log);
     if (!opts.skip.has('cli')) results.cli = await runCliTimings(opts, log);
     for (const [name, reason] of Object.entries(ctx.unavailable)) log(`\nNOT BENCHED: ${name}: ${reason}`);
   } finally {

@@ -14,7 +14,7 @@ const CONNECTIONS = 8;
 // Health checks every 10 min: none fall inside the measured window.
 const UPROXY_QUIET_ARGS = ['--health-interval-ms', '600000'];
 
-async function drive(port, token, requests) {
+export async function drive(port, token, requests) {
   const pool = new Pool(`http://127.0.0.1:${port}`, { connections: CONNECTIONS, pipelining: 1 });
   let next = 0;
   const statuses = {};
