@@ -37,7 +37,7 @@ export interface RunningProxy {
   child: ChildProcess;
   output(): string;
   stats(): Promise<ProxyStats>;
-  /** SIGTERM, then wait for exit; returns the exit code. */
+  /** SIGTERM, then wait for exit; a non-zero exit (e.g. a sanitizer report) throws. */
   stop(): Promise<number | null>;
   exited: Promise<number | null>;
 }
@@ -120,6 +120,7 @@ async function spawnOnce(opts: ProxyOptions): Promise<RunningProxy | 'port-taken
       const timer = setTimeout(() => { if (!gone) child.kill('SIGKILL'); }, 15_000);
       const code = await exited;
       clearTimeout(timer);
+      if (code !== 0) throw new Error(`proxy exited with ${code}:\n${out}`);
       return code;
     },
   };
@@ -131,7 +132,7 @@ async function spawnOnce(opts: ProxyOptions): Promise<RunningProxy | 'port-taken
       return s.backends.filter((b) => b.state === 'up').length >= wantUp ? s : undefined;
     }, 20_000);
   } catch (e) {
-    await proxy.stop();
+    await proxy.stop().catch(() => undefined);
     if (/Address already in use/.test(out)) return 'port-taken';
     throw e;
   }
