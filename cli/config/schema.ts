@@ -119,6 +119,46 @@ const qemu = z
   .prefault({})
   .describe('The qemu runtime');
 
+/**
+ * How the scaffold's apps become Unikraft guests (the kraft runtime, and the qemu runtime's
+ * `unikraft` guest kind). Memory is per machine: a unikernel has no swap and no overcommit,
+ * so what lwip and the proxy's buffers need must fit in it.
+ */
+const unikraft = z
+  .strictObject({
+    mode: z
+      .enum(['native', 'elfloader'])
+      .default('native')
+      .describe('native: the C code compiled into the kernel (Kraftfile + Makefile.uk); elfloader: a static-pie Linux binary run by the prebuilt base kernel'),
+    rootfs: z
+      .enum(['dockerfile', 'directory'])
+      .default('dockerfile')
+      .describe('elfloader only: build the rootfs from the Dockerfile (needs BuildKit) or from rootfs/ filled by `make -f rootfs.mk` (Kraftfile.rootfs-dir)'),
+    network: z
+      .enum(['kraft', 'uproxy'])
+      .default('kraft')
+      .describe('kraft: `kraft net create` makes the bridge; uproxy: the bridge of the qemu runtime (network.bridge), created by uproxy itself'),
+    proxyMemoryMiB: z
+      .number()
+      .int()
+      .min(4)
+      .default(24)
+      .describe(
+        'Memory of the proxy machine. Measured (native, LWIP_NUM_TCPCON=256, 16 KB of buffers per connection): single requests work from 5 MiB, ' +
+          '50 concurrent clients need 10 MiB, so roughly 5 MiB plus 0.1 MiB per concurrent client; 256 lwip connections serve about 125 clients ' +
+          '(two each), hence 24 MiB with room for TIME_WAIT. Below ~3.3 MiB the virtio-net queues cannot be allocated. ' +
+          'elfloader guests run the general-purpose base kernel: give them 64 or more.',
+      ),
+    backendMemoryMiB: z
+      .number()
+      .int()
+      .min(4)
+      .default(8)
+      .describe('Memory of each backend machine; the default backend serves from 4 MiB (native). elfloader guests: 64 or more'),
+  })
+  .prefault({})
+  .describe('Unikraft guests: the kraft runtime, and the qemu runtime with qemu.guest "unikraft"');
+
 export const uproxyConfig = z.strictObject({
   $schema: z.string().optional(),
   name: fleetName,
@@ -127,6 +167,7 @@ export const uproxyConfig = z.strictObject({
   backends,
   network,
   qemu,
+  unikraft,
 });
 
 /** uproxy.json after defaults were applied. */

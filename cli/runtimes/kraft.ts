@@ -1,0 +1,382 @@
+/**
+ * The `kraft` runtime: the proxy and every backend as a Unikraft unikernel that kraftkit builds
+ * and runs (`kraft build`, `kraft net create`, `kraft run -d`, `kraft ps`, `kraft stop`/`rm`).
+ * Every command line comes from cli/fleet/kraft-plan.ts. kraft keeps its machines per user,
+ * so the user kraft ran as is recorded and a different one is called out.
+ */
+import { createHash } from 'node:crypto';
+import { createWriteStream, existsSync, readFileSync } from 'node:fs';
+import { userInfo } from 'node:os';
+import { join, relative } from 'node:path';
+import { execa } from 'execa';
+import { z } from 'zod';
+import { toShell, type CommandLine } from '../fleet/argv.js';
+import {
+  KRAFT, kernelCommandLineProblem, kraftCommand, planKraftFleet, type KraftApp, type KraftFleetPlan, type KraftMachinePlan,
+} from '../fleet/kraft-plan.js';
+import type { FleetPlan, Role } from '../fleet/plan.js';
+import { stateDir, writeFileAtomic, type FleetState, type MachineState } from '../fleet/state.js';
+import { applyNetwork, removeNetwork, type NetworkResource } from '../net/apply.js';
+import { networkCommands, nftTableName, ownerMark, type NetworkPlan } from '../net/commands.js';
+import { localRunner } from '../net/exec.js';
+import { fetchStats } from '../stats/client.js';
+import { UserError } from '../errors.js';
+import { fileHash } from './build.js';
+import { logTail, sleep } from './processes.js';
+import type { MachineStatus, Runtime, RuntimeContext } from './runtime.js';
+
+/** Unikernels boot in well under a second, but kraft itself and TCG on a loaded machine do not. */
+const DEFAULT_UP_TIMEOUT_MS = 120_000;
+
+/** One row of `kraft ps -a -l -o json` (kraftkit's tableprinter: every value a string). */
+const psRow = z.object({
+  name: z.string(),
+  status: z.string(),
+  pid: z.string().optional(),
+  ip: z.string().optional(),
+  kernel: z.string().optional(),
+});
+/** kraft marshals an empty list as `null`. */
+const psOutput = z.union([z.null(), z.array(psRow)]);
+export type KraftMachine = z.infer<typeof psRow>;
+
+const kraftResources = z.object({
+  /** kraft's state lives under this user's home: another user's `kraft ps` does not see it. */
+  user: z.object({ name: z.string(), uid: z.number() }),
+  network: z.object({ manager: z.enum(['kraft', 'uproxy']), name: z.string(), owner: z.string(), created: z.array(z.object({ kind: z.enum(['bridge', 'tap', 'nft-table']), name: z.string() })) }).nullable(),
+});
+type KraftResources = z.infer<typeof kraftResources>;
+
+export const runtime: Runtime = {
+  name: 'kraft',
+
+  async build(plan, ctx) {
+    const kraftPlan = planKraftFleet(plan, { kraftfileNames: readKraftfileNames(plan) });
+    for (const app of kraftPlan.apps) await buildApp(app, ctx);
+  },
+
+  async up(plan, previous, ctx, options) {
+    const kraftPlan = planKraftFleet(plan, { kraftfileNames: readKraftfileNames(plan) });
+    for (const machine of kraftPlan.machines) {
+      const problem = kernelCommandLineProblem(machine, plan.config.unikraft.mode);
+      if (problem) throw new UserError(`${problem}: use fewer backends or tokens, or the host/qemu runtime`);
+    }
+    const resources = previousResources(previous, ctx);
+    const state: FleetState = {
+      version: 1,
+      fleet: plan.fleet,
+      runtime: 'kraft',
+      proxy: kraftPlan.proxy,
+      machines: previous?.machines ?? [],
+      resources,
+    };
+    ctx.saveState(state);
+    await ensureNetwork(kraftPlan, state, resources, ctx);
+
+    const listed = await listMachines(kraftPlan.list);
+    const wanted = kraftPlan.machines.map((m) => ({ plan: m, fingerprint: fingerprint(m) }));
+    const isCurrent = (m: MachineState): boolean => {
+      const want = wanted.find((w) => w.plan.name === m.name);
+      return want !== undefined && m.fingerprint === want.fingerprint && m.status === 'running' && listed.get(want.plan.instance)?.status === 'running';
+    };
+    const toStart = wanted.filter((w) => !state.machines.some((m) => m.name === w.plan.name && isCurrent(m)));
+    const removed = state.machines.filter((m) => !wanted.some((w) => w.plan.name === m.name));
+    if (toStart.length === 0 && removed.length === 0) {
+      await ctx.progress.step('fleet already up to date; checking health', () => waitHealthy(plan, state, kraftPlan, ctx, 10_000));
+      return state;
+    }
+
+    const started: MachineState[] = [];
+    try {
+      for (const want of toStart) {
+        const m = want.plan;
+        await ctx.progress.step(`start ${m.instance} (${m.ip}, ${m.memoryMiB} MiB)`, async () => {
+          started.push(await startMachine(state, m, want.fingerprint, listed.has(m.instance), ctx));
+        });
+      }
+      await ctx.progress.step(`wait until the proxy reports ${plan.backends.length} backends up`, () =>
+        waitHealthy(plan, state, kraftPlan, ctx, options.timeoutMs ?? DEFAULT_UP_TIMEOUT_MS));
+    } catch (error) {
+      await removeMachines(state, started, ctx);
+      if (state.machines.length === 0) await removeNetworkAndState(state, ctx);
+      throw error;
+    }
+    if (removed.length > 0) await ctx.progress.step(`remove ${removed.map((m) => m.name).join(', ')} (scaled down)`, () => removeMachines(state, removed, ctx));
+    return state;
+  },
+
+  async down(state, ctx) {
+    previousResources(state, ctx);
+    await removeMachines(state, state.machines, ctx);
+    await removeNetworkAndState(state, ctx);
+  },
+
+  async inspect(state) {
+    const listed = await listMachines(planListCommand()).catch(() => new Map<string, KraftMachine>());
+    return state.machines.map((m): MachineStatus => {
+      const row = listed.get(instanceOf(state, m));
+      const pid = row?.pid ? Number(row.pid) : null;
+      return {
+        name: m.name,
+        role: m.role,
+        address: m.address,
+        pid: pid && pid > 0 ? pid : m.pid,
+        state: m.status !== 'running' ? m.status : row?.status === 'running' ? 'running' : 'exited',
+      };
+    });
+  },
+
+  async describe(plan) {
+    const kraftPlan = planKraftFleet(plan, { kraftfileNames: readKraftfileNames(plan) });
+    const network = kraftPlan.network.manager === 'kraft' ? [kraftPlan.network.create] : networkCommands(uproxyBridge(plan.fleet, kraftPlan));
+    return [
+      ...kraftPlan.apps.flatMap((a) => (a.prepare ? [a.prepare, a.build] : [a.build])),
+      ...network,
+      ...kraftPlan.machines.map((m) => m.run),
+    ];
+  },
+};
+
+function planListCommand(): CommandLine {
+  return kraftCommand(['ps'], { all: true, long: true, output: 'json' });
+}
+
+function instanceOf(state: FleetState, machine: MachineState): string {
+  return `${state.fleet}-${machine.name}`;
+}
+
+/** The `name:` of each app's Kraftfile (top-level key), which names the native kernel. */
+function readKraftfileNames(plan: FleetPlan): Record<Role, string> {
+  const read = (dir: string, fallback: string): string => {
+    const file = join(dir, 'Kraftfile');
+    if (!existsSync(file)) {
+      throw new UserError(`${relative(plan.projectDir, dir) || '.'}/Kraftfile is missing: the kraft runtime builds each app with kraft; create one with \`uproxy init --unikraft native\` in a new directory and copy it over`);
+    }
+    const match = /^name:\s*["']?([A-Za-z0-9._-]+)["']?\s*(#.*)?$/m.exec(readFileSync(file, 'utf8'));
+    return match?.[1] ?? fallback;
+  };
+  return { proxy: read(plan.proxy.app.dir, 'proxy'), backend: read(plan.backends[0]?.app.dir ?? plan.proxy.app.dir, 'backend') };
+}
+
+function currentUser(): { name: string; uid: number } {
+  const info = userInfo();
+  return { name: info.username, uid: info.uid };
+}
+
+/** The recorded resources, with a clear warning when kraft now runs as someone else. */
+function previousResources(previous: FleetState | null, ctx: RuntimeContext): KraftResources {
+  const me = currentUser();
+  const parsed = previous ? kraftResources.safeParse(previous.resources) : undefined;
+  if (!parsed?.success) return { user: me, network: null };
+  const recorded = parsed.data.user;
+  if (recorded.uid !== me.uid) {
+    const warning =
+      `warning: this fleet was started by kraft as user ${recorded.name} (uid ${recorded.uid}), but uproxy now runs as ${me.name} (uid ${me.uid}). ` +
+      `kraft keeps its machines and networks per user, so this kraft cannot see them: run uproxy as ${recorded.name} (e.g. \`sudo -u ${recorded.name} uproxy down\`).`;
+    process.stderr.write(`${warning}\n`);
+    ctx.progress.log(warning);
+  }
+  return parsed.data;
+}
+
+function uproxyBridge(fleet: string, kraftPlan: KraftFleetPlan): NetworkPlan {
+  // kraft's qemu driver makes each machine's tap itself; uproxy provides only the bridge.
+  return {
+    owner: ownerMark(fleet),
+    bridge: { name: kraftPlan.network.name, address: `${kraftPlan.network.gateway}/${kraftPlan.network.prefix}` },
+    taps: [],
+    nftTable: nftTableName(fleet),
+  };
+}
+
+async function ensureNetwork(kraftPlan: KraftFleetPlan, state: FleetState, resources: KraftResources, ctx: RuntimeContext): Promise<void> {
+  const { network } = kraftPlan;
+  if (resources.network?.name === network.name && resources.network.manager === network.manager) return;
+  const record = { manager: network.manager, name: network.name, owner: ownerMark(state.fleet), created: [] as NetworkResource[] };
+  resources.network = record;
+  ctx.saveState(state);
+  if (network.manager === 'kraft') {
+    await ctx.progress.step(`network: kraft net create ${network.name} (${network.gateway}/${network.prefix})`, () => runKraft(network.create, ctx));
+    return;
+  }
+  await ctx.progress.step(`network: bridge ${network.name} ${network.gateway}/${network.prefix} (uproxy)`, () =>
+    applyNetwork(uproxyBridge(state.fleet, kraftPlan), {
+      run: localRunner(),
+      record: async (resource) => {
+        record.created.push(resource);
+        ctx.saveState(state);
+      },
+    }));
+}
+
+async function removeNetworkAndState(state: FleetState, ctx: RuntimeContext): Promise<void> {
+  const parsed = kraftResources.safeParse(state.resources);
+  const network = parsed.success ? parsed.data.network : null;
+  if (network?.manager === 'kraft') {
+    const remove = kraftCommand(['net', 'rm'], {}, [network.name]);
+    await ctx.progress.step(`network: kraft net rm ${network.name}`, () => runKraft(remove, ctx));
+  } else if (network?.manager === 'uproxy') {
+    await removeNetwork(network.created, network.owner, localRunner());
+  }
+  ctx.clearState();
+}
+
+/** SHA-256 of the command and of the built artifact: either changing restarts the machine. */
+function fingerprint(machine: KraftMachinePlan): string {
+  const artifact = existsSync(machine.app.artifact) ? fileHash(machine.app.artifact) : 'missing';
+  return createHash('sha256').update(JSON.stringify([machine.run.file, ...machine.run.args, artifact])).digest('hex');
+}
+
+
+async function startMachine(state: FleetState, m: KraftMachinePlan, print: string, exists: boolean, ctx: RuntimeContext): Promise<MachineState> {
+  const log = join(stateDir(ctx.projectDir), 'logs', `${m.name}.log`);
+  const machine: MachineState = {
+    name: m.name,
+    role: m.role,
+    address: m.serves,
+    pid: null,
+    command: [m.run.file, ...m.run.args],
+    log,
+    fingerprint: print,
+    status: 'starting',
+  };
+  state.machines = [...state.machines.filter((x) => x.name !== m.name), machine];
+  ctx.saveState(state);
+  // A machine of that name left behind (changed, crashed, or from a killed `up`) blocks the name.
+  if (exists) {
+    await runKraft(m.stop, ctx, { tolerate: true });
+    await runKraft(m.remove, ctx);
+  }
+  await runKraft(m.run, ctx, { log });
+  const row = (await listMachines(planListCommand())).get(m.instance);
+  const pid = row?.pid ? Number(row.pid) : NaN;
+  machine.pid = Number.isInteger(pid) && pid > 0 ? pid : null;
+  machine.status = 'running';
+  ctx.saveState(state);
+  return machine;
+}
+
+/** `kraft stop` + `kraft rm` for each machine kraft still lists; the state forgets them all. */
+async function removeMachines(state: FleetState, machines: readonly MachineState[], ctx: RuntimeContext): Promise<void> {
+  if (machines.length === 0) return;
+  for (const m of machines) m.status = 'stopping';
+  ctx.saveState(state);
+  const listed = await listMachines(planListCommand());
+  for (const m of machines) {
+    const instance = instanceOf(state, m);
+    const row = listed.get(instance);
+    if (!row) continue;
+    if (row.status === 'running') await runKraft(kraftCommand(['stop'], {}, [instance]), ctx, { tolerate: true });
+    await runKraft(kraftCommand(['rm'], {}, [instance]), ctx);
+  }
+  state.machines = state.machines.filter((m) => !machines.includes(m));
+  ctx.saveState(state);
+}
+
+async function listMachines(list: CommandLine): Promise<Map<string, KraftMachine>> {
+  const output = await runKraft(list, null);
+  let json: unknown;
+  try {
+    json = JSON.parse(output);
+  } catch {
+    throw new UserError(`\`${toShell(list)}\` did not print JSON (got ${JSON.stringify(output.slice(0, 80))}): is this kraftkit 0.9 or newer?`);
+  }
+  const parsed = psOutput.safeParse(json);
+  if (!parsed.success) throw new UserError(`\`${toShell(list)}\` printed JSON of an unexpected shape: ${parsed.error.issues[0]?.message ?? ''}`);
+  return new Map((parsed.data ?? []).map((row) => [row.name, row]));
+}
+
+async function buildApp(app: KraftApp, ctx: RuntimeContext): Promise<void> {
+  const log = join(stateDir(ctx.projectDir), 'logs', `kraft-build-${app.label}.log`);
+  writeFileAtomic(log, '');
+  await ctx.progress.step(`kraft build ${app.label}`, async () => {
+    if (app.prepare) await streamed(app.prepare, app.dir, log, ctx, `preparing the rootfs of ${app.label}`);
+    await streamed(app.build, app.dir, log, ctx, `building ${app.label} with kraft`);
+    if (!existsSync(app.artifact)) {
+      throw new UserError(`kraft build finished in ${app.dir} but left no ${app.artifact}: check the Kraftfile's name and targets (qemu/x86_64); the end of ${log}:`, logTail(log, 20));
+    }
+  });
+}
+
+/** Runs a command with its output appended to `log` and shown line by line in the progress view. */
+async function streamed(command: CommandLine, cwd: string, log: string, ctx: RuntimeContext, what: string): Promise<void> {
+  const out = createWriteStream(log, { flags: 'a' });
+  out.write(`$ ${toShell(command)}\n`);
+  const child = execa(command.file, command.args, { cwd, all: true, reject: false, stdin: 'ignore', buffer: false });
+  child.all?.on('data', (chunk: Buffer) => {
+    out.write(chunk);
+    for (const line of chunk.toString().split('\n')) if (line.trim().length > 0) ctx.progress.log(line);
+  });
+  const result = await child;
+  await new Promise<void>((resolve) => out.end(resolve));
+  if (result.failed) {
+    throw new UserError(`${what} failed (${toShell(command)}: ${failure(command, result.exitCode, result.originalMessage)}); the end of ${log}:`, logTail(log, 20));
+  }
+}
+
+interface RunKraftOptions {
+  /** Appends the command and its output to this file. */
+  log?: string;
+  /** A failure is only logged (`kraft stop` of a machine that has just exited). */
+  tolerate?: boolean;
+}
+
+/** Runs one kraft command; returns its stdout. `ctx` null: nothing is reported (listing). */
+async function runKraft(command: CommandLine, ctx: RuntimeContext | null, options: RunKraftOptions = {}): Promise<string> {
+  const result = await execa(command.file, command.args, { reject: false, stdin: 'ignore' });
+  const output = [result.stdout, result.stderr].filter((s) => typeof s === 'string' && s.length > 0).join('\n');
+  if (options.log) {
+    const previous = existsSync(options.log) ? readFileSync(options.log, 'utf8') : '';
+    writeFileAtomic(options.log, `${previous}$ ${toShell(command)}\n${output}\n`);
+  }
+  if (result.failed) {
+    const message = `\`${toShell(command)}\` failed (${failure(command, result.exitCode, result.originalMessage)})`;
+    if (options.tolerate) {
+      ctx?.progress.log(message);
+      return '';
+    }
+    throw new UserError(`${message}:`, (output || '(no output)').trimEnd().split('\n').slice(-15));
+  }
+  return String(result.stdout ?? '');
+}
+
+function failure(command: CommandLine, exitCode: number | undefined, message: string | undefined): string {
+  if (exitCode !== undefined) return `exit ${exitCode}`;
+  if (command.file === KRAFT && /ENOENT/.test(message ?? '')) {
+    return 'kraft is not installed or not on PATH: install kraftkit (https://unikraft.org/docs/cli/install), or use `--runtime qemu` with `"qemu": {"guest": "unikraft"}`';
+  }
+  return message ?? 'it could not be started';
+}
+
+/**
+ * Polls the proxy's /stats (reached from the host over the bridge) until every planned backend
+ * is up. A machine kraft reports as no longer running fails the wait at once.
+ */
+async function waitHealthy(plan: FleetPlan, state: FleetState, kraftPlan: KraftFleetPlan, ctx: RuntimeContext, timeoutMs: number): Promise<void> {
+  const endpoint = { url: `http://${state.proxy.admin}`, token: ctx.adminToken() };
+  const wanted = plan.backends.map((b) => b.name);
+  const deadline = Date.now() + timeoutMs;
+  let lastProblem = 'the proxy has not answered yet';
+  let polls = 0;
+  while (Date.now() < deadline) {
+    if (polls++ % 4 === 0) {
+      const listed = await listMachines(kraftPlan.list);
+      const dead = kraftPlan.machines.find((m) => listed.get(m.instance)?.status !== 'running');
+      if (dead) {
+        const status = listed.get(dead.instance)?.status ?? 'gone';
+        throw new UserError(`machine ${dead.instance} is ${status} right after it was started; see \`kraft logs ${dead.instance}\` and the end of ${join(stateDir(ctx.projectDir), 'logs', `${dead.name}.log`)}:`,
+          logTail(join(stateDir(ctx.projectDir), 'logs', `${dead.name}.log`), 10));
+      }
+    }
+    try {
+      const stats = await fetchStats(endpoint, 2000);
+      const notUp = wanted.filter((name) => stats.backends.find((b) => b.name === name)?.state !== 'up');
+      if (notUp.length === 0) return;
+      lastProblem = `not up yet: ${notUp.join(', ')}`;
+    } catch (error) {
+      lastProblem = (error as Error).message;
+    }
+    await sleep(500);
+  }
+  throw new UserError(`the fleet did not become healthy within ${Math.round(timeoutMs / 1000)} s: ${lastProblem}; see \`kraft logs ${plan.fleet}-proxy\``);
+}
