@@ -46,7 +46,9 @@ export function register(program: Command): void {
 
       if (options.json || options.once || !process.stdout.isTTY || !process.stdin.isTTY) {
         const { sampleTwice } = await import('../tui/poller.js');
-        const series = await sampleTwice(fetch, intervalMs);
+        const series = await sampleTwice(fetch, intervalMs).catch((error: Error) => {
+          throw new UserError(`${error.message}; is the fleet up? \`uproxy ps\` shows its machines`);
+        });
         if (options.json) {
           const json = { fleet: { ...fleet, admin: state.proxy.admin }, intervalMs, stats: series.latest.stats, rates: series.rates };
           process.stdout.write(`${JSON.stringify(json, null, 2)}\n`);

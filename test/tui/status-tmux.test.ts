@@ -27,12 +27,17 @@ const untilScreen = (check: (text: string) => void, timeout = 30_000) =>
   vi.waitFor(() => check(screen()), { timeout, interval: 200 });
 const acceptedTotal = (text: string) => Number(text.match(/accepted\s+\S+\/s\s+total ([\d,]+)/)?.[1]?.replaceAll(',', '') ?? NaN);
 
-/** `count` requests to the proxy, four at a time; `token` null sends none (to be denied). */
-async function traffic(count: number, token: string | null): Promise<number[]> {
+/**
+ * `count` requests to the proxy, four at a time; `token` null sends none (to be denied).
+ * Stops early once `until` settles.
+ */
+async function traffic(count: number, token: string | null, until?: Promise<unknown>): Promise<number[]> {
   const statuses: number[] = [];
   let next = 0;
+  let stop = false;
+  void until?.finally(() => (stop = true));
   const worker = async () => {
-    while (next < count) {
+    while (next < count && !stop) {
       next++;
       const response = await request(`http://${proxyAddress}/`, {
         headers: token === null ? {} : { 'x-auth-token': token },
@@ -121,4 +126,42 @@ describe('uproxy status in tmux', () => {
     tmux('send-keys', '-t', PANE, "stty -a | tr ' ;' '\\n\\n' | grep -xE -- '-?(icanon|echo)' | tr '\\n' ' '; echo '<- tty modes'", 'Enter');
     await untilScreen((text) => expect(text).toMatch(/^icanon echo <- tty modes$/m));
   }, 120_000);
+});
+
+describe('uproxy status in scripts', () => {
+  it('prints one plain snapshot when stdout is not a terminal, with rates from two samples', async () => {
+    const running = uproxy(['status', '--interval', '0.5'], project);
+    await traffic(5000, clientToken, running);
+    const result = await running;
+    expect(result.exitCode, result.stderr).toBe(0);
+    expect(result.stdout).not.toContain('\u001b[');
+    expect(result.stdout).toMatch(/^uproxy fleet \(host\)  proxy 127\.0\.0\.1:\d+  up \S+  round-robin  every 500ms$/m);
+    expect(Number(result.stdout.match(/accepted\s+([\d.]+)\/s/)?.[1])).toBeGreaterThan(0);
+    for (const name of ['backend-1', 'backend-2', 'backend-3']) expect(result.stdout).toMatch(new RegExp(`${name}\\s+127\\.0\\.0\\.1:\\d+\\s+up\\s`));
+    expect(result.stdout).not.toContain('q quit');
+  }, 60_000);
+
+  it('--json prints the stats and the rates between two samples', async () => {
+    const running = uproxy(['status', '--json', '--interval', '0.5'], project);
+    await traffic(5000, clientToken, running);
+    const result = await running;
+    expect(result.exitCode, result.stderr).toBe(0);
+    const json = JSON.parse(result.stdout);
+    expect(json.fleet).toMatchObject({ name: 'fleet', runtime: 'host', proxyAddress: proxyAddress });
+    expect(json.stats.backends.map((b: { name: string }) => b.name).sort()).toEqual(['backend-1', 'backend-2', 'backend-3']);
+    expect(json.rates.intervalMs).toBeGreaterThanOrEqual(450);
+    expect(Object.keys(json.rates.backends).sort()).toEqual(['backend-1', 'backend-2', 'backend-3']);
+    // Round-robin over three healthy backends: each gets about a third of the traffic.
+    for (const rates of Object.values(json.rates.backends) as { requestsPerSec: number; share: number }[]) {
+      expect(rates.requestsPerSec).toBeGreaterThan(0);
+      expect(rates.share).toBeGreaterThan(0.2);
+      expect(rates.share).toBeLessThan(0.45);
+    }
+  }, 60_000);
+
+  it('says plainly when there is no fleet to watch', async () => {
+    const result = await uproxy(['status', '--once'], root);
+    expect(result.exitCode).toBe(1);
+    expect(result.stderr).toMatch(/^uproxy: no fleet is running in .*; start one with `uproxy up`$/m);
+  });
 });
