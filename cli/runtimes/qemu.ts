@@ -204,7 +204,8 @@ async function stopMachine(machine: MachineState, qmpSocket: string, options: Do
   // A machine recorded without a PID was being started when uproxy died: its command line finds it.
   const pids = machine.pid !== null && !options.force ? [machine.pid] : [...new Set([...(machine.pid === null ? [] : [machine.pid]), ...findProcessesByArgv([machine.command])])];
   const alive = () => pids.filter((pid) => isOurProcess(pid, machine.command));
-  if (alive().length === 0) return;
+  const ours = alive();
+  if (ours.length === 0) return;
   try {
     const qmp = await QmpClient.connect(qmpSocket, 2_000);
     try {
@@ -225,6 +226,19 @@ async function stopMachine(machine: MachineState, qmpSocket: string, options: Do
     }
   }
   while (alive().length > 0) await sleep(20);
+  // An exiting QEMU drops its command line before it is gone: wait for the PID itself, so
+  // that `down` returning means no QEMU of ours is left.
+  const exitDeadline = Date.now() + 10_000;
+  while (ours.some(exists) && Date.now() < exitDeadline) await sleep(20);
+}
+
+function exists(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
 
 /** The host TSC frequency, needed only by the `microvm` board under TCG. */
