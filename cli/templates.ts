@@ -1,12 +1,14 @@
-import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
-import { dirname, join, relative } from 'node:path';
+import { createHash } from 'node:crypto';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { basename, dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { UserError } from './errors.js';
 
 /**
  * What `init` copies into a project: `templates/` (the backend app, the proxy's Kraftfile and
  * Dockerfile, .gitignore) and this package's own `proxy/` sources and Makefile, so the
- * project builds its proxy from the code it ships with. Files are copied as they are.
+ * project builds its proxy from the code it ships with. Files are copied as they are;
+ * `templates/elfloader/` replaces the native Unikraft files when that variant is chosen.
  */
 
 /** The package root, from `dist/templates.js` or `cli/templates.ts` alike. */
@@ -25,14 +27,65 @@ export interface TemplateFile {
   to: string;
 }
 
-export function templateFiles(packageRoot = PACKAGE_ROOT): TemplateFile[] {
-  const files = listFiles(join(packageRoot, 'templates')).map((from) => {
-    const rel = relative(join(packageRoot, 'templates'), from);
-    return { from, to: RENAMED[rel] ?? rel };
-  });
+export type UnikraftMode = 'native' | 'elfloader';
+
+export interface TemplateOptions {
+  /** native (default): Kraftfile + Makefile.uk; elfloader: templates/elfloader/ replaces them. */
+  unikraft?: UnikraftMode;
+  /** Copy llhttp's sources into proxy/llhttp/ so the unikernel builds without network access. */
+  vendorLlhttp?: boolean;
+}
+
+/** Variant trees under templates/, copied only when chosen (over the default files). */
+const ELFLOADER_DIR = 'elfloader';
+/** Files of the native build that mean nothing on elfloader's prebuilt kernel. */
+const NATIVE_ONLY = new Set(['proxy/Makefile.uk', 'backend/Makefile.uk']);
+
+export function templateFiles(packageRoot = PACKAGE_ROOT, options: TemplateOptions = {}): TemplateFile[] {
+  const templates = join(packageRoot, 'templates');
+  const all = listFiles(templates).map((from) => ({ from, rel: relative(templates, from) }));
+  const isVariant = (rel: string): boolean => rel.startsWith(`${ELFLOADER_DIR}/`);
+  let files = all.filter((f) => !isVariant(f.rel)).map(({ from, rel }) => ({ from, to: RENAMED[rel] ?? rel }));
+  if (options.unikraft === 'elfloader') {
+    const overlay = all.filter((f) => isVariant(f.rel)).map(({ from, rel }) => ({ from, to: rel.slice(ELFLOADER_DIR.length + 1) }));
+    const replaced = new Set(overlay.map((f) => f.to));
+    files = [...files.filter((f) => !replaced.has(f.to) && !NATIVE_ONLY.has(f.to)), ...overlay];
+  }
+  if (options.vendorLlhttp) files.push(...llhttpVendorFiles(join(templates, 'proxy', LLHTTP_SUMS)));
   const proxySources = listFiles(join(packageRoot, 'proxy')).map((from) => ({ from, to: join('proxy', relative(join(packageRoot, 'proxy'), from)) }));
   const seen = new Set(files.map((f) => f.to));
   return [...files, ...proxySources.filter((f) => !seen.has(f.to))].sort((a, b) => (a.to < b.to ? -1 : 1));
+}
+
+/** llhttp's C sources and header as Debian's node-llhttp installs them. */
+export const LLHTTP_LOCAL = { src: '/usr/share/llhttp', include: '/usr/share/include/llhttp' };
+/** `sha256sum` lines pinning the llhttp version the Unikraft build fetches (templates/proxy/). */
+const LLHTTP_SUMS = 'llhttp.sha256';
+
+/**
+ * proxy/llhttp/{src,include}/ laid out as in llhttp's release archive, from the local copy;
+ * refused unless every file matches the pinned digests, so the offline and the fetched build
+ * compile the same parser.
+ */
+export function llhttpVendorFiles(sumsFile: string, local = LLHTTP_LOCAL): TemplateFile[] {
+  const pinned = readFileSync(sumsFile, 'utf8')
+    .split('\n')
+    .filter((line) => line.trim().length > 0)
+    .map((line) => {
+      const [digest = '', path = ''] = line.trim().split(/\s+/);
+      return { digest, path };
+    });
+  return pinned.map(({ digest, path }) => {
+    const from = join(path.startsWith('include/') ? local.include : local.src, basename(path));
+    if (!existsSync(from)) {
+      throw new UserError(`--vendor-llhttp: ${from} does not exist: install Debian's node-llhttp (\`apt-get install node-llhttp\`), or leave out --vendor-llhttp and let the Unikraft build fetch llhttp`);
+    }
+    const actual = createHash('sha256').update(readFileSync(from)).digest('hex');
+    if (actual !== digest) {
+      throw new UserError(`--vendor-llhttp: ${from} is not the llhttp version the templates pin (SHA-256 ${actual}, expected ${digest} from templates/proxy/${LLHTTP_SUMS}); install node-llhttp 8.1.0 or copy llhttp 8.1.0's ${path} into proxy/llhttp/${path} yourself`);
+    }
+    return { from, to: join('proxy', 'llhttp', path) };
+  });
 }
 
 function listFiles(dir: string): string[] {
@@ -50,8 +103,8 @@ export function existingFiles(dir: string, targets: readonly string[]): string[]
 }
 
 /** Copies the templates into `dir`; refuses to overwrite anything unless `force`. */
-export function renderTemplates(dir: string, force: boolean, packageRoot = PACKAGE_ROOT): string[] {
-  const files = templateFiles(packageRoot);
+export function renderTemplates(dir: string, force: boolean, packageRoot = PACKAGE_ROOT, options: TemplateOptions = {}): string[] {
+  const files = templateFiles(packageRoot, options);
   if (!force) refuseOverwrite(dir, files.map((f) => f.to));
   for (const file of files) {
     const target = join(dir, file.to);

@@ -1,4 +1,4 @@
-import type { Command } from 'commander';
+import { InvalidArgumentError, type Command } from 'commander';
 import { integerIn, runtime } from './options.js';
 
 export function register(program: Command): void {
@@ -10,8 +10,10 @@ export function register(program: Command): void {
     .option('--backends <n>', 'number of backends `up` starts', integerIn(1, 64), 3)
     .option('--name <name>', 'fleet name (default: from the directory name)')
     .option('--force', 'overwrite existing files (and make new tokens)', false)
+    .option('--unikraft <mode>', 'how the apps become unikernels: native (compiled into the kernel) or elfloader (a static-pie binary on the prebuilt base kernel)', unikraftMode, 'native')
+    .option('--vendor-llhttp', "copy the local llhttp sources (Debian's node-llhttp) into proxy/llhttp/ so unikernel builds need no network", false)
     .addHelpText('after', '\nExample:\n  $ uproxy init demo --backends 3 && cd demo && uproxy up')
-    .action(async (dir: string, options: { runtime: 'host' | 'qemu' | 'kraft'; backends: number; name?: string; force: boolean }) => {
+    .action(async (dir: string, options: { runtime: 'host' | 'qemu' | 'kraft'; backends: number; name?: string; force: boolean; unikraft: 'native' | 'elfloader'; vendorLlhttp: boolean }) => {
       const { initProject } = await import('../core/init.js');
       const { curlLine } = await import('../core/output.js');
       const result = initProject(dir, options);
@@ -28,4 +30,9 @@ export function register(program: Command): void {
         ].join('\n'),
       );
     });
+}
+
+function unikraftMode(value: string): 'native' | 'elfloader' {
+  if (value !== 'native' && value !== 'elfloader') throw new InvalidArgumentError(`expected native or elfloader, got "${value}"`);
+  return value;
 }

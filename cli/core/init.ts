@@ -4,7 +4,7 @@ import { CONFIG_FILE, SCHEMA_FILE } from '../config/load.js';
 import { configJsonSchema, machineNamePattern, uproxyConfig, type RuntimeName, type UproxyConfigInput } from '../config/schema.js';
 import { generateToken, sha256Hex, writeToken } from '../config/tokens.js';
 import { writeFileAtomic } from '../fleet/state.js';
-import { refuseOverwrite, renderTemplates, templateFiles } from '../templates.js';
+import { refuseOverwrite, renderTemplates, templateFiles, type TemplateOptions, type UnikraftMode } from '../templates.js';
 import { UserError } from '../errors.js';
 
 export interface InitOptions {
@@ -13,6 +13,10 @@ export interface InitOptions {
   force: boolean;
   /** Fleet name; derived from the directory name when absent. */
   name?: string;
+  /** How the apps become unikernels (kraft runtime, qemu's unikraft guests); native by default. */
+  unikraft?: UnikraftMode;
+  /** Copy the local llhttp sources into proxy/llhttp/ for offline unikernel builds. */
+  vendorLlhttp?: boolean;
 }
 
 export interface InitResult {
@@ -28,7 +32,9 @@ export function initProject(dirArgument: string, options: InitOptions): InitResu
   const dir = resolve(dirArgument);
   const name = options.name ?? fleetNameFrom(dir);
   const generated = [CONFIG_FILE, SCHEMA_FILE];
-  if (!options.force) refuseOverwrite(dir, [...generated, ...templateFiles().map((f) => f.to)]);
+  const templateOptions: TemplateOptions = { unikraft: options.unikraft, vendorLlhttp: options.vendorLlhttp };
+  const templates = templateFiles(undefined, templateOptions);
+  if (!options.force) refuseOverwrite(dir, [...generated, ...templates.map((f) => f.to)]);
 
   const clientToken = generateToken();
   const adminToken = generateToken();
@@ -41,12 +47,14 @@ export function initProject(dirArgument: string, options: InitOptions): InitResu
       adminTokenSha256: sha256Hex(adminToken),
     },
     backends: { count: options.backends },
+    // The prebuilt base kernel of elfloader is general-purpose: it needs more than a native build.
+    ...(options.unikraft === 'elfloader' ? { unikraft: { mode: 'elfloader' as const, proxyMemoryMiB: 64, backendMemoryMiB: 64 } } : {}),
   };
   const checked = uproxyConfig.safeParse(input);
   if (!checked.success) throw new UserError(`cannot create a fleet named "${name}": ${checked.error.issues[0]?.message ?? 'invalid'}`);
 
   mkdirSync(dir, { recursive: true });
-  const files = renderTemplates(dir, true);
+  const files = renderTemplates(dir, true, undefined, templateOptions);
   writeFileAtomic(join(dir, SCHEMA_FILE), `${JSON.stringify(configJsonSchema(), null, 2)}\n`);
   writeFileAtomic(join(dir, CONFIG_FILE), `${JSON.stringify(input, null, 2)}\n`);
   writeToken(dir, 'client', clientToken);
