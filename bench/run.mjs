@@ -166,7 +166,8 @@ async function runLoad(opts, ctx, results, log) {
               `  [${done}/${total}] rep ${rep} ${String(conns).padStart(3)} conns ${path.padEnd(5)} ${target.name.padEnd(7)} ` +
                 `${Math.round(run.rps).toLocaleString('en-US').padStart(7)} req/s` +
                 (run.proxyCpuPct !== null ? `  cpu ${run.proxyCpuPct.toFixed(0)}%` : '') +
-                `  p99 ${run.latencyMs.p99.toFixed(2)} ms  other load ${run.otherCores.toFixed(2)} cores${run.noisy ? '  NOISY' : ''}` +
+                `  p99 ${run.latencyMs.p99.toFixed(2)} ms  other load ${run.otherCores.toFixed(2)} cores` +
+                ` (proxy core ${run.otherOnProxyCore.toFixed(2)}, load core ${run.otherOnLoadCore.toFixed(2)})${run.noisy ? '  NOISY' : ''}` +
                 (run.attempts > 1 ? ` (${run.attempts} attempts)` : ''),
             );
           }
@@ -218,7 +219,10 @@ async function main() {
 
   const stopOnSignal = (signal) => {
     log(`\n${signal}: stopping every process the bench started`);
-    stopAll().finally(() => process.exit(130));
+    stopAll().finally(() => {
+      rmSync(dir, { recursive: true, force: true });
+      process.exit(130);
+    });
   };
   process.once('SIGINT', stopOnSignal);
   process.once('SIGTERM', stopOnSignal);

@@ -4,7 +4,7 @@ import { execa } from 'execa';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { cpuSeconds, loadAverage, machineBusySeconds, rssKiB } from './procfs.mjs';
-import { LOAD_CPU, sleep } from './processes.mjs';
+import { LOAD_CPU, PROXY_CPU, sleep } from './processes.mjs';
 
 const WRK_SCRIPT = join(import.meta.dirname, 'wrk-report.lua');
 const RSS_SAMPLE_MS = 250;
@@ -71,6 +71,10 @@ async function measureOnce({ target, backends, conns, seconds, token }) {
   const selfCpu = selfAndChildrenSeconds() - before.self;
   const machine = machineBusySeconds();
   const otherCores = Math.max(0, machine.busy - before.machine.busy - proxyCpu - loadCoreCpu - selfCpu) / wall;
+  // Everything is pinned, so each core's share of the other load can be told apart too.
+  const coreDelta = (cpu) => machine.perCore[`cpu${cpu}`] - before.machine.perCore[`cpu${cpu}`];
+  const otherOnProxyCore = Math.max(0, coreDelta(PROXY_CPU) - proxyCpu) / wall;
+  const otherOnLoadCore = Math.max(0, coreDelta(LOAD_CPU) - loadCoreCpu - selfCpu) / wall;
   const durationS = wrk.duration_us / 1e6;
   return {
     requests: wrk.requests,
@@ -83,6 +87,8 @@ async function measureOnce({ target, backends, conns, seconds, token }) {
     // Backends + wrk + this harness: the core that generates and serves the load.
     loadCorePct: (100 * (loadCoreCpu + selfCpu)) / wall,
     otherCores,
+    otherOnProxyCore,
+    otherOnLoadCore,
     stealS: machine.steal - before.machine.steal,
     loadavgBefore: before.loadavg,
     durationS,

@@ -28,12 +28,26 @@ export function rssKiB(pids) {
   return total;
 }
 
-// Busy time in user and system mode over all cores. Interrupt and softirq time are left out:
-// the kernel may charge loopback network work there instead of to the bench's processes.
+// Busy time in user and system mode, over all cores and per core ("cpu0", "cpu1", ...).
+// Interrupt and softirq time are left out: the kernel may charge loopback network work there
+// instead of to the bench's processes.
 export function machineBusySeconds() {
-  const fields = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
-  const [user, nice, system, , , , , steal] = fields;
-  return { busy: (user + nice + system) / TICKS_PER_SECOND, steal: (steal ?? 0) / TICKS_PER_SECOND };
+  const perCore = {};
+  let busy = 0;
+  let steal = 0;
+  for (const line of readFileSync('/proc/stat', 'utf8').split('\n')) {
+    const match = /^(cpu\d*)\s+(.*)$/.exec(line);
+    if (!match) continue;
+    const [user, nice, system, , , , , st] = match[2].split(/\s+/).map(Number);
+    const seconds = (user + nice + system) / TICKS_PER_SECOND;
+    if (match[1] === 'cpu') {
+      busy = seconds;
+      steal = (st ?? 0) / TICKS_PER_SECOND;
+    } else {
+      perCore[match[1]] = seconds;
+    }
+  }
+  return { busy, steal, perCore };
 }
 
 export function loadAverage() {
