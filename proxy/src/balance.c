@@ -108,9 +108,10 @@ static double decayed_latency(const struct backend *b)
     return latency > 0.001 ? latency : 0.001;
 }
 
+/* Weight is capacity: a backend of weight 4 may carry four times the in-flight load. */
 static double p2c_score(const struct backend *b)
 {
-    return (double)(b->in_flight + 1) * decayed_latency(b);
+    return (double)(b->in_flight + 1) * decayed_latency(b) / (double)b->weight;
 }
 
 static struct backend *p2c(void)

@@ -5,7 +5,7 @@
  * - least-conn: fewest in-flight requests per unit of weight; ties broken by the smooth
  *   round-robin so weights still hold when the load is light.
  * - p2c: two distinct backends drawn at random (weighted), the one with the lower
- *   (in_flight + 1) × EWMA latency wins.
+ *   (in_flight + 1) × EWMA latency / weight wins.
  *
  * Adding an algorithm means one pick function and one case in balance_pick. */
 #ifndef UPROXY_BALANCE_H

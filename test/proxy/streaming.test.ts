@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { Readable } from 'node:stream';
 import { Agent, request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { downloadSha256, patternChunk, startBackend, type TestBackend } from './support/backend.js';
@@ -59,7 +60,7 @@ describe('proxy: connections and bodies', () => {
         yield chunk;
       }
     }
-    const res = await request(`${proxy.url}/upload`, { method: 'POST', headers: auth, body: body() });
+    const res = await request(`${proxy.url}/upload`, { method: 'POST', headers: auth, body: Readable.from(body()) });
     expect(res.statusCode).toBe(200);
     const echo = (await res.body.json()) as { bodyBytes: number; bodySha256: string; headers: Record<string, string> };
     expect(echo.headers['transfer-encoding']).toBe('chunked');
