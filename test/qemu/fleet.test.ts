@@ -1,0 +1,151 @@
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { execa } from 'execa';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { findGuestKernel } from '../../cli/runtimes/kernel.js';
+import { QmpClient } from '../../cli/runtimes/qmp.js';
+import { BIN, uproxy } from '../cli/run.js';
+import { addNamespace, deleteNamespace, inNamespace, netnsWrap, whyCannotRun } from './netns.js';
+
+/**
+ * `up --runtime qemu --backends 3` end to end under TCG, with microvm guests running the real
+ * static proxy and backend. Needs root; CI runs as root. uproxy runs inside a namespace this
+ * file creates (`inner`), so its bridge, taps, nftables table and VM addresses never touch
+ * the host; a second namespace (`outer`, joined by a veth pair) plays a client from elsewhere.
+ */
+
+const skip = whyCannotRun();
+const inner = `upq-in-${process.pid}`;
+const outer = `upq-out-${process.pid}`;
+const CLIENT = fileURLToPath(new URL('./client.mjs', import.meta.url));
+const PUBLISHED = '10.99.0.1:9090';
+
+let root: string;
+let dir: string;
+let token: string;
+
+interface ClientResult {
+  statuses: Record<string, number>;
+  backends: Record<string, number>;
+  errors: string[];
+}
+
+/** Sends `count` requests from inside namespace `ns`. */
+async function requests(ns: string, url: string, count: number, withToken = token, timeoutMs = 5000): Promise<ClientResult> {
+  const [file, ...wrap] = netnsWrap(ns);
+  const result = await execa(file!, [...wrap, 'node', CLIENT, url, withToken, String(count), String(timeoutMs)], { reject: false, timeout: 120_000 });
+  expect(result.exitCode, result.stderr).toBe(0);
+  return JSON.parse(result.stdout) as ClientResult;
+}
+
+function uproxyInside(args: string[], timeoutMs = 300_000) {
+  return execa('ip', ['netns', 'exec', inner, 'node', BIN, ...args], { cwd: dir, reject: false, timeout: timeoutMs, stdin: 'ignore', all: true });
+}
+
+function qemuProcessesOf(projectDir: string): number[] {
+  return readdirSync('/proc')
+    .filter((entry) => /^\d+$/.test(entry))
+    .filter((pid) => {
+      try {
+        const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+        return argv.startsWith('qemu-system-x86_64\0') && argv.includes(`${projectDir}/`);
+      } catch {
+        return false;
+      }
+    })
+    .map(Number);
+}
+
+describe.skipIf(skip !== undefined)(`qemu runtime: a fleet of microvm guests${skip ? ` (skipped: ${skip})` : ''}`, () => {
+  beforeAll(async () => {
+    // The guests' kernel is fetched with apt-get from the host's namespace: the test
+    // namespaces have no route to a Debian mirror.
+    await findGuestKernel();
+    addNamespace(inner);
+    addNamespace(outer);
+    execFileSync('ip', ['link', 'add', 'upq-veth-in', 'netns', inner, 'type', 'veth', 'peer', 'name', 'upq-veth-out', 'netns', outer]);
+    inNamespace(inner, 'ip', 'addr', 'add', '10.99.0.1/24', 'dev', 'upq-veth-in');
+    inNamespace(inner, 'ip', 'link', 'set', 'upq-veth-in', 'up');
+    inNamespace(inner, 'sysctl', '-qw', 'net.ipv4.ip_forward=1');
+    inNamespace(outer, 'ip', 'addr', 'add', '10.99.0.2/24', 'dev', 'upq-veth-out');
+    inNamespace(outer, 'ip', 'link', 'set', 'upq-veth-out', 'up');
+    // A client that routes to the VM subnet on purpose: only the published port may answer it.
+    inNamespace(outer, 'ip', 'route', 'add', '172.44.0.0/24', 'via', '10.99.0.1');
+
+    root = mkdtempSync(join(tmpdir(), 'uproxy-qemu-'));
+    const init = await uproxy(['init', 'vmfleet', '--backends', '3'], root);
+    expect(init.exitCode, init.stderr).toBe(0);
+    dir = join(root, 'vmfleet');
+    const config = JSON.parse(readFileSync(join(dir, 'uproxy.json'), 'utf8'));
+    config.proxy.publish = `0.0.0.0:${PUBLISHED.split(':')[1]}`;
+    writeFileSync(join(dir, 'uproxy.json'), JSON.stringify(config, null, 2));
+    token = readFileSync(join(dir, '.uproxy/client-token'), 'utf8').trim();
+  }, 120_000);
+
+  afterAll(async () => {
+    if (dir && existsSync(join(dir, '.uproxy/state.json'))) await uproxyInside(['down', '--force'], 60_000);
+    deleteNamespace(outer);
+    deleteNamespace(inner);
+    if (root) rmSync(root, { recursive: true, force: true });
+  }, 120_000);
+
+  it('starts 1 proxy + 3 backend VMs and waits until all are healthy', async () => {
+    const started = performance.now();
+    const up = await uproxyInside(['up', '--runtime', 'qemu', '--backends', '3', '--accel', 'tcg']);
+    expect(up.exitCode, up.all).toBe(0);
+    process.stderr.write(`qemu fleet up to healthy (1 proxy + 3 backends, TCG): ${((performance.now() - started) / 1000).toFixed(1)} s\n`);
+    expect(up.stdout).toMatch(/backend-3\s+backend\s+172\.44\.0\.5:8080/);
+    expect(qemuProcessesOf(dir)).toHaveLength(4);
+  }, 330_000);
+
+  it('spreads 300 requests evenly over the 3 backend VMs, and 401s a wrong token', async () => {
+    const result = await requests(inner, 'http://172.44.0.2:8080/', 300);
+    expect(result.errors).toEqual([]);
+    expect(result.statuses).toEqual({ 200: 300 });
+    expect(Object.keys(result.backends).sort()).toEqual(['backend-1', 'backend-2', 'backend-3']);
+    for (const count of Object.values(result.backends)) expect(count).toBeGreaterThanOrEqual(90);
+
+    const wrong = await requests(inner, 'http://172.44.0.2:8080/', 3, 'not-the-token');
+    expect(wrong.statuses).toEqual({ 401: 3 });
+  }, 180_000);
+
+  it('serves an outside client through the published port only', async () => {
+    const published = await requests(outer, `http://${PUBLISHED}/`, 30);
+    expect(published.statuses).toEqual({ 200: 30 });
+    expect(Object.keys(published.backends).sort()).toEqual(['backend-1', 'backend-2', 'backend-3']);
+
+    for (const direct of ['http://172.44.0.3:8080/', 'http://172.44.0.2:8081/stats', 'http://172.44.0.2:8080/']) {
+      const attempt = await requests(outer, direct, 1, token, 2000);
+      expect(attempt.statuses, direct).toEqual({});
+      expect(attempt.errors, direct).toHaveLength(1);
+    }
+  }, 120_000);
+
+  it('routes around a backend VM stopped through QMP', async () => {
+    const qmp = await QmpClient.connect(join(dir, '.uproxy/vm/backend-2.qmp'));
+    await qmp.quit();
+    qmp.close();
+    const deadline = Date.now() + 60_000;
+    let last: ClientResult | undefined;
+    while (Date.now() < deadline) {
+      last = await requests(inner, 'http://172.44.0.2:8080/', 9);
+      if (last.statuses[200] === 9 && last.backends['backend-2'] === undefined) break;
+      await new Promise((resolve) => setTimeout(resolve, 500));
+    }
+    const after = await requests(inner, 'http://172.44.0.2:8080/', 60);
+    expect(after.statuses).toEqual({ 200: 60 });
+    expect(Object.keys(after.backends).sort()).toEqual(['backend-1', 'backend-3']);
+  }, 120_000);
+
+  it('down leaves no QEMU process, tap, bridge, nftables table or state file', async () => {
+    const down = await uproxyInside(['down'], 120_000);
+    expect(down.exitCode, down.all).toBe(0);
+    expect(qemuProcessesOf(dir)).toEqual([]);
+    expect(inNamespace(inner, 'ip', '-br', 'link').split('\n').filter(Boolean).map((line) => line.split(/[\s@]/)[0]).sort()).toEqual(['lo', 'upq-veth-in']);
+    expect(inNamespace(inner, 'nft', 'list', 'ruleset').trim()).toBe('');
+    expect(existsSync(join(dir, '.uproxy/state.json'))).toBe(false);
+  }, 120_000);
+});
