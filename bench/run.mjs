@@ -25,6 +25,7 @@ const USAGE = `usage: npm run bench -- [options]
   --conns LIST            connection counts (default 1,16,64,256)
   --noise-threshold C     other load, in cores, above which a run is noisy (default 0.2)
   --attempts N            attempts per run while it is noisy (default 3, quick 2)
+  --quiet-wait S          before each attempt, wait up to S seconds for other load to drop (default 5, quick 2)
   --skip LIST             parts to skip: load,idle,callgrind,syscalls,cli
   --help`;
 
@@ -38,6 +39,7 @@ function parseOptions() {
       conns: { type: 'string' },
       'noise-threshold': { type: 'string' },
       attempts: { type: 'string' },
+      'quiet-wait': { type: 'string' },
       skip: { type: 'string', default: '' },
       help: { type: 'boolean', default: false },
     },
@@ -74,6 +76,7 @@ function parseOptions() {
     conns,
     noiseThreshold,
     maxAttempts: positiveInt('attempts', values.attempts, values.quick ? 2 : 3),
+    quietWaitMs: 1000 * positiveInt('quiet-wait', values['quiet-wait'], values.quick ? 2 : 5),
     skip,
   };
 }
@@ -149,7 +152,7 @@ async function runLoad(opts, ctx, results, log) {
             const token = path === 'valid' ? ctx.token : ctx.wrongToken;
             let run;
             try {
-              run = await measure({ target, backends: ctx.backends, conns, seconds: opts.seconds, token, noiseThreshold: opts.noiseThreshold, maxAttempts: opts.maxAttempts });
+              run = await measure({ target, backends: ctx.backends, conns, seconds: opts.seconds, token, noiseThreshold: opts.noiseThreshold, maxAttempts: opts.maxAttempts, quietWaitMs: opts.quietWaitMs });
             } catch (err) {
               run = undefined;
               log(`  ${target.name}: ${err.message}`);

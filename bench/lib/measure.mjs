@@ -95,19 +95,39 @@ async function measureOnce({ target, backends, conns, seconds, token }) {
   };
 }
 
+// Samples the machine's other load for `sampleMs` while the bench itself is idle.
+async function otherLoadNow(pids, sampleMs = 500) {
+  const t0 = performance.now();
+  const m0 = machineBusySeconds().busy;
+  const own0 = cpuSeconds(pids) + selfAndChildrenSeconds();
+  await sleep(sampleMs);
+  const own = cpuSeconds(pids) + selfAndChildrenSeconds() - own0;
+  return Math.max(0, machineBusySeconds().busy - m0 - own) / ((performance.now() - t0) / 1000);
+}
+
+// Waits (bounded by `maxWaitMs`) for a moment when other load is under the threshold, so that
+// fewer runs need a rerun on a shared machine.
+async function waitForQuiet(pids, noiseThreshold, maxWaitMs) {
+  const deadline = Date.now() + maxWaitMs;
+  while (Date.now() < deadline) {
+    if ((await otherLoadNow(pids)) <= noiseThreshold) return;
+  }
+}
+
 // A run is noisy when something outside the bench used more than `noiseThreshold` cores during
 // it. It is rerun (at most `maxAttempts` times in all) and the quietest attempt is kept.
-export async function measure({ target, backends, conns, seconds, token, noiseThreshold, maxAttempts }) {
+// Before each attempt it waits, bounded, for the machine to be quiet.
+export async function measure({ target, backends, conns, seconds, token, noiseThreshold, maxAttempts, quietWaitMs }) {
   let best;
   let attempts = 0;
   for (let attempt = 1; attempt <= maxAttempts; attempt++) {
     attempts = attempt;
+    await waitForQuiet([...target.pids(), ...backends.pids()], noiseThreshold, quietWaitMs);
     const run = await measureOnce({ target, backends, conns, seconds, token });
     run.attempt = attempt;
     run.noisy = run.otherCores > noiseThreshold;
     if (!best || run.otherCores < best.otherCores) best = run;
     if (!run.noisy) break;
-    if (attempt < maxAttempts) await sleep(2000);
   }
   best.attempts = attempts;
   return best;
