@@ -1,0 +1,78 @@
+import { describe, expect, it } from 'vitest';
+import { parseConfig } from '../../cli/config/load.js';
+import { toShell } from '../../cli/fleet/argv.js';
+import { planFleet } from '../../cli/fleet/plan.js';
+import { planVmFleet } from '../../cli/fleet/vm-plan.js';
+import { moduleLoadOrder } from '../../cli/runtimes/kernel.js';
+
+const hash = 'a'.repeat(64);
+const config = (extra: Record<string, unknown> = {}) =>
+  parseConfig(JSON.stringify({ name: 'demo', proxy: { tokens: [{ name: 'ci', sha256: hash }], adminTokenSha256: hash, publish: '0.0.0.0:9090' }, ...extra }), 'uproxy.json');
+
+const inputs = { accel: 'tcg' as const, kernel: '/k/vmlinuz', stateDir: '/srv/demo/.uproxy' };
+
+describe('planVmFleet', () => {
+  const vm = planVmFleet(planFleet(config(), '/srv/demo', { backends: 3, runtime: 'qemu' }), inputs);
+
+  it('starts the backends before the proxy, each on its own address, tap and MAC', () => {
+    expect(vm.machines.map((m) => [m.name, m.address.ip, m.serves])).toEqual([
+      ['backend-1', '172.44.0.3', '172.44.0.3:8080'],
+      ['backend-2', '172.44.0.4', '172.44.0.4:8080'],
+      ['backend-3', '172.44.0.5', '172.44.0.5:8080'],
+      ['proxy', '172.44.0.2', '172.44.0.2:8080'],
+    ]);
+    expect(vm.network.taps).toEqual(vm.machines.map((m) => m.address.tap));
+    expect(vm.network.bridge).toEqual({ name: 'uproxy0', address: '172.44.0.1/24' });
+    expect(vm.proxy).toEqual({ listen: '172.44.0.2:8080', admin: '172.44.0.2:8081' });
+  });
+
+  it('points the proxy at the backends over the bridge, with token hashes only, and runs the static binaries', () => {
+    const proxy = vm.machines.at(-1)!;
+    expect(proxy.program).toBe('/srv/demo/proxy/build/uproxy-proxy-static');
+    expect(proxy.programArgs.join(' ')).toContain('--listen 0.0.0.0:8080 --admin 172.44.0.2:8081');
+    expect(proxy.programArgs).toContain('backend-3=172.44.0.5:8080');
+    expect(proxy.programArgs).toContain(`ci:${hash}`);
+    expect(vm.machines[0]!.programArgs).toEqual(['--listen', '172.44.0.3:8080', '--name', 'backend-1']);
+  });
+
+  it('publishes only the proxy client port', () => {
+    expect(vm.network.publish).toEqual({ listenAddress: '0.0.0.0', port: 9090, target: { ip: '172.44.0.2', port: 8080 } });
+  });
+
+  it('keeps each machine\'s files under .uproxy and its program arguments out of a microvm kernel command line', () => {
+    const line = toShell(vm.machines[0]!.command);
+    expect(line).toContain('-serial file:/srv/demo/.uproxy/logs/backend-1.log');
+    expect(line).toContain('-qmp unix:/srv/demo/.uproxy/vm/backend-1.qmp,server=on,wait=off');
+    expect(line).not.toContain('--listen');
+  });
+
+  it('follows the configured subnet, bridge and memory', () => {
+    const custom = planVmFleet(planFleet(config({ network: { bridge: 'br-test', subnet: '10.7.0.0/28' }, qemu: { memoryMiB: 128 } }), '/p'), inputs);
+    expect(custom.network.bridge).toEqual({ name: 'br-test', address: '10.7.0.1/28' });
+    expect(custom.machines.map((m) => m.address.ip)).toEqual(['10.7.0.3', '10.7.0.4', '10.7.0.5', '10.7.0.2']);
+    expect(custom.machines[0]!.command.args[custom.machines[0]!.command.args.indexOf('-m') + 1]).toBe('128');
+  });
+});
+
+describe('moduleLoadOrder', () => {
+  // The shape of Debian 6.1 cloud's modules.dep for the virtio NIC drivers.
+  const modulesDep = [
+    'kernel/drivers/net/virtio_net.ko: kernel/drivers/net/net_failover.ko kernel/net/core/failover.ko kernel/drivers/virtio/virtio.ko kernel/drivers/virtio/virtio_ring.ko',
+    'kernel/drivers/net/net_failover.ko: kernel/net/core/failover.ko',
+    'kernel/net/core/failover.ko:',
+    'kernel/drivers/virtio/virtio.ko: kernel/drivers/virtio/virtio_ring.ko',
+    'kernel/drivers/virtio/virtio_ring.ko:',
+    'kernel/drivers/virtio/virtio_pci.ko: kernel/drivers/virtio/virtio_pci_legacy_dev.ko kernel/drivers/virtio/virtio_pci_modern_dev.ko kernel/drivers/virtio/virtio.ko kernel/drivers/virtio/virtio_ring.ko',
+    'kernel/drivers/virtio/virtio_pci_legacy_dev.ko:',
+    'kernel/drivers/virtio/virtio_pci_modern_dev.ko:',
+  ].join('\n');
+
+  it('puts every module after what it depends on, each once', () => {
+    const order = moduleLoadOrder(modulesDep, ['virtio_pci', 'virtio_net']).map((p) => p.replace(/^.*\/|\.ko$/g, ''));
+    expect(order).toEqual(['virtio_pci_legacy_dev', 'virtio_pci_modern_dev', 'virtio_ring', 'virtio', 'virtio_pci', 'failover', 'net_failover', 'virtio_net']);
+  });
+
+  it('names a module the kernel does not have', () => {
+    expect(() => moduleLoadOrder(modulesDep, ['virtio_mmio'])).toThrow(/virtio_mmio \(needed by the guest NIC\) is not in modules.dep/);
+  });
+});
