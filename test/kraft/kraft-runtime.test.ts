@@ -1,0 +1,172 @@
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { delimiter, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { execa } from 'execa';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BIN, uproxy } from '../cli/run.js';
+
+/**
+ * The kraft runtime against test/kraft/bin/kraft, a STAND-IN for kraftkit's `kraft`: kraft
+ * cannot be installed on the machines these tests run on. The stand-in checks every call
+ * against kraft's documented flags (an unknown flag or a missing --no-prompt fails the call),
+ * records it, leaves the artifacts a real build leaves and answers `ps -o json` as kraftkit
+ * does. In the network-namespace test its machines are the real proxy and backend processes
+ * on the planned addresses, so `up` only succeeds when the proxy really reports every backend up.
+ */
+
+const FAKE_BIN = fileURLToPath(new URL('./bin', import.meta.url));
+const NETNS = `uproxy-kraft-${process.pid}`;
+const canUseNetns = process.getuid?.() === 0 && (() => {
+  try {
+    execFileSync('ip', ['netns', 'list'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+})();
+
+let root: string;
+beforeAll(() => {
+  root = mkdtempSync(join(tmpdir(), 'uproxy-kraft-'));
+});
+afterAll(() => {
+  if (canUseNetns) execa('ip', ['netns', 'del', NETNS], { reject: false });
+  rmSync(root, { recursive: true, force: true });
+});
+
+interface Project {
+  dir: string;
+  fakeDir: string;
+  env: Record<string, string>;
+}
+
+async function newProject(name: string, edit: (config: Record<string, any>) => void = () => {}): Promise<Project> {
+  const init = await uproxy(['init', name, '--runtime', 'kraft', '--backends', '3'], root);
+  expect(init.exitCode, init.stderr).toBe(0);
+  const dir = join(root, name);
+  const config = JSON.parse(readFileSync(join(dir, 'uproxy.json'), 'utf8'));
+  // Inside one namespace the "machines" share a network stack: the proxy's 0.0.0.0 listener
+  // must not collide with the backends' port.
+  config.backends.port = 9001;
+  edit(config);
+  writeFileSync(join(dir, 'uproxy.json'), JSON.stringify(config, null, 2));
+  const fakeDir = join(dir, '.fake-kraft');
+  mkdirSync(fakeDir);
+  return { dir, fakeDir, env: { PATH: `${FAKE_BIN}${delimiter}${process.env.PATH}`, FAKE_KRAFT_DIR: fakeDir } };
+}
+
+function invocations(project: Project): string[][] {
+  const file = join(project.fakeDir, 'invocations.jsonl');
+  return existsSync(file) ? readFileSync(file, 'utf8').trim().split('\n').map((line) => JSON.parse(line) as string[]) : [];
+}
+
+/** `kraft <words...>` calls, reduced to their subcommand and a few telling values. */
+function summary(calls: string[][]): string[] {
+  return calls.map((args) => {
+    const value = (flag: string) => args[args.indexOf(flag) + 1];
+    if (args[0] === 'build') return `build ${args.at(-1)!.split('/').at(-1)}`;
+    if (args[0] === 'net') return `net ${args[1]} ${args.at(-1)}${args.includes('--network') ? ` ${value('--network')}` : ''}`;
+    if (args[0] === 'run') return `run ${value('--name')} ${value('--network')} ${value('--memory')}`;
+    return `${args[0]} ${args.filter((a) => !a.startsWith('--') && a !== 'basic').slice(1).join(' ')}`.trim();
+  });
+}
+
+function run(project: Project, args: string[], netns = false) {
+  const command = netns ? ['ip', ['netns', 'exec', NETNS, 'node', BIN, ...args]] as const : ['node', [BIN, ...args]] as const;
+  return execa(command[0], [...command[1]], {
+    cwd: project.dir,
+    reject: false,
+    timeout: 240_000,
+    stdin: 'ignore',
+    env: { ...project.env, ...(netns ? { FAKE_KRAFT_NETNS: NETNS } : {}) },
+  });
+}
+
+describe('kraft runtime', () => {
+  it('up --dry-run prints the kraft builds, the network and one kraft run per machine', async () => {
+    const project = await newProject('dry');
+    const result = await run(project, ['up', '--dry-run']);
+    expect(result.exitCode, result.stderr).toBe(0);
+    const lines = result.stdout.trim().split('\n');
+    expect(lines.filter((l) => l.startsWith('kraft build --no-prompt --log-type basic --plat qemu --arch x86_64'))).toHaveLength(2);
+    expect(lines).toContain('kraft net create --no-prompt --log-type basic --network 172.44.0.1/24 uproxy0');
+    const runs = lines.filter((l) => l.startsWith('kraft run'));
+    expect(runs.map((l) => /--name (\S+)/.exec(l)?.[1])).toEqual(['dry-backend-1', 'dry-backend-2', 'dry-backend-3', 'dry-proxy']);
+    expect(runs[0]).toContain('--network uproxy0:172.44.0.3/24:172.44.0.1 --memory 8Mi --plat qemu --arch x86_64');
+    expect(runs[3]).toContain('--network uproxy0:172.44.0.2/24:172.44.0.1 --memory 24Mi');
+    expect(runs[3]).toContain('-- --listen 0.0.0.0:8080 --admin 172.44.0.2:8081');
+    expect(runs[3]).toContain('--backend backend-3=172.44.0.5:9001');
+    expect(invocations(project)).toEqual([]);
+  });
+
+  it('a failing kraft build stops up with kraft\'s output, before any network or machine', async () => {
+    const project = await newProject('broken');
+    project.env.FAKE_KRAFT_FAIL_BUILD = 'proxy';
+    const result = await run(project, ['up']);
+    expect(result.exitCode).not.toBe(0);
+    expect(result.stderr).toContain('building proxy with kraft failed');
+    expect(result.stderr).toContain('Makefile.uk:12: uproxy] Error 1');
+    expect(summary(invocations(project))).toEqual(['build proxy']);
+  });
+
+  it('a missing kraft is named, with what to do instead', async () => {
+    const project = await newProject('nokraft');
+    project.env.PATH = '/nonexistent';
+    const result = await execa(process.execPath, [BIN, 'up'], { cwd: project.dir, reject: false, env: project.env, stdin: 'ignore' });
+    expect(result.exitCode).not.toBe(0);
+    expect(result.stderr).toMatch(/kraft is not installed or not on PATH/);
+  });
+
+  it.skipIf(!canUseNetns)('up --backends 3 builds, makes the network, runs every machine in order; down removes them all', async () => {
+    execFileSync('ip', ['netns', 'add', NETNS]);
+    execFileSync('ip', ['-n', NETNS, 'link', 'set', 'lo', 'up']);
+    const project = await newProject('fleet');
+    execFileSync('make', ['-C', join(project.dir, 'proxy')], { stdio: 'ignore' });
+
+    const up = await run(project, ['up', '--backends', '3', '--timeout', '60'], true);
+    expect(up.exitCode, `${up.stdout}\n${up.stderr}`).toBe(0);
+    expect(summary(invocations(project)).filter((s) => !s.startsWith('ps'))).toEqual([
+      'build proxy',
+      'build backend',
+      'net create uproxy0 172.44.0.1/24',
+      'run fleet-backend-1 uproxy0:172.44.0.3/24:172.44.0.1 8Mi',
+      'run fleet-backend-2 uproxy0:172.44.0.4/24:172.44.0.1 8Mi',
+      'run fleet-backend-3 uproxy0:172.44.0.5/24:172.44.0.1 8Mi',
+      'run fleet-proxy uproxy0:172.44.0.2/24:172.44.0.1 24Mi',
+    ]);
+    for (const call of invocations(project)) expect(call).toContain('--no-prompt');
+    const proxyRun = invocations(project).find((c) => c[0] === 'run' && c.includes('fleet-proxy'))!;
+    const programArgs = proxyRun.slice(proxyRun.indexOf('--') + 1);
+    expect(programArgs).toEqual(expect.arrayContaining(['--backend', 'backend-1=172.44.0.3:9001', 'backend-3=172.44.0.5:9001']));
+    const clientToken = readFileSync(join(project.dir, '.uproxy/client-token'), 'utf8').trim();
+    expect(proxyRun.join(' ')).not.toContain(clientToken);
+
+    const state = JSON.parse(readFileSync(join(project.dir, '.uproxy/state.json'), 'utf8'));
+    expect(state.runtime).toBe('kraft');
+    expect(state.proxy).toEqual({ listen: '172.44.0.2:8080', admin: '172.44.0.2:8081' });
+    expect(state.machines.map((m: { name: string; status: string }) => `${m.name}:${m.status}`)).toEqual(
+      ['backend-1:running', 'backend-2:running', 'backend-3:running', 'proxy:running']);
+
+    const again = await run(project, ['up', '--backends', '3'], true);
+    expect(again.exitCode, again.stderr).toBe(0);
+    expect(invocations(project).filter((c) => c[0] === 'run')).toHaveLength(4);
+
+    const before = invocations(project).length;
+    const down = await run(project, ['down'], true);
+    expect(down.exitCode, down.stderr).toBe(0);
+    expect(summary(invocations(project).slice(before)).filter((s) => !s.startsWith('ps'))).toEqual([
+      'stop fleet-backend-1', 'rm fleet-backend-1',
+      'stop fleet-backend-2', 'rm fleet-backend-2',
+      'stop fleet-backend-3', 'rm fleet-backend-3',
+      'stop fleet-proxy', 'rm fleet-proxy',
+      'net rm uproxy0',
+    ]);
+    const fake = JSON.parse(readFileSync(join(project.fakeDir, 'state.json'), 'utf8'));
+    expect(fake).toEqual({ machines: [], networks: [] });
+    expect(existsSync(join(project.dir, '.uproxy/state.json'))).toBe(false);
+    const links = execFileSync('ip', ['-n', NETNS, '-json', 'link', 'show'], { encoding: 'utf8' });
+    expect(JSON.parse(links).map((l: { ifname: string }) => l.ifname)).toEqual(['lo']);
+  }, 300_000);
+});
