@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -54,6 +54,52 @@ describe('proxy: shutdown', () => {
     expect(Date.now() - started).toBeLessThan(4_000);
     expect(proxy.output()).toMatch(/event=shutdown result=deadline/);
     expect(await pending).toBeInstanceOf(Error);
+  });
+});
+
+/** User + system CPU time of a process, in clock ticks (the test reads /proc; the proxy never does). */
+function cpuTicks(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return Number(fields[11]) + Number(fields[12]);
+}
+
+describe('proxy: out of file descriptors', () => {
+  it('pauses accepting instead of spinning, and recovers when descriptors free up', async () => {
+    const backend = await startBackend('fd');
+    const proxy = await startProxy({ backends: [{ name: 'fd', address: backend.address }], fdLimit: 24 });
+    const held: net.Socket[] = [];
+    try {
+      for (let i = 0; i < 40; i++) {
+        const s = net.connect(proxy.port, '127.0.0.1');
+        s.on('error', () => undefined);
+        held.push(s);
+      }
+      const deadline = Date.now() + 10_000;
+      while (!/event=accept_paused/.test(proxy.output()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      expect(proxy.output()).toMatch(/event=accept_paused error="Too many open files"/);
+      // Clients keep waiting in the backlog; a proxy retrying accept in a loop would burn a core.
+      const pauses = (): number => proxy.output().match(/event=accept_paused/g)?.length ?? 0;
+      const before = cpuTicks(proxy.child.pid!);
+      const pausesBefore = pauses();
+      await new Promise((r) => setTimeout(r, 1000));
+      expect(cpuTicks(proxy.child.pid!) - before).toBeLessThan(50);
+      // The backoff doubles from 10 ms: a handful of retries per second, not thousands.
+      expect(pauses() - pausesBefore).toBeLessThan(20);
+      for (const s of held) s.destroy();
+      let status = 0;
+      const recover = Date.now() + 10_000;
+      while (status !== 200 && Date.now() < recover) {
+        status = await request(`${proxy.url}/again`, { headers: auth, reset: true })
+          .then(async (r) => { await r.body.dump(); return r.statusCode; }, () => 0);
+        if (status !== 200) await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(status).toBe(200);
+    } finally {
+      for (const s of held) s.destroy();
+      await proxy.stop();
+      await backend.close();
+    }
   });
 });
 
@@ -186,7 +232,6 @@ describe('proxy: configuration', () => {
       await proxy.stop();
       await backend.close();
     }
-    const { readFileSync } = await import('node:fs');
     const lines = readFileSync(log, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(lines.map((l) => l.status)).toEqual([200, 401, 401]);
     expect(lines[0]).toMatchObject({ method: 'GET', path: '/logged?q=1', backend: 'logs', token: 'default', client: '127.0.0.1' });

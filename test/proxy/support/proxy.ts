@@ -27,6 +27,8 @@ export interface ProxyOptions {
   args?: string[];
   /** Wait until this many backends are up (default: all). */
   waitUp?: number;
+  /** Run the proxy under `ulimit -n` with this many descriptors. */
+  fdLimit?: number;
 }
 
 export interface RunningProxy {
@@ -102,7 +104,10 @@ async function spawnOnce(opts: ProxyOptions): Promise<RunningProxy | 'port-taken
     ...opts.backends.flatMap((b) => ['--backend', `${b.name}=${b.address}${b.weight ? `,weight=${b.weight}` : ''}`]),
     ...(opts.args ?? []),
   ];
-  const child = spawn(proxyBin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  // With a descriptor limit, sh sets it and execs the proxy, so child.pid is the proxy's pid.
+  const child = opts.fdLimit
+    ? spawn('/bin/sh', ['-c', `ulimit -n ${opts.fdLimit} && exec "$0" "$@"`, proxyBin, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+    : spawn(proxyBin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   child.stdout!.on('data', (d) => (out += d));
   child.stderr!.on('data', (d) => (out += d));
