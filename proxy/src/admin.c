@@ -112,7 +112,7 @@ static void render_stats(struct sbuf *o)
     for (size_t i = 0; i < nbackends; i++) {
         if (i)
             sb_printf(o, ",");
-        render_backend_json(o, &backends[i], now);
+        render_backend_json(o, backends[i], now);
     }
     sb_printf(o, "]}\n");
 }
@@ -134,7 +134,7 @@ static void backend_family(struct sbuf *o, const char *name, const char *type, c
 {
     metric_head(o, name, type, help);
     for (size_t i = 0; i < nbackends; i++)
-        sb_printf(o, "%s{backend=\"%s\"} %llu\n", name, backends[i].name, get(&backends[i]));
+        sb_printf(o, "%s{backend=\"%s\"} %llu\n", name, backends[i]->name, get(backends[i]));
 }
 
 static unsigned long long get_up(const struct backend *b) { return b->state == BACKEND_UP; }
@@ -183,8 +183,8 @@ static void render_metrics(struct sbuf *o)
     static const double qs[] = {0.5, 0.9, 0.99};
     for (size_t i = 0; i < nbackends; i++)
         for (int q = 0; q < 3; q++)
-            sb_printf(o, "uproxy_backend_latency_seconds{backend=\"%s\",quantile=\"%g\"} %.6f\n", backends[i].name,
-                      qs[q], histogram_percentile(&backends[i].latency, now, qs[q]) / 1000.0);
+            sb_printf(o, "uproxy_backend_latency_seconds{backend=\"%s\",quantile=\"%g\"} %.6f\n", backends[i]->name,
+                      qs[q], histogram_percentile(&backends[i]->latency, now, qs[q]) / 1000.0);
 }
 
 /* --- request handling --- */

@@ -11,6 +11,7 @@
 
 static enum algorithm algorithm;
 static uint64_t rng_state;
+static const struct backend *avoided; /* set only for the duration of balance_pick_except */
 
 static uint64_t rng_next(void)
 {
@@ -33,7 +34,7 @@ void balance_init(enum algorithm alg)
         rng_state = 0x9E3779B97F4A7C15ULL;
 }
 
-static int usable(const struct backend *b) { return b->state == BACKEND_UP; }
+static int usable(const struct backend *b) { return b->state == BACKEND_UP && b != avoided; }
 
 /* Smooth weighted round-robin over the usable backends for which `eligible` holds. */
 static struct backend *smooth_rr(int (*eligible)(const struct backend *, long), long arg)
@@ -41,7 +42,7 @@ static struct backend *smooth_rr(int (*eligible)(const struct backend *, long), 
     struct backend *best = NULL;
     long total = 0;
     for (size_t i = 0; i < nbackends; i++) {
-        struct backend *b = &backends[i];
+        struct backend *b = backends[i];
         if (!usable(b) || !eligible(b, arg))
             continue;
         b->current_weight += (long)b->weight;
@@ -70,7 +71,7 @@ static struct backend *least_conn(void)
 {
     long min = -1;
     for (size_t i = 0; i < nbackends; i++) {
-        const struct backend *b = &backends[i];
+        const struct backend *b = backends[i];
         if (usable(b) && (min < 0 || load_of(b) < min))
             min = load_of(b);
     }
@@ -81,13 +82,13 @@ static struct backend *weighted_random(const struct backend *exclude)
 {
     uint64_t total = 0;
     for (size_t i = 0; i < nbackends; i++)
-        if (usable(&backends[i]) && &backends[i] != exclude)
-            total += backends[i].weight;
+        if (usable(backends[i]) && backends[i] != exclude)
+            total += backends[i]->weight;
     if (total == 0)
         return NULL;
     uint64_t r = rng_next() % total;
     for (size_t i = 0; i < nbackends; i++) {
-        struct backend *b = &backends[i];
+        struct backend *b = backends[i];
         if (!usable(b) || b == exclude)
             continue;
         if (r < b->weight)
@@ -132,4 +133,12 @@ struct backend *balance_pick(void)
     case ALG_P2C: return p2c();
     default: return smooth_rr(any_backend, 0);
     }
+}
+
+struct backend *balance_pick_except(const struct backend *avoid)
+{
+    avoided = avoid;
+    struct backend *b = balance_pick();
+    avoided = NULL;
+    return b;
 }

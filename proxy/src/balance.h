@@ -18,5 +18,7 @@ struct backend;
 void balance_init(enum algorithm alg);
 /* NULL when no backend is up. */
 struct backend *balance_pick(void);
+/* The same, never choosing `avoid` (a backend that just failed this request); NULL allowed. */
+struct backend *balance_pick_except(const struct backend *avoid);
 
 #endif

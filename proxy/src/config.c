@@ -296,6 +296,8 @@ static const struct option options[] = {
     {"max-connections", NULL, "N  client connections (default 10000)", offsetof(struct config, max_connections), 1, 1000000},
     {"max-header-bytes", NULL, "N  request/response head size (default 16384)", offsetof(struct config, max_header_bytes), 1024, 1048576},
     {"max-headers", NULL, "N  header count (default 100)", offsetof(struct config, max_headers), 1, 1000},
+    {"max-body-bytes", NULL, "N  request body size, 0 for no limit (default 0)", offsetof(struct config, max_body_bytes), 0, 4294967295u},
+    {"stream-timeout-ms", NULL, "N  an exchange with no progress either way (default 60000)", offsetof(struct config, stream_timeout_ms), 1, 86400000},
 };
 
 static int set_option(struct ctx *c, const struct option *o, const char *value)
@@ -500,6 +502,8 @@ static void set_defaults(struct config *cfg)
     cfg->max_connections = 10000;
     cfg->max_header_bytes = 16384;
     cfg->max_headers = 100;
+    cfg->max_body_bytes = 0;
+    cfg->stream_timeout_ms = 60000;
 }
 
 static int check_complete(struct ctx *c)
@@ -571,6 +575,18 @@ int config_parse_argv(struct config *cfg, int argc, char **argv, enum config_act
             return -1;
     }
     return check_complete(&c);
+}
+
+int config_parse_backend(const char *text, struct backend_spec *out, char *err, size_t errcap)
+{
+    /* A scratch config, so the rules (and messages) are exactly those of --backend. */
+    static struct config scratch;
+    struct ctx c = {.cfg = &scratch, .err = err, .errcap = errcap, .depth = 0};
+    scratch.nbackends = 0;
+    if (set_backend(&c, "backend", text) < 0)
+        return -1;
+    *out = scratch.backends[0];
+    return 0;
 }
 
 const char *algorithm_name(enum algorithm a)

@@ -54,6 +54,8 @@ struct config {
     unsigned connect_timeout_ms, response_timeout_ms, header_timeout_ms, idle_timeout_ms;
     unsigned upstream_idle_timeout_ms, shutdown_timeout_ms;
     unsigned max_connections, max_header_bytes, max_headers;
+    unsigned max_body_bytes; /* 0: no limit */
+    unsigned stream_timeout_ms;
     size_t buffer_bytes; /* derived: max_header_bytes + room for the rewritten head */
 
     struct cidr trusted[MAX_TRUSTED];
@@ -65,6 +67,8 @@ struct config {
 enum config_action { CONFIG_RUN, CONFIG_HELP, CONFIG_VERSION, CONFIG_HASH_STDIN };
 
 /* Parses argv into cfg. On error writes one line into err and returns -1. */
+/* Parses one backend as written for --backend (NAME=HOST:PORT[,weight=N]) into out. */
+int config_parse_backend(const char *text, struct backend_spec *out, char *err, size_t errcap);
 int config_parse_argv(struct config *cfg, int argc, char **argv, enum config_action *action,
                       char *err, size_t errcap);
 const char *algorithm_name(enum algorithm a);

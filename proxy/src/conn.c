@@ -33,6 +33,13 @@ enum conn_state {
 
 enum step { STEP_IDLE = 0, STEP_PROGRESS = 1, STEP_CLOSED = -1 };
 
+/* How an exchange with a backend failed decides whether the request may be sent elsewhere. */
+enum failure {
+    FAIL_CONNECT,      /* refused, unreachable or timed out: nothing reached the backend */
+    FAIL_EARLY_CLOSE,  /* closed or reset before any response byte */
+    FAIL_OTHER,        /* a bad response, a timeout waiting for it, ... */
+};
+
 struct conn {
     struct watcher w;
     struct timer timer;
@@ -49,11 +56,16 @@ struct conn {
     int req_parsed_all, req_done;
     int resp_head_done, resp_parsed_all, resp_done;
     int resp_started; /* bytes of the response reached the client */
+    int resp_seen;    /* bytes of a response arrived from the backend */
+    int replayable;   /* the whole request forwarded so far still sits in `in` from offset 0 */
+    int repeatable;   /* idempotent method without a body: safe to send twice */
+    int retried;
     int close_after, upstream_reusable;
     int keep_alive_req, http10, method;
     int status, token_index;
     size_t resp_msg_start;
     uint64_t started_us, forwarded_us, bytes_to_client;
+    uint64_t body_bytes, active_ms;
     char local[384];
     size_t local_len, local_sent;
     char path[LOG_PATH_MAX];
@@ -69,6 +81,7 @@ static unsigned long nconns;
 static void client_event(struct watcher *w, uint32_t events);
 static void conn_timeout(struct timer *t);
 static void advance(struct conn *c);
+static int retry(struct conn *c);
 
 unsigned long conn_count(void) { return nconns; }
 
@@ -79,15 +92,20 @@ static struct conn *conn_of_watcher(struct watcher *w)
     return (struct conn *)((char *)w - offsetof(struct conn, w));
 }
 
+/* Ends the request's use of its upstream connection (pooled again when `reusable`). */
+static void detach_upstream(struct conn *c, int reusable)
+{
+    c->backend->in_flight--;
+    stats.requests_in_flight--;
+    upstream_release(c->up, reusable);
+    c->up = NULL;
+}
+
 static void conn_destroy(struct conn *c)
 {
     loop_timer_clear(&c->timer);
-    if (c->up) {
-        c->backend->in_flight--;
-        stats.requests_in_flight--;
-        upstream_release(c->up, 0);
-        c->up = NULL;
-    }
+    if (c->up)
+        detach_upstream(c, 0);
     buf_put(c->in);
     c->in = NULL;
     loop_close(&c->w);
@@ -105,7 +123,9 @@ static void conn_destroy(struct conn *c)
 static void reset_exchange(struct conn *c)
 {
     c->req_parsed_all = c->req_done = 0;
-    c->resp_head_done = c->resp_parsed_all = c->resp_done = c->resp_started = 0;
+    c->resp_head_done = c->resp_parsed_all = c->resp_done = c->resp_started = c->resp_seen = 0;
+    c->replayable = c->repeatable = c->retried = 0;
+    c->body_bytes = 0;
     c->close_after = 0;
     c->upstream_reusable = 1;
     c->status = 0;
@@ -172,12 +192,12 @@ static void write_access_log(struct conn *c)
 
 /* --- sending --- */
 
-/* Sends [start, parsed) of b to fd. Returns bytes sent, 0 when the socket is full, -1 on error. */
-static long send_pending(int fd, struct buf *b)
+/* Sends [start, upto) of b to fd. Returns bytes sent, 0 when the socket is full, -1 on error. */
+static long send_pending(int fd, struct buf *b, size_t upto)
 {
-    if (b->parsed <= b->start)
+    if (upto <= b->start)
         return 0;
-    ssize_t n = send(fd, b->data + b->start, b->parsed - b->start, MSG_NOSIGNAL);
+    ssize_t n = send(fd, b->data + b->start, upto - b->start, MSG_NOSIGNAL);
     if (n < 0)
         return (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) ? 0 : -1;
     b->start += (size_t)n;
@@ -202,6 +222,7 @@ static const char *reason_of(int status)
     case 401: return "Unauthorized";
     case 405: return "Method Not Allowed";
     case 408: return "Request Timeout";
+    case 413: return "Content Too Large";
     case 431: return "Request Header Fields Too Large";
     case 502: return "Bad Gateway";
     case 503: return "Service Unavailable";
@@ -231,10 +252,27 @@ static void local_response(struct conn *c, int status, const char *json, int mus
         c->req_parsed_all = c->req_done = 1;
 }
 
-static void fail_upstream(struct conn *c, int status, const char *json)
+/* A request may go to another backend only if no response byte was seen and the backend
+ * cannot have acted on it: the connect failed, a reused pooled connection turned out to be
+ * closed, or the request is idempotent, bodiless and still whole in our buffer. */
+static int may_retry(const struct conn *c, enum failure kind)
+{
+    if (c->retried || c->resp_seen || c->resp_started || !c->replayable || runtime.shutting_down)
+        return 0;
+    if (kind == FAIL_CONNECT)
+        return 1;
+    return kind == FAIL_EARLY_CLOSE && (c->up->reused || c->repeatable);
+}
+
+static void fail_upstream(struct conn *c, int status, const char *json, enum failure kind)
 {
     c->backend->errors++;
     c->upstream_reusable = 0;
+    /* A fresh connection that fails is the backend's fault; a pooled one may just have aged. */
+    if (kind == FAIL_CONNECT || (kind == FAIL_EARLY_CLOSE && !c->up->reused))
+        health_passive_failure(c->backend, kind == FAIL_CONNECT ? "connect failed" : "closed before responding");
+    if (may_retry(c, kind) && retry(c) == 0)
+        return;
     if (c->resp_started) {
         /* Part of a response already went out: the only honest signal left is closing. */
         c->close_after = 1;
@@ -242,10 +280,9 @@ static void fail_upstream(struct conn *c, int status, const char *json)
         c->req_done = 1;
         return;
     }
-    c->backend->in_flight--;
-    stats.requests_in_flight--;
-    upstream_release(c->up, 0);
-    c->up = NULL;
+    if (c->up) /* gone already when a retry found no backend to go to */
+        detach_upstream(c, 0);
+    c->backend = NULL;
     local_response(c, status, json, 0);
 }
 
@@ -253,12 +290,8 @@ static void fail_upstream(struct conn *c, int status, const char *json)
 
 static int start_linger(struct conn *c)
 {
-    if (c->up) {
-        c->backend->in_flight--;
-        stats.requests_in_flight--;
-        upstream_release(c->up, 0);
-        c->up = NULL;
-    }
+    if (c->up)
+        detach_upstream(c, 0);
     if (c->client_eof) {
         conn_destroy(c);
         return STEP_CLOSED;
@@ -267,6 +300,109 @@ static int start_linger(struct conn *c)
     c->state = C_LINGER;
     loop_timer_set(&c->timer, LINGER_MS);
     return STEP_IDLE;
+}
+
+/* Checks llhttp leaves to us: HTTP/1.0 or 1.1 only, and origin-form targets (`*` for OPTIONS):
+ * an absolute or authority form would ask us to act as a forward proxy, which we are not. */
+static int request_shape_ok(const llhttp_t *p, const struct request_info *info)
+{
+    if (p->http_major != 1 || p->http_minor > 1)
+        return 0;
+    if (info->path_len == 1 && info->path[0] == '*')
+        return p->method == HTTP_OPTIONS;
+    return info->path_len > 0 && info->path[0] == '/';
+}
+
+static int is_idempotent(int method)
+{
+    return method == HTTP_GET || method == HTTP_HEAD || method == HTTP_OPTIONS || method == HTTP_PUT ||
+           method == HTTP_DELETE;
+}
+
+/* Hands the request (already rewritten in c->in) to backend `be`; `ub` becomes the response
+ * buffer. Returns -1 when no connection could even be started. */
+static int attach(struct conn *c, struct backend *be, struct buf *ub)
+{
+    struct upstream *u = upstream_acquire(be, c);
+    if (!u)
+        return -1;
+    ub->start = ub->parsed = ub->end = 0;
+    u->in = ub;
+    u->hup_paused = 0;
+    u->eof = 0;
+    http_msg_init(&u->resp, HTTP_RESPONSE, runtime.cfg->max_headers);
+    u->resp.skip_body = c->method == HTTP_HEAD;
+    c->up = u;
+    c->backend = be;
+    c->resp_msg_start = 0;
+    be->in_flight++;
+    be->requests++;
+    stats.requests_in_flight++;
+    c->forwarded_us = loop_now_us();
+    loop_timer_set(&u->timer, u->connecting ? runtime.cfg->connect_timeout_ms : runtime.cfg->response_timeout_ms);
+    return 0;
+}
+
+/* Picks a backend (not `avoid`) and attaches to it; a backend whose connect fails at once
+ * counts a passive failure and the next one is tried. Returns -1 when none could be used. */
+static int pick_and_attach(struct conn *c, struct backend *avoid, struct buf *ub)
+{
+    for (int attempt = 0; attempt < 2; attempt++) {
+        struct backend *be = balance_pick_except(avoid);
+        if (!be && avoid && avoid->state == BACKEND_UP)
+            be = avoid; /* the only backend left: a fresh connection to it is still worth one try */
+        if (!be)
+            return -1;
+        if (attach(c, be, ub) == 0)
+            return 0;
+        be->errors++;
+        health_passive_failure(be, "connect failed");
+        avoid = be;
+    }
+    return -1;
+}
+
+static int retry(struct conn *c)
+{
+    struct backend *failed = c->backend;
+    struct buf *ub = c->up->in;
+    c->up->in = NULL; /* the response buffer is empty: keep it for the next attempt */
+    detach_upstream(c, 0);
+    c->retried = 1;
+    c->in->start = 0; /* send the whole request again */
+    c->req_done = 0;
+    if (pick_and_attach(c, failed, ub) < 0) {
+        buf_put(ub);
+        c->backend = failed; /* restored so the caller can account for the failure */
+        return -1;
+    }
+    stats.retried++;
+    return 0;
+}
+
+/* The body bytes that arrived with the head are validated before anything is forwarded, so a
+ * malformed chunk or an oversized body sent in one piece never reaches a backend. */
+static int check_early_body(struct conn *c, size_t head_len, size_t *body_n)
+{
+    struct buf *b = c->in;
+    llhttp_t *p = &c->req.parser;
+    unsigned max = runtime.cfg->max_body_bytes;
+    if (max && !(p->flags & F_CHUNKED) && p->content_length > max) {
+        local_response(c, 413, "{\"error\":\"request body too large\"}", 1);
+        return -1;
+    }
+    enum http_progress r = http_execute(&c->req, b->data + head_len, b->end - head_len, body_n);
+    if (r != HTTP_NEED_MORE && r != HTTP_MSG_DONE) {
+        local_response(c, 400, "{\"error\":\"malformed request body\"}", 1);
+        return -1;
+    }
+    c->req_parsed_all = r == HTTP_MSG_DONE;
+    c->body_bytes = *body_n;
+    if (max && c->body_bytes > max) {
+        local_response(c, 413, "{\"error\":\"request body too large\"}", 1);
+        return -1;
+    }
+    return 0;
 }
 
 static int dispatch(struct conn *c)
@@ -290,6 +426,10 @@ static int dispatch(struct conn *c)
         local_response(c, 405, "{\"error\":\"CONNECT is not supported\"}", 1);
         return STEP_PROGRESS;
     }
+    if (!request_shape_ok(p, &info)) {
+        local_response(c, 400, "{\"error\":\"malformed request\"}", 1);
+        return STEP_PROGRESS;
+    }
     if (info.token_count == 0) {
         stats.denied_missing++;
         local_response(c, 401, "{\"error\":\"missing token\"}", 0);
@@ -304,41 +444,34 @@ static int dispatch(struct conn *c)
     stats.auth_accepted++;
     auth_token((size_t)c->token_index)->accepted++;
 
-    struct backend *be = balance_pick();
-    if (!be) {
-        local_response(c, 503, "{\"error\":\"no backend available\"}", 0);
+    c->repeatable = is_idempotent(p->method) && !(p->flags & F_CHUNKED) && p->content_length == 0;
+    size_t body_n;
+    if (check_early_body(c, head_len, &body_n) < 0)
         return STEP_PROGRESS;
-    }
     struct rewrite rw = {.client_ip = c->ip, .trusted = c->trusted, .add_keep_alive = c->http10, .add_close = 0};
     long new_len = http_rewrite_request(b->data, head_len, b->end - head_len, b->cap, &rw);
     if (new_len < 0) {
-        local_response(c, 431, "{\"error\":\"request head too large\"}", 1);
-        return STEP_PROGRESS;
-    }
-    struct upstream *u = upstream_acquire(be, c);
-    struct buf *ub = u ? buf_get() : NULL;
-    if (!ub) {
-        if (u)
-            upstream_release(u, 0);
-        be->errors++;
-        local_response(c, 502, "{\"error\":\"cannot connect to backend\"}", 1);
+        if (new_len == HTTP_REWRITE_MALFORMED)
+            local_response(c, 400, "{\"error\":\"malformed request\"}", 1);
+        else
+            local_response(c, 431, "{\"error\":\"request head too large\"}", 1);
         return STEP_PROGRESS;
     }
     b->end = (size_t)new_len + (b->end - head_len);
-    b->parsed = (size_t)new_len;
-    u->in = ub;
-    u->hup_paused = 0;
-    u->eof = 0;
-    http_msg_init(&u->resp, HTTP_RESPONSE, runtime.cfg->max_headers);
-    u->resp.skip_body = c->method == HTTP_HEAD;
-    c->up = u;
-    c->backend = be;
-    c->resp_msg_start = 0;
-    be->in_flight++;
-    be->requests++;
-    stats.requests_in_flight++;
-    c->forwarded_us = loop_now_us();
-    loop_timer_set(&u->timer, u->connecting ? runtime.cfg->connect_timeout_ms : runtime.cfg->response_timeout_ms);
+    b->parsed = (size_t)new_len + body_n;
+    c->replayable = 1;
+    struct buf *ub = buf_get();
+    if (!ub) {
+        local_response(c, 503, "{\"error\":\"out of memory\"}", 1);
+        return STEP_PROGRESS;
+    }
+    if (pick_and_attach(c, NULL, ub) < 0) {
+        buf_put(ub);
+        local_response(c, 503, "{\"error\":\"no backend available\"}", !c->req_parsed_all);
+        return STEP_PROGRESS;
+    }
+    c->active_ms = loop_now_ms();
+    loop_timer_set(&c->timer, runtime.cfg->stream_timeout_ms);
     c->state = C_PROXY;
     return STEP_PROGRESS;
 }
@@ -387,15 +520,46 @@ static int parse_request_body(struct conn *c)
     size_t n, before = b->parsed;
     enum http_progress r = http_execute(&c->req, b->data + b->parsed, b->end - b->parsed, &n);
     b->parsed += n;
+    c->body_bytes += n;
     if (r == HTTP_MSG_DONE) {
         c->req_parsed_all = 1;
         return STEP_PROGRESS;
     }
     if (r != HTTP_NEED_MORE) {
+        /* A malformed chunk after part of the body went out: the backend's connection is
+         * closed with the client's, so the fragment can never be completed into a request. */
         conn_destroy(c);
         return STEP_CLOSED;
     }
     return b->parsed != before ? STEP_PROGRESS : STEP_IDLE;
+}
+
+/* A body that grows past --max-body-bytes while streaming: 413 if no response started. */
+static int body_over_limit(struct conn *c)
+{
+    unsigned max = runtime.cfg->max_body_bytes;
+    if (!max || c->body_bytes <= max)
+        return 0;
+    if (c->resp_started) {
+        conn_destroy(c);
+        return STEP_CLOSED;
+    }
+    c->backend->errors++;
+    detach_upstream(c, 0);
+    c->backend = NULL;
+    local_response(c, 413, "{\"error\":\"request body too large\"}", 1);
+    return STEP_PROGRESS;
+}
+
+/* Forwarded request bytes are kept (not compacted away) while the request may still be
+ * replayed to another backend; a body too large for the buffer gives that up. */
+static void tidy_request(struct conn *c)
+{
+    struct buf *b = c->in;
+    if (c->replayable && b->end == b->cap && b->start > 0)
+        c->replayable = 0;
+    if (!c->replayable)
+        tidy(b);
 }
 
 static int pump_request(struct conn *c)
@@ -406,9 +570,13 @@ static int pump_request(struct conn *c)
         return STEP_IDLE;
     if (parse_request_body(c) == STEP_CLOSED)
         return STEP_CLOSED;
-    long n = send_pending(c->up->w.fd, b);
+    int over = body_over_limit(c);
+    if (over)
+        return over;
+    long n = send_pending(c->up->w.fd, b, b->parsed);
     if (n < 0) {
-        fail_upstream(c, 502, "{\"error\":\"backend closed the connection\"}");
+        fail_upstream(c, 502, "{\"error\":\"backend closed the connection\"}",
+                      c->resp_seen ? FAIL_OTHER : FAIL_EARLY_CLOSE);
         return STEP_PROGRESS;
     }
     if (n > 0) {
@@ -419,7 +587,7 @@ static int pump_request(struct conn *c)
         c->req_done = 1;
         progress = STEP_PROGRESS;
     }
-    tidy(b);
+    tidy_request(c);
     return progress;
 }
 
@@ -432,7 +600,7 @@ static int on_response_head(struct conn *c)
     int status = u->resp.parser.status_code;
     int interim = status >= 100 && status < 200;
     if (status == 101) {
-        fail_upstream(c, 502, "{\"error\":\"backend switched protocols\"}");
+        fail_upstream(c, 502, "{\"error\":\"backend switched protocols\"}", FAIL_OTHER);
         return STEP_PROGRESS;
     }
     if (!interim) {
@@ -440,6 +608,7 @@ static int on_response_head(struct conn *c)
         c->resp_head_done = 1;
         loop_timer_clear(&u->timer);
         backend_record_latency(c->backend, loop_now_us() - c->forwarded_us);
+        c->backend->sm.fail_streak = 0; /* a served response counts as a passing check */
         c->close_after = !c->keep_alive_req || llhttp_message_needs_eof(&u->resp.parser) ||
                          runtime.shutting_down || c->client_eof;
     }
@@ -450,7 +619,9 @@ static int on_response_head(struct conn *c)
     long new_len = http_rewrite_response(r->data + c->resp_msg_start, head_len, r->end - r->parsed,
                                          r->cap - c->resp_msg_start, &rw);
     if (new_len < 0) {
-        fail_upstream(c, 502, "{\"error\":\"backend response head too large\"}");
+        fail_upstream(c, 502, new_len == HTTP_REWRITE_MALFORMED ? "{\"error\":\"malformed response from backend\"}"
+                                                               : "{\"error\":\"backend response head too large\"}",
+                      FAIL_OTHER);
         return STEP_PROGRESS;
     }
     r->end = c->resp_msg_start + (size_t)new_len + (r->end - r->parsed);
@@ -503,12 +674,12 @@ static int parse_response(struct conn *c)
         return STEP_PROGRESS;
     case HTTP_NEED_MORE:
         if (!c->resp_head_done && r->end - c->resp_msg_start >= runtime.cfg->max_header_bytes) {
-            fail_upstream(c, 502, "{\"error\":\"backend response head too large\"}");
+            fail_upstream(c, 502, "{\"error\":\"backend response head too large\"}", FAIL_OTHER);
             return STEP_PROGRESS;
         }
         return r->parsed != before ? STEP_PROGRESS : STEP_IDLE;
     default:
-        fail_upstream(c, 502, "{\"error\":\"malformed response from backend\"}");
+        fail_upstream(c, 502, "{\"error\":\"malformed response from backend\"}", FAIL_OTHER);
         return STEP_PROGRESS;
     }
 }
@@ -517,11 +688,21 @@ static int pump_response(struct conn *c)
 {
     if (!c->up || c->up->connecting || c->resp_done)
         return STEP_IDLE;
-    int progress = parse_response(c);
-    if (progress == STEP_CLOSED || !c->up || c->state != C_PROXY || c->resp_done)
+    /* Parse all that arrived before sending any of it, so the body bytes that came with a head
+     * are validated before that head reaches the client (a malformed one still gets a 502). */
+    int progress = STEP_IDLE, p;
+    while ((p = parse_response(c)) == STEP_PROGRESS) {
+        progress = STEP_PROGRESS;
+        if (!c->up || c->state != C_PROXY || c->resp_parsed_all)
+            break;
+    }
+    if (p == STEP_CLOSED)
+        return p;
+    if (!c->up || c->state != C_PROXY || c->resp_done)
         return progress;
     struct buf *r = c->up->in;
-    long n = send_pending(c->w.fd, r);
+    /* Only whole heads leave: a head still arriving may yet be rewritten or refused. */
+    long n = send_pending(c->w.fd, r, c->resp_head_done ? r->parsed : c->resp_msg_start);
     if (n < 0) {
         conn_destroy(c);
         return STEP_CLOSED;
@@ -646,7 +827,8 @@ static uint32_t client_interest(const struct conn *c)
         ev |= EPOLLIN;
     if (c->state == C_LOCAL && c->local_sent < c->local_len)
         ev |= EPOLLOUT;
-    if (c->state == C_PROXY && c->up && c->up->in && c->up->in->start < c->up->in->parsed)
+    if (c->state == C_PROXY && c->up && c->up->in &&
+        c->up->in->start < (c->resp_head_done ? c->up->in->parsed : c->resp_msg_start))
         ev |= EPOLLOUT;
     return ev;
 }
@@ -673,6 +855,7 @@ static uint32_t upstream_interest(const struct conn *c)
 
 static void advance(struct conn *c)
 {
+    c->active_ms = loop_now_ms();
     for (;;) {
         int r = step(c);
         if (r == STEP_CLOSED)
@@ -685,7 +868,7 @@ static void advance(struct conn *c)
         return;
     }
     if (c->up && c->state == C_PROXY && loop_watch(&c->up->w, upstream_interest(c)) < 0)
-        fail_upstream(c, 502, "{\"error\":\"backend connection failed\"}");
+        fail_upstream(c, 502, "{\"error\":\"backend connection failed\"}", FAIL_OTHER);
 }
 
 /* --- events --- */
@@ -698,8 +881,10 @@ static int client_read(struct conn *c)
     }
     struct buf *b = c->in;
     size_t limit = (c->state == C_IDLE || c->state == C_HEAD) ? runtime.cfg->max_header_bytes : b->cap;
-    if (b->end >= limit && b->start > 0 && c->state != C_IDLE && c->state != C_HEAD)
+    if (b->end >= limit && b->start > 0 && c->state != C_IDLE && c->state != C_HEAD) {
+        c->replayable = 0;
         buf_compact(b);
+    }
     if (b->end >= limit)
         return STEP_IDLE;
     ssize_t n = recv(c->w.fd, b->data + b->end, limit - b->end, 0);
@@ -759,6 +944,7 @@ static void upstream_read(struct conn *c, uint32_t events)
     ssize_t n = recv(u->w.fd, r->data + r->end, r->cap - r->end, 0);
     if (n > 0) {
         r->end += (size_t)n;
+        c->resp_seen = 1;
         c->backend->bytes_in += (uint64_t)n;
         if (c->resp_parsed_all)
             c->upstream_reusable = 0;
@@ -777,7 +963,8 @@ static void upstream_read(struct conn *c, uint32_t events)
             return;
         }
     }
-    fail_upstream(c, 502, "{\"error\":\"backend closed the connection\"}");
+    fail_upstream(c, 502, "{\"error\":\"backend closed the connection\"}",
+                  c->resp_seen ? FAIL_OTHER : FAIL_EARLY_CLOSE);
 }
 
 void conn_upstream_event(struct upstream *u, uint32_t events)
@@ -785,7 +972,7 @@ void conn_upstream_event(struct upstream *u, uint32_t events)
     struct conn *c = u->client;
     if (u->connecting) {
         if ((events & (EPOLLERR | EPOLLHUP)) || net_connect_result(u->w.fd) != 0) {
-            fail_upstream(c, 502, "{\"error\":\"cannot connect to backend\"}");
+            fail_upstream(c, 502, "{\"error\":\"cannot connect to backend\"}", FAIL_CONNECT);
         } else {
             u->connecting = 0;
             loop_timer_set(&u->timer, runtime.cfg->response_timeout_ms);
@@ -800,9 +987,35 @@ void conn_upstream_timeout(struct upstream *u)
 {
     struct conn *c = u->client;
     if (u->connecting)
-        fail_upstream(c, 502, "{\"error\":\"backend connect timed out\"}");
+        fail_upstream(c, 502, "{\"error\":\"backend connect timed out\"}", FAIL_CONNECT);
     else
-        fail_upstream(c, 504, "{\"error\":\"backend response timed out\"}");
+        fail_upstream(c, 504, "{\"error\":\"backend response timed out\"}", FAIL_OTHER);
+    advance(c);
+}
+
+/* The exchange's inactivity timer. Activity only stamps c->active_ms (no timer work per
+ * event); the timer re-arms itself for the remainder until a real stall has lasted long enough. */
+static void stream_timeout(struct conn *c)
+{
+    uint64_t idle = loop_now_ms() - c->active_ms;
+    if (idle < runtime.cfg->stream_timeout_ms) {
+        loop_timer_set(&c->timer, runtime.cfg->stream_timeout_ms - idle);
+        return;
+    }
+    if (c->resp_started || c->req_parsed_all) {
+        /* A stalled response body (or a client not reading it): nothing honest left but closing.
+         * Waiting for a response head is the response timeout's job. */
+        if (c->resp_started) {
+            conn_destroy(c);
+            return;
+        }
+        loop_timer_set(&c->timer, runtime.cfg->stream_timeout_ms);
+        return;
+    }
+    c->backend->errors++;
+    detach_upstream(c, 0);
+    c->backend = NULL;
+    local_response(c, 408, "{\"error\":\"request body timed out\"}", 1);
     advance(c);
 }
 
@@ -812,6 +1025,10 @@ static void conn_timeout(struct timer *t)
     if (c->state == C_HEAD) {
         local_response(c, 408, "{\"error\":\"request head timed out\"}", 1);
         advance(c);
+        return;
+    }
+    if (c->state == C_PROXY) {
+        stream_timeout(c);
         return;
     }
     /* Idle keep-alive expired, or a lingering client never closed. */

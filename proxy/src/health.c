@@ -166,6 +166,14 @@ static void check_event(struct watcher *w, uint32_t events)
     read_response(hc);
 }
 
+void health_passive_failure(struct backend *b, const char *why)
+{
+    enum backend_state next = health_next(&b->sm, b->state, 0, runtime.cfg->health_fall,
+                                          runtime.cfg->health_rise);
+    if (next != b->state)
+        backend_set_state(b, next, why);
+}
+
 void health_init(struct backend *b)
 {
     struct health_check *hc = &b->hc;

@@ -40,6 +40,10 @@ struct health_check {
     unsigned long read_total;
 };
 
+/* A request to the backend failed the way a check would (refused, timed out, closed before
+ * answering): counted like a failed check, so repeated failures take the backend down before
+ * the next probe. */
+void health_passive_failure(struct backend *b, const char *why);
 void health_init(struct backend *b);
 void health_start(struct backend *b);
 void health_stop(struct backend *b);

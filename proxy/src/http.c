@@ -252,6 +252,12 @@ static void put_header(struct out *o, const struct line *l)
     put(o, "\r\n", 2);
 }
 
+/* An obs-fold continuation (a line starting with white space) is refused, not unfolded. */
+static int folded(const struct line *l)
+{
+    return l->name_len == 0 || l->name[0] == ' ' || l->name[0] == '\t';
+}
+
 /* Places the composed head in front of the body bytes. */
 static long commit(struct out *o, char *data, size_t head_len, size_t body_len, size_t cap)
 {
@@ -290,6 +296,8 @@ long http_rewrite_request(char *data, size_t head_len, size_t body_len, size_t c
     size_t pos = first_line_end(data, head_len);
     put(&o, data, pos);
     while (next_line(data, head_len, &pos, &l)) {
+        if (folded(&l))
+            return HTTP_REWRITE_MALFORMED;
         if (is_hop_by_hop(&l, &ct) || name_is(&l, "x-auth-token") || name_is(&l, "x-forwarded-for"))
             continue;
         if (name_is(&l, "x-forwarded-proto")) {
@@ -317,9 +325,12 @@ long http_rewrite_response(char *data, size_t head_len, size_t body_len, size_t 
     collect_connection_tokens(data, head_len, &ct);
     size_t pos = first_line_end(data, head_len);
     put(&o, data, pos);
-    while (next_line(data, head_len, &pos, &l))
+    while (next_line(data, head_len, &pos, &l)) {
+        if (folded(&l))
+            return HTTP_REWRITE_MALFORMED;
         if (!is_hop_by_hop(&l, &ct))
             put_header(&o, &l);
+    }
     if (rw->add_close)
         put_str(&o, "Connection: close\r\n");
     else if (rw->add_keep_alive)

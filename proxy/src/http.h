@@ -50,8 +50,15 @@ struct rewrite {
     int add_close;      /* tell the peer this connection ends after this message */
 };
 
+#define HTTP_REWRITE_TOO_LARGE (-1)
+#define HTTP_REWRITE_MALFORMED (-2)
+
 /* Rewrites the head at the start of `data` (head_len bytes, followed by `body_len` more bytes)
- * in place. Returns the new head length, or -1 when it would not fit in `cap`. */
+ * in place. Returns the new head length, HTTP_REWRITE_TOO_LARGE when it would not fit in `cap`,
+ * or HTTP_REWRITE_MALFORMED for a line llhttp lets through that we refuse (obs-fold).
+ *
+ * llhttp runs compiled in strict mode (LLHTTP_STRICT_MODE) and no lenient flag is ever set:
+ * llhttp_init clears them and nothing here calls llhttp_set_lenient_*. */
 long http_rewrite_request(char *data, size_t head_len, size_t body_len, size_t cap, const struct rewrite *rw);
 long http_rewrite_response(char *data, size_t head_len, size_t body_len, size_t cap, const struct rewrite *rw);
 

@@ -61,7 +61,7 @@ static void begin_shutdown(void)
     log_event("shutdown_started", "open_connections=%lu deadline_ms=%u", conn_count(),
               cfg.shutdown_timeout_ms);
     for (size_t i = 0; i < nbackends; i++)
-        health_stop(&backends[i]);
+        health_stop(backends[i]);
     conn_begin_shutdown();
     loop_timer_init(&drain_deadline, on_drain_deadline);
     loop_timer_set(&drain_deadline, cfg.shutdown_timeout_ms);
@@ -127,7 +127,7 @@ static int start(void)
         log_event("listen", "role=admin addr=%s", cfg.admin_text);
     }
     for (size_t i = 0; i < nbackends; i++)
-        health_start(&backends[i]);
+        health_start(backends[i]);
     install_signals();
     loop_run(before_wait);
     return 0;

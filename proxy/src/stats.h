@@ -22,7 +22,7 @@ double histogram_percentile(struct histogram *h, uint64_t now_ms, double p);
 
 struct stats {
     uint64_t conn_active, conn_accepted, conn_rejected;
-    uint64_t requests_total, requests_in_flight;
+    uint64_t requests_total, requests_in_flight, retried;
     uint64_t by_class[5]; /* 1xx .. 5xx */
     uint64_t auth_accepted, denied_missing, denied_invalid;
 };

@@ -14,28 +14,50 @@
 
 #define EWMA_ALPHA 0.2
 
-struct backend *backends;
+struct backend *backends[MAX_BACKENDS];
 size_t nbackends;
+
+static struct backend *backend_new(const struct backend_spec *s)
+{
+    if (nbackends == MAX_BACKENDS)
+        return NULL;
+    struct backend *b = calloc(1, sizeof *b);
+    if (!b)
+        return NULL;
+    memcpy(b->name, s->name, sizeof b->name);
+    memcpy(b->address, s->address, sizeof b->address);
+    b->addr = s->addr;
+    b->weight = s->weight;
+    b->state = BACKEND_DOWN;
+    health_init(b);
+    backends[nbackends++] = b;
+    log_event("backend_added", "backend=%s address=%s weight=%u state=down", b->name, b->address,
+              b->weight);
+    return b;
+}
 
 int backends_init(const struct config *cfg)
 {
-    backends = calloc(cfg->nbackends, sizeof *backends);
-    if (!backends)
-        return -1;
-    for (size_t i = 0; i < cfg->nbackends; i++) {
-        struct backend *b = &backends[i];
-        const struct backend_spec *s = &cfg->backends[i];
-        memcpy(b->name, s->name, sizeof b->name);
-        memcpy(b->address, s->address, sizeof b->address);
-        b->addr = s->addr;
-        b->weight = s->weight;
-        b->state = BACKEND_DOWN;
-        health_init(b);
-        log_event("backend_added", "backend=%s address=%s weight=%u state=down", b->name, b->address,
-                  b->weight);
-    }
-    nbackends = cfg->nbackends;
+    for (size_t i = 0; i < cfg->nbackends; i++)
+        if (!backend_new(&cfg->backends[i]))
+            return -1;
     return 0;
+}
+
+struct backend *backend_add(const struct backend_spec *spec)
+{
+    struct backend *b = backend_new(spec);
+    if (b)
+        health_start(b);
+    return b;
+}
+
+struct backend *backend_find(const char *name, size_t len)
+{
+    for (size_t i = 0; i < nbackends; i++)
+        if (strlen(backends[i]->name) == len && memcmp(backends[i]->name, name, len) == 0)
+            return backends[i];
+    return NULL;
 }
 
 static void destroy(struct upstream *u)
@@ -55,6 +77,36 @@ static void close_idle(struct backend *b)
         b->idle_connections--;
         destroy(u);
     }
+}
+
+/* A removed backend leaves the table once its last request and connection are gone; the
+ * memory itself waits for the end of the loop iteration, like every other freed object. */
+static void reap_if_unused(struct backend *b)
+{
+    if (!b->removing || b->in_flight || b->active_connections)
+        return;
+    close_idle(b);
+    health_stop(b);
+    for (size_t i = 0; i < nbackends; i++) {
+        if (backends[i] != b)
+            continue;
+        memmove(&backends[i], &backends[i + 1], (nbackends - i - 1) * sizeof backends[0]);
+        nbackends--;
+        break;
+    }
+    log_event("backend_removed", "backend=%s address=%s", b->name, b->address);
+    loop_defer_free(b, free);
+}
+
+void backend_remove(struct backend *b)
+{
+    if (b->removing)
+        return;
+    if (b->state != BACKEND_DRAINING)
+        backend_set_state(b, BACKEND_DRAINING, "removal requested");
+    b->removing = 1;
+    health_stop(b);
+    reap_if_unused(b);
 }
 
 void backend_set_state(struct backend *b, enum backend_state s, const char *why)
@@ -192,4 +244,5 @@ void upstream_release(struct upstream *u, int reusable)
         }
     }
     destroy(u);
+    reap_if_unused(b);
 }

@@ -46,12 +46,20 @@ struct backend {
     struct health_sm sm;
     uint64_t checks, check_failures, last_change_ms;
     struct health_check hc;
+    int removing; /* DELETE /backends/NAME: draining, freed once nothing uses it */
 };
 
-extern struct backend *backends;
+/* Live backends in configuration order. Pointers stay valid while a backend is listed (and
+ * until the end of the loop iteration that removes it), so array changes never move one. */
+extern struct backend *backends[MAX_BACKENDS];
 extern size_t nbackends;
 
 int backends_init(const struct config *cfg);
+/* Adds a backend at run time (state down, probed at once). NULL when the table is full. */
+struct backend *backend_add(const struct backend_spec *spec);
+struct backend *backend_find(const char *name, size_t len);
+/* Drains the backend, then removes it once no request or connection uses it. */
+void backend_remove(struct backend *b);
 void backend_set_state(struct backend *b, enum backend_state s, const char *why);
 void backend_record_latency(struct backend *b, uint64_t micros);
 
