@@ -8,7 +8,7 @@
 import { join } from 'node:path';
 import { commandLine, renderOptions, type CommandLine, type Options } from './argv.js';
 import { planAddressing } from './addressing.js';
-import { backendArgs, proxyArgs, type FleetPlan, type Role } from './plan.js';
+import { backendArgs, makeCommand, proxyArgs, type FleetPlan, type Role } from './plan.js';
 
 export const KRAFT = 'kraft';
 export const KRAFT_PLAT = 'qemu';
@@ -113,7 +113,7 @@ export function planKraftFleet(plan: FleetPlan, inputs: KraftInputs): KraftFleet
       dir,
       kraftfile,
       artifact,
-      prepare: directoryRootfs ? commandLine('make', renderOptions({ C: dir, f: 'rootfs.mk' }, '-')) : undefined,
+      prepare: directoryRootfs ? makeCommand(dir, { makefile: 'rootfs.mk' }) : undefined,
       build: kraftCommand(['build'], { ...TARGET, kraftfile }, [dir]),
     };
   };

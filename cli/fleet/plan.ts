@@ -66,6 +66,17 @@ export function planFleet(config: UproxyConfig, projectDir: string, options: Pla
   };
 }
 
+/** `make -C dir [-f makefile] [target]`: how every app is built (the Makefile's default target when none is named). */
+export function makeCommand(dir: string, options: { target?: string; makefile?: string } = {}): CommandLine {
+  return commandLine('make', renderOptions({ C: dir, f: options.makefile }, '-'), options.target ? [options.target] : []);
+}
+
+/** One `make` per distinct app of the fleet (proxy, backend), for `up --dry-run`. */
+export function appBuildCommands(plan: FleetPlan, target?: string): CommandLine[] {
+  const dirs = [...new Set([plan.proxy.app.dir, ...plan.backends.map((b) => b.app.dir)])];
+  return dirs.map((dir) => makeCommand(dir, { target }));
+}
+
 function app(projectDir: string, dir: string, binary: string): AppPlan {
   const absoluteDir = join(projectDir, dir);
   return { dir: absoluteDir, binary: join(absoluteDir, binary) };

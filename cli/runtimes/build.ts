@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
 import { createWriteStream, existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
-import { commandLine, renderOptions, toShell } from '../fleet/argv.js';
+import { toShell } from '../fleet/argv.js';
+import { makeCommand } from '../fleet/plan.js';
 import { stateDir, writeFileAtomic } from '../fleet/state.js';
 import type { Progress } from '../progress.js';
 import { UserError } from '../errors.js';
@@ -74,7 +75,7 @@ export async function buildApp(projectDir: string, build: AppBuild, progress: Pr
 }
 
 async function runMake(build: AppBuild, log: string, progress: Progress): Promise<void> {
-  const make = commandLine('make', renderOptions({ C: build.dir }, '-'), build.target ? [build.target] : []);
+  const make = makeCommand(build.dir, { target: build.target });
   writeFileAtomic(log, `$ ${toShell(make)}\n`);
   // execa is loaded only when something is built: most `up` runs build nothing.
   const { execa } = await import('execa');
