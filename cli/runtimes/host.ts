@@ -1,16 +1,16 @@
 import { createHash } from 'node:crypto';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
-import type { CommandLine } from '../fleet/argv.js';
-import { commandLine, renderOptions } from '../fleet/argv.js';
-import { LOOPBACK, planHostProcesses, type FleetPlan, type HostPorts, type HostProcessPlan } from '../fleet/plan.js';
+import { appBuildCommands, LOOPBACK, planHostProcesses, type FleetPlan, type HostPorts, type HostProcessPlan } from '../fleet/plan.js';
 import { stateDir, type FleetState, type MachineState } from '../fleet/state.js';
-import { fetchStats } from '../stats/client.js';
-import type { ProxyStats } from '../stats/schema.js';
 import { UserError } from '../errors.js';
 import { buildApp, fileHash } from './build.js';
-import { findProcessesByArgv, isOurProcess, logTail, sleep, spawnDetached, stopProcesses } from './processes.js';
-import type { DownOptions, MachineStatus, Runtime, RuntimeContext, UpOptions } from './runtime.js';
+import { waitUntilHealthy } from './health-wait.js';
+import {
+  forgetMachines, isUnchanged, machineNames, planChanges, processStatuses, recordRunning, recordStarting, recordStopping,
+} from './machines.js';
+import { findProcessesByArgv, isOurProcess, spawnDetached, stopProcesses } from './processes.js';
+import type { DownOptions, Runtime, RuntimeContext, UpOptions } from './runtime.js';
 
 /**
  * The `host` runtime: the proxy and each backend as a local process on 127.0.0.1. `up`
@@ -45,20 +45,12 @@ export const runtime: Runtime = {
   },
 
   async inspect(state) {
-    return state.machines.map((m): MachineStatus => ({
-      name: m.name,
-      role: m.role,
-      address: m.address,
-      pid: m.pid,
-      state: m.status === 'running' ? (isOurProcess(m.pid, m.command) ? 'running' : 'exited') : m.status,
-    }));
+    return processStatuses(state);
   },
 
   async describe(plan, previous, ctx) {
     const ports = await assignPorts(plan, previous);
-    const make = (dir: string): CommandLine => commandLine('make', renderOptions({ C: dir }, '-'));
-    const apps = [...new Set([plan.proxy.app.dir, ...plan.backends.map((b) => b.app.dir)])];
-    return [...apps.map(make), ...planHostProcesses(plan, ports, logDir(ctx)).map((p) => p.command)];
+    return [...appBuildCommands(plan), ...planHostProcesses(plan, ports, logDir(ctx)).map((p) => p.command)];
   },
 };
 
@@ -86,22 +78,17 @@ async function reconcile(plan: FleetPlan, previous: FleetState | null, ctx: Runt
     machines: previous?.machines ?? [],
     resources: previous?.resources ?? {},
   };
-  const isCurrent = (m: MachineState): boolean => {
-    const want = wanted.find((w) => w.plan.name === m.name);
-    return want !== undefined && m.status === 'running' && m.fingerprint === want.fingerprint && isOurProcess(m.pid, m.command);
-  };
-  const toStart = wanted.filter((w) => !state.machines.some((m) => m.name === w.plan.name && isCurrent(m)));
-  const replaced = state.machines.filter((m) => !isCurrent(m) && wanted.some((w) => w.plan.name === m.name));
-  const removed = state.machines.filter((m) => !wanted.some((w) => w.plan.name === m.name));
+  const changes = planChanges(state.machines, wanted, (m) => isOurProcess(m.pid, m.command));
+  const { toStart, replaced, removed } = changes;
 
-  if (toStart.length === 0 && removed.length === 0) {
+  if (isUnchanged(changes)) {
     await ctx.progress.step('fleet already up to date; checking health', () => waitHealthy(plan, state, [], ctx, 5_000));
     return state;
   }
 
   const stopOptions = { timeoutMs: 5_000, force: false };
   if (replaced.length > 0) {
-    await ctx.progress.step(`stop ${names(replaced)} (changed or exited)`, () => stopMachines(state, replaced, ctx, stopOptions));
+    await ctx.progress.step(`stop ${machineNames(replaced)} (changed or exited)`, () => stopMachines(state, replaced, ctx, stopOptions));
   }
   const started: MachineState[] = [];
   try {
@@ -119,40 +106,29 @@ async function reconcile(plan: FleetPlan, previous: FleetState | null, ctx: Runt
     throw error;
   }
   if (removed.length > 0) {
-    await ctx.progress.step(`stop ${names(removed)} (scaled down)`, () => stopMachines(state, removed, ctx, stopOptions));
+    await ctx.progress.step(`stop ${machineNames(removed)} (scaled down)`, () => stopMachines(state, removed, ctx, stopOptions));
   }
   return state;
 }
 
-function names(machines: readonly MachineState[]): string {
-  return machines.map((m) => m.name).join(', ');
-}
-
 /** Records the machine as starting, starts it, then records its PID: a kill between leaves a findable trace. */
 function startMachine(state: FleetState, p: HostProcessPlan, fingerprint: string, ctx: RuntimeContext): MachineState {
-  const machine: MachineState = {
+  const machine = recordStarting(state, {
     name: p.name,
     role: p.role,
     address: p.address,
-    pid: null,
     command: [p.command.file, ...p.command.args],
     log: p.log,
     fingerprint,
-    status: 'starting',
-  };
-  state.machines = [...state.machines.filter((m) => m.name !== p.name), machine];
-  ctx.saveState(state);
-  machine.pid = spawnDetached(p.command, p.log, ctx.projectDir);
-  machine.status = 'running';
-  ctx.saveState(state);
+  }, ctx);
+  recordRunning(state, machine, spawnDetached(p.command, p.log, ctx.projectDir), ctx);
   return machine;
 }
 
 /** Marks the machines as stopping, stops them, and drops them from the state. */
 async function stopMachines(state: FleetState, machines: readonly MachineState[], ctx: RuntimeContext, options: DownOptions): Promise<void> {
   if (machines.length === 0) return;
-  for (const m of machines) m.status = 'stopping';
-  ctx.saveState(state);
+  recordStopping(state, machines, ctx);
   // A machine recorded without a PID was being started when uproxy died: only its command
   // line can find it. With --force every recorded command line is searched for, in case a
   // recorded PID is stale.
@@ -163,8 +139,7 @@ async function stopMachines(state: FleetState, machines: readonly MachineState[]
     ...leftovers.map((pid) => ({ pid, argv: machines.find((m) => isOurProcess(pid, m.command))?.command ?? [] })),
   ];
   await stopProcesses(targets, options.timeoutMs);
-  state.machines = state.machines.filter((m) => !machines.includes(m));
-  ctx.saveState(state);
+  forgetMachines(state, machines, ctx);
 }
 
 /** Ports: configured ones as given; 0 means keep the fleet's current port, or pick a free one. */
@@ -239,44 +214,14 @@ async function freePorts(count: number, taken: ReadonlySet<number>): Promise<num
   return ports;
 }
 
-/**
- * Polls the proxy's /stats until it lists exactly the planned backends, all up. A process
- * started by this `up` that exits fails the wait at once, with its log.
- */
-async function waitHealthy(plan: FleetPlan, state: FleetState, started: readonly MachineState[], ctx: RuntimeContext, timeoutMs: number): Promise<void> {
-  const endpoint = { url: `http://${state.proxy.admin}`, token: ctx.adminToken() };
-  const wanted = plan.backends.map((b) => b.name);
-  const deadline = Date.now() + timeoutMs;
-  let lastProblem = 'the proxy has not answered yet';
-  while (Date.now() < deadline) {
-    const dead = started.find((m) => !isOurProcess(m.pid, m.command));
-    if (dead) {
-      throw new UserError(`${dead.name} exited right after it was started; the end of ${dead.log}:`, logTail(dead.log));
-    }
-    try {
-      const stats = await fetchStats(endpoint, 1000);
-      const problem = healthProblem(stats, wanted);
-      if (problem === null) return;
-      lastProblem = problem;
-    } catch (error) {
-      lastProblem = (error as Error).message;
-    }
-    await sleep(150);
-  }
-  const suspects = state.machines.filter((m) => m.role === 'proxy' || lastProblem.includes(m.name));
-  throw new UserError(
-    `the fleet did not become healthy within ${Math.round(timeoutMs / 1000)} s: ${lastProblem}`,
-    suspects.flatMap((m) => [`--- the end of ${m.log}:`, ...logTail(m.log, 10)]),
-  );
-}
-
-function healthProblem(stats: ProxyStats, wanted: readonly string[]): string | null {
-  const reported = stats.backends.map((b) => b.name);
-  const missing = wanted.filter((name) => !reported.includes(name));
-  if (missing.length > 0 || reported.length !== wanted.length) {
-    return `the proxy on this port reports backends ${reported.join(', ') || '(none)'}, expected ${wanted.join(', ')}`;
-  }
-  const notUp = stats.backends.filter((b) => b.state !== 'up');
-  if (notUp.length > 0) return `not up yet: ${notUp.map((b) => `${b.name} (${b.state})`).join(', ')}`;
-  return null;
+/** A process started by this `up` that exits fails the wait at once, with its log. */
+function waitHealthy(plan: FleetPlan, state: FleetState, started: readonly MachineState[], ctx: RuntimeContext, timeoutMs: number): Promise<void> {
+  return waitUntilHealthy({ plan, state, ctx }, {
+    timeoutMs,
+    pollMs: 150,
+    deadMachine: async () => {
+      const dead = started.find((m) => !isOurProcess(m.pid, m.command));
+      return dead && { what: `${dead.name} exited right after it was started`, log: dead.log };
+    },
+  });
 }
