@@ -19,10 +19,11 @@ import { stateDir, writeFileAtomic, type FleetState, type MachineState } from '.
 import { applyNetwork, removeNetwork, type NetworkResource } from '../net/apply.js';
 import { networkCommands, nftTableName, ownerMark, type NetworkPlan } from '../net/commands.js';
 import { localRunner } from '../net/exec.js';
-import { fetchStats } from '../stats/client.js';
 import { UserError } from '../errors.js';
 import { fileHash } from './build.js';
-import { logTail, sleep } from './processes.js';
+import { waitUntilHealthy } from './health-wait.js';
+import { forgetMachines, isUnchanged, machineNames, planChanges, recordRunning, recordStarting, recordStopping } from './machines.js';
+import { logTail } from './processes.js';
 import type { MachineStatus, Runtime, RuntimeContext } from './runtime.js';
 
 /** Unikernels boot in well under a second, but kraft itself and TCG on a loaded machine do not. */
@@ -75,13 +76,9 @@ export const runtime: Runtime = {
 
     const listed = await listMachines(kraftPlan.list);
     const wanted = kraftPlan.machines.map((m) => ({ plan: m, fingerprint: fingerprint(m) }));
-    const isCurrent = (m: MachineState): boolean => {
-      const want = wanted.find((w) => w.plan.name === m.name);
-      return want !== undefined && m.fingerprint === want.fingerprint && m.status === 'running' && listed.get(want.plan.instance)?.status === 'running';
-    };
-    const toStart = wanted.filter((w) => !state.machines.some((m) => m.name === w.plan.name && isCurrent(m)));
-    const removed = state.machines.filter((m) => !wanted.some((w) => w.plan.name === m.name));
-    if (toStart.length === 0 && removed.length === 0) {
+    const changes = planChanges(state.machines, wanted, (m) => listed.get(instanceOf(state, m))?.status === 'running');
+    const { toStart, removed } = changes;
+    if (isUnchanged(changes)) {
       await ctx.progress.step('fleet already up to date; checking health', () => waitHealthy(plan, state, kraftPlan, ctx, 10_000));
       return state;
     }
@@ -101,7 +98,7 @@ export const runtime: Runtime = {
       if (state.machines.length === 0) await removeNetworkAndState(state, ctx);
       throw error;
     }
-    if (removed.length > 0) await ctx.progress.step(`remove ${removed.map((m) => m.name).join(', ')} (scaled down)`, () => removeMachines(state, removed, ctx));
+    if (removed.length > 0) await ctx.progress.step(`remove ${machineNames(removed)} (scaled down)`, () => removeMachines(state, removed, ctx));
     return state;
   },
 
@@ -229,19 +226,15 @@ function fingerprint(machine: KraftMachinePlan): string {
 
 
 async function startMachine(state: FleetState, m: KraftMachinePlan, print: string, exists: boolean, ctx: RuntimeContext): Promise<MachineState> {
-  const log = join(stateDir(ctx.projectDir), 'logs', `${m.name}.log`);
-  const machine: MachineState = {
+  const log = machineLog(ctx, m.name);
+  const machine = recordStarting(state, {
     name: m.name,
     role: m.role,
     address: m.serves,
-    pid: null,
     command: [m.run.file, ...m.run.args],
     log,
     fingerprint: print,
-    status: 'starting',
-  };
-  state.machines = [...state.machines.filter((x) => x.name !== m.name), machine];
-  ctx.saveState(state);
+  }, ctx);
   // A machine of that name left behind (changed, crashed, or from a killed `up`) blocks the name.
   if (exists) {
     await runKraft(m.stop, ctx, { tolerate: true });
@@ -250,17 +243,14 @@ async function startMachine(state: FleetState, m: KraftMachinePlan, print: strin
   await runKraft(m.run, ctx, { log });
   const row = (await listMachines(planListCommand())).get(m.instance);
   const pid = row?.pid ? Number(row.pid) : NaN;
-  machine.pid = Number.isInteger(pid) && pid > 0 ? pid : null;
-  machine.status = 'running';
-  ctx.saveState(state);
+  recordRunning(state, machine, Number.isInteger(pid) && pid > 0 ? pid : null, ctx);
   return machine;
 }
 
 /** `kraft stop` + `kraft rm` for each machine kraft still lists; the state forgets them all. */
 async function removeMachines(state: FleetState, machines: readonly MachineState[], ctx: RuntimeContext): Promise<void> {
   if (machines.length === 0) return;
-  for (const m of machines) m.status = 'stopping';
-  ctx.saveState(state);
+  recordStopping(state, machines, ctx);
   const listed = await listMachines(planListCommand());
   for (const m of machines) {
     const instance = instanceOf(state, m);
@@ -269,8 +259,7 @@ async function removeMachines(state: FleetState, machines: readonly MachineState
     if (row.status === 'running') await runKraft(kraftCommand(['stop'], {}, [instance]), ctx, { tolerate: true });
     await runKraft(kraftCommand(['rm'], {}, [instance]), ctx);
   }
-  state.machines = state.machines.filter((m) => !machines.includes(m));
-  ctx.saveState(state);
+  forgetMachines(state, machines, ctx);
 }
 
 async function listMachines(list: CommandLine): Promise<Map<string, KraftMachine>> {
@@ -349,34 +338,26 @@ function failure(command: CommandLine, exitCode: number | undefined, message: st
 }
 
 /**
- * Polls the proxy's /stats (reached from the host over the bridge) until every planned backend
- * is up. A machine kraft reports as no longer running fails the wait at once.
+ * Waits for the proxy's /stats (reached from the host over the bridge). kraft is asked every
+ * few polls whether each machine still runs: one it lists as stopped fails the wait at once.
  */
-async function waitHealthy(plan: FleetPlan, state: FleetState, kraftPlan: KraftFleetPlan, ctx: RuntimeContext, timeoutMs: number): Promise<void> {
-  const endpoint = { url: `http://${state.proxy.admin}`, token: ctx.adminToken() };
-  const wanted = plan.backends.map((b) => b.name);
-  const deadline = Date.now() + timeoutMs;
-  let lastProblem = 'the proxy has not answered yet';
+function waitHealthy(plan: FleetPlan, state: FleetState, kraftPlan: KraftFleetPlan, ctx: RuntimeContext, timeoutMs: number): Promise<void> {
   let polls = 0;
-  while (Date.now() < deadline) {
-    if (polls++ % 4 === 0) {
+  return waitUntilHealthy({ plan, state, ctx }, {
+    timeoutMs,
+    pollMs: 500,
+    deadMachine: async () => {
+      if (polls++ % 4 !== 0) return undefined;
       const listed = await listMachines(kraftPlan.list);
       const dead = kraftPlan.machines.find((m) => listed.get(m.instance)?.status !== 'running');
-      if (dead) {
-        const status = listed.get(dead.instance)?.status ?? 'gone';
-        throw new UserError(`machine ${dead.instance} is ${status} right after it was started; see \`kraft logs ${dead.instance}\` and the end of ${join(stateDir(ctx.projectDir), 'logs', `${dead.name}.log`)}:`,
-          logTail(join(stateDir(ctx.projectDir), 'logs', `${dead.name}.log`), 10));
-      }
-    }
-    try {
-      const stats = await fetchStats(endpoint, 2000);
-      const notUp = wanted.filter((name) => stats.backends.find((b) => b.name === name)?.state !== 'up');
-      if (notUp.length === 0) return;
-      lastProblem = `not up yet: ${notUp.join(', ')}`;
-    } catch (error) {
-      lastProblem = (error as Error).message;
-    }
-    await sleep(500);
-  }
-  throw new UserError(`the fleet did not become healthy within ${Math.round(timeoutMs / 1000)} s: ${lastProblem}; see \`kraft logs ${plan.fleet}-proxy\``);
+      if (!dead) return undefined;
+      const status = listed.get(dead.instance)?.status ?? 'gone';
+      return { what: `machine ${dead.instance} is ${status} right after it was started (see also \`kraft logs ${dead.instance}\`)`, log: machineLog(ctx, dead.name) };
+    },
+    hint: `see \`kraft logs ${plan.fleet}-proxy\``,
+  });
+}
+
+function machineLog(ctx: RuntimeContext, name: string): string {
+  return join(stateDir(ctx.projectDir), 'logs', `${name}.log`);
 }

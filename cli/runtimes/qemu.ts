@@ -10,25 +10,26 @@ import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { z } from 'zod';
-import { commandLine, renderOptions, toShell, type CommandLine } from '../fleet/argv.js';
+import { toShell } from '../fleet/argv.js';
 import type { Accel } from '../fleet/qemu-command.js';
 import { planVmFleet, staticBinary, type VmFleetPlan, type VmMachinePlan } from '../fleet/vm-plan.js';
-import type { FleetPlan } from '../fleet/plan.js';
+import { appBuildCommands, type FleetPlan } from '../fleet/plan.js';
 import { stateDir, type FleetState, type MachineState } from '../fleet/state.js';
 import { applyNetwork, removeNetwork, type NetworkResource } from '../net/apply.js';
 import { requireNetAdmin } from '../net/capability.js';
 import { networkCommands, ownerMark } from '../net/commands.js';
 import { localRunner } from '../net/exec.js';
-import { fetchStats } from '../stats/client.js';
 import { UserError } from '../errors.js';
 import { buildApp, fileHash } from './build.js';
 import { guestInit } from './guest-init.js';
 import { guestInitramfsEntries, writeCpio } from './initramfs.js';
 import { DEBIAN_KERNEL_PACKAGE, findGuestKernel } from './kernel.js';
 import { BUSYBOX, chooseAccel, isStaticElf } from './probe.js';
-import { findProcessesByArgv, isOurProcess, logTail, sleep } from './processes.js';
+import { waitUntilHealthy } from './health-wait.js';
+import { processStatuses } from './machines.js';
+import { findProcessesByArgv, isOurProcess, sleep } from './processes.js';
 import { QmpClient } from './qmp.js';
-import type { DownOptions, MachineStatus, Runtime, RuntimeContext } from './runtime.js';
+import type { DownOptions, Runtime, RuntimeContext } from './runtime.js';
 
 /** Four TCG guests booting at once on two cores take ~10 s; leave room for a loaded CI machine. */
 const DEFAULT_UP_TIMEOUT_MS = 180_000;
@@ -101,13 +102,7 @@ export const runtime: Runtime = {
   },
 
   async inspect(state) {
-    return state.machines.map((m): MachineStatus => ({
-      name: m.name,
-      role: m.role,
-      address: m.address,
-      pid: m.pid,
-      state: m.status === 'running' ? (isOurProcess(m.pid, m.command) ? 'running' : 'exited') : m.status,
-    }));
+    return processStatuses(state);
   },
 
   async describe(plan, _previous, ctx) {
@@ -119,9 +114,7 @@ export const runtime: Runtime = {
       stateDir: stateDir(ctx.projectDir),
       tscKhz: hostTscKhz(),
     });
-    const make = (dir: string): CommandLine => commandLine('make', renderOptions({ C: dir }, '-'), ['static']);
-    const apps = [...new Set([plan.proxy.app.dir, ...plan.backends.map((b) => b.app.dir)])];
-    return [...apps.map(make), ...networkCommands(vm.network), ...vm.machines.map((m) => m.command)];
+    return [...appBuildCommands(plan, 'static'), ...networkCommands(vm.network), ...vm.machines.map((m) => m.command)];
   },
 };
 
@@ -160,29 +153,15 @@ async function startMachine(state: FleetState, machine: VmMachinePlan, modules: 
 }
 
 /** Polls the proxy's admin API over the bridge; a machine whose QEMU exits fails the wait with its serial log. */
-async function waitHealthy(plan: FleetPlan, state: FleetState, ctx: RuntimeContext, timeoutMs: number): Promise<void> {
-  const endpoint = { url: `http://${state.proxy.admin}`, token: ctx.adminToken() };
-  const wanted = plan.backends.map((b) => b.name);
-  const deadline = Date.now() + timeoutMs;
-  let lastProblem = 'the proxy has not answered yet';
-  while (Date.now() < deadline) {
-    const dead = state.machines.find((m) => !isOurProcess(m.pid, m.command));
-    if (dead) throw new UserError(`machine ${dead.name} stopped while booting; the end of its serial log ${dead.log}:`, logTail(dead.log, 20));
-    try {
-      const stats = await fetchStats(endpoint, 2000);
-      const notUp = wanted.filter((name) => stats.backends.find((b) => b.name === name)?.state !== 'up');
-      if (notUp.length === 0) return;
-      lastProblem = `not up yet: ${notUp.join(', ')}`;
-    } catch (error) {
-      lastProblem = (error as Error).message;
-    }
-    await sleep(500);
-  }
-  const suspects = state.machines.filter((m) => m.role === 'proxy' || lastProblem.includes(m.name));
-  throw new UserError(
-    `the fleet did not become healthy within ${Math.round(timeoutMs / 1000)} s: ${lastProblem}`,
-    suspects.flatMap((m) => [`--- the end of ${m.log}:`, ...logTail(m.log, 10)]),
-  );
+function waitHealthy(plan: FleetPlan, state: FleetState, ctx: RuntimeContext, timeoutMs: number): Promise<void> {
+  return waitUntilHealthy({ plan, state, ctx }, {
+    timeoutMs,
+    pollMs: 500,
+    deadMachine: async () => {
+      const dead = state.machines.find((m) => !isOurProcess(m.pid, m.command));
+      return dead && { what: `machine ${dead.name} stopped while booting (its serial console is below)`, log: dead.log };
+    },
+  });
 }
 
 /** Every recorded machine stopped (QMP quit, SIGKILL by PID after the timeout), then the network removed, then the state. */
