@@ -9,7 +9,7 @@ import type { CommandLine } from './argv.js';
 import { planAddressing, type MachineAddress } from './addressing.js';
 import { backendArgs, proxyArgs, type FleetPlan, type Role } from './plan.js';
 import { qemuCommand, type Accel, type QemuGuest } from './qemu-command.js';
-import { nftTableName, ownerMark, type NetworkPlan } from '../net/commands.js';
+import { nftTableName, ownerMark, type NetworkPlan } from './network-plan.js';
 
 export interface VmInputs {
   accel: Accel;

@@ -11,7 +11,7 @@ import { requireNetAdmin } from './capability.js';
 import {
   addBridgeAddress, createBridge, createPublishTable, createTap, deleteLink, deleteTable, linkUp,
   listAddresses, listLinks, listTables, type NetworkPlan,
-} from './commands.js';
+} from '../fleet/network-plan.js';
 import type { Runner } from './exec.js';
 
 export type NetworkResource =

@@ -17,7 +17,7 @@ import {
 import type { FleetPlan, Role } from '../fleet/plan.js';
 import { stateDir, writeFileAtomic, type FleetState, type MachineState } from '../fleet/state.js';
 import { applyNetwork, removeNetwork, type NetworkResource } from '../net/apply.js';
-import { networkCommands, nftTableName, ownerMark, type NetworkPlan } from '../net/commands.js';
+import { networkCommands, nftTableName, ownerMark, type NetworkPlan } from '../fleet/network-plan.js';
 import { localRunner } from '../net/exec.js';
 import { UserError } from '../errors.js';
 import { fileHash } from './build.js';

@@ -17,7 +17,7 @@ import { appBuildCommands, type FleetPlan } from '../fleet/plan.js';
 import { stateDir, type FleetState, type MachineState } from '../fleet/state.js';
 import { applyNetwork, removeNetwork, type NetworkResource } from '../net/apply.js';
 import { requireNetAdmin } from '../net/capability.js';
-import { networkCommands, ownerMark } from '../net/commands.js';
+import { networkCommands, ownerMark } from '../fleet/network-plan.js';
 import { localRunner } from '../net/exec.js';
 import { UserError } from '../errors.js';
 import { buildApp, fileHash } from './build.js';

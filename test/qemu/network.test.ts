@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { toShell } from '../../cli/fleet/argv.js';
 import { applyNetwork, readNetworkState, removeNetwork, type NetworkResource } from '../../cli/net/apply.js';
-import type { NetworkPlan } from '../../cli/net/commands.js';
+import type { NetworkPlan } from '../../cli/fleet/network-plan.js';
 import { localRunner } from '../../cli/net/exec.js';
 import { probeGuestBoots } from '../../cli/runtimes/probe.js';
 import { addNamespace, deleteNamespace, inNamespace, netnsWrap, whyCannotRun } from './netns.js';
