@@ -1,8 +1,13 @@
 import { render, type Instance } from 'ink';
+import { UserError } from '../errors.js';
 import type { ProgressSession } from '../progress.js';
 import { ProgressView, type StepView } from './Progress.js';
 
 const LOG_TAIL_LINES = 12;
+
+function hasDetails(error: unknown): boolean {
+  return error instanceof UserError && error.details.length > 0;
+}
 
 /**
  * Progress on a terminal, drawn by Ink. It is mounted only while a step runs: when the last
@@ -24,6 +29,10 @@ export class InkProgress implements ProgressSession {
       this.finish(step, 'done');
       return result;
     } catch (error) {
+      // An error with details (a UserError with the tail of the failed build's log, say) has
+      // them printed under its message by the command line: showing the step's own tail too
+      // would print the same lines twice.
+      if (hasDetails(error)) step.logTail = [];
       this.finish(step, 'failed');
       throw error;
     }

@@ -235,6 +235,8 @@ describe('failures on the host runtime', () => {
     expect(result.exitCode).toBe(1);
     expect(result.stderr).toMatch(/uproxy: building backend failed \(make -C .*\/backend: exit 2\)/);
     expect(result.stderr).toContain('missing_symbol');
+    // The compiler's error line once: in the error's log tail, not also under the failed step.
+    expect(result.stderr.split('\n').filter((line) => /error: .missing_symbol. undeclared/.test(line))).toHaveLength(1);
     expect(existsSync(join(dir, '.uproxy/state.json'))).toBe(false);
   });
 });

@@ -1,6 +1,7 @@
 import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { render } from 'ink-testing-library';
+import { UserError } from '../../cli/errors.js';
 import { InkProgress } from '../../cli/tui/ink-progress.js';
 import { ProgressView } from '../../cli/tui/Progress.js';
 
@@ -76,5 +77,19 @@ describe('InkProgress', () => {
     expect(text).toContain('│ check 9: backend-2 down');
     // Only the tail: the first lines scrolled out of it.
     expect(text.split('\n').filter((l) => l.includes('│ check 8:'))).toHaveLength(0);
+  });
+
+  it('leaves the log tail to the error when the error carries it, so it is shown once', async () => {
+    const terminal = new Terminal();
+    const progress = new InkProgress(terminal as unknown as NodeJS.WriteStream);
+    const failing = progress.step('build backend', async () => {
+      progress.log("server.c:1:25: error: 'missing_symbol' undeclared");
+      throw new UserError('building backend failed; the end of build-backend.log:', ["server.c:1:25: error: 'missing_symbol' undeclared"]);
+    });
+    await expect(failing).rejects.toThrow('building backend failed');
+    await progress.close();
+    const text = plain(terminal.text);
+    expect(text).toMatch(/✗ build backend/);
+    expect(text).not.toContain('missing_symbol');
   });
 });
