@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "admin_backends.h"
 #include "auth.h"
 #include "http.h"
 #include "log.h"
@@ -34,6 +35,8 @@ struct admin_conn {
     struct http_msg req;
     char in[ADMIN_IN];
     size_t in_len, parsed;
+    size_t head_len, body_len; /* head_len is 0 until a whole head is in */
+    int keep_alive;
     struct sbuf out;
     size_t out_sent;
     int responding, close_after;
@@ -94,14 +97,14 @@ static void render_stats(struct sbuf *o)
     sb_printf(o,
               "{\"version\":\"%s\",\"pid\":%d,\"uptime_ms\":%llu,\"algorithm\":\"%s\","
               "\"connections\":{\"active\":%llu,\"accepted\":%llu,\"rejected\":%llu},"
-              "\"requests\":{\"total\":%llu,\"in_flight\":%llu,\"by_class\":{\"1xx\":%llu,\"2xx\":%llu,"
+              "\"requests\":{\"total\":%llu,\"in_flight\":%llu,\"retried\":%llu,\"by_class\":{\"1xx\":%llu,\"2xx\":%llu,"
               "\"3xx\":%llu,\"4xx\":%llu,\"5xx\":%llu}},"
               "\"auth\":{\"accepted\":%llu,\"denied\":{\"missing\":%llu,\"invalid\":%llu},\"by_token\":{",
               VERSION, (int)getpid(), (unsigned long long)(now - loop_start_ms()),
               algorithm_name(runtime.cfg->algorithm), (unsigned long long)stats.conn_active,
               (unsigned long long)stats.conn_accepted, (unsigned long long)stats.conn_rejected,
               (unsigned long long)stats.requests_total, (unsigned long long)stats.requests_in_flight,
-              (unsigned long long)stats.by_class[0], (unsigned long long)stats.by_class[1],
+              (unsigned long long)stats.retried, (unsigned long long)stats.by_class[0], (unsigned long long)stats.by_class[1],
               (unsigned long long)stats.by_class[2], (unsigned long long)stats.by_class[3],
               (unsigned long long)stats.by_class[4], (unsigned long long)stats.auth_accepted,
               (unsigned long long)stats.denied_missing, (unsigned long long)stats.denied_invalid);
@@ -158,6 +161,7 @@ static void render_metrics(struct sbuf *o)
     metric(o, "uproxy_connections_accepted_total", "counter", "Client connections accepted.", stats.conn_accepted);
     metric(o, "uproxy_connections_rejected_total", "counter", "Client connections refused over the limit.", stats.conn_rejected);
     metric(o, "uproxy_requests_in_flight", "gauge", "Requests being proxied now.", stats.requests_in_flight);
+    metric(o, "uproxy_requests_retried_total", "counter", "Requests sent again to another backend after a failure.", stats.retried);
     metric_head(o, "uproxy_requests_total", "counter", "Responses sent to clients, by status class.");
     for (int i = 0; i < 5; i++)
         sb_printf(o, "uproxy_requests_total{class=\"%s\"} %llu\n", classes[i], (unsigned long long)stats.by_class[i]);
@@ -246,37 +250,45 @@ static int path_is(const char *path, size_t len, const char *want)
     return len >= n && memcmp(path, want, n) == 0 && (len == n || path[n] == '?');
 }
 
-static void route(struct admin_conn *a, const char *head, size_t head_len)
+static void route(struct admin_conn *a, const char *head, size_t head_len, const char *body, size_t body_len)
 {
     struct request_info info;
     http_scan_request(head, head_len, &info);
-    int get = a->req.parser.method == HTTP_GET || a->req.parser.method == HTTP_HEAD;
+    int method = a->req.parser.method;
+    int get = method == HTTP_GET || method == HTTP_HEAD;
     if (path_is(info.path, info.path_len, "/healthz")) {
         respond_json(a, 200, "OK", runtime.shutting_down ? "{\"status\":\"draining\"}" : "{\"status\":\"ok\"}");
         return;
     }
     int stats_route = path_is(info.path, info.path_len, "/stats");
     int metrics_route = path_is(info.path, info.path_len, "/metrics");
-    if (!stats_route && !metrics_route) {
-        respond_json(a, 404, "Not Found", "{\"error\":\"no such admin route; try /healthz, /stats or /metrics\"}");
+    int backends_route = admin_backends_route(info.path, info.path_len);
+    if (!stats_route && !metrics_route && !backends_route) {
+        respond_json(a, 404, "Not Found", "{\"error\":\"no such admin route; try /healthz, /stats, /metrics or /backends\"}");
         return;
     }
     if (check_bearer(a, head, head_len) < 0)
         return;
+    if (backends_route) {
+        struct admin_reply r;
+        admin_backends_handle(method, info.path, info.path_len, body, body_len, &r);
+        respond_json(a, r.status, r.reason, r.json);
+        return;
+    }
     if (!get) {
         respond_json(a, 405, "Method Not Allowed", "{\"error\":\"use GET\"}");
         return;
     }
-    struct sbuf body = {0};
+    struct sbuf out = {0};
     if (stats_route)
-        render_stats(&body);
+        render_stats(&out);
     else
-        render_metrics(&body);
-    if (body.failed)
+        render_metrics(&out);
+    if (out.failed)
         respond_json(a, 500, "Internal Server Error", "{\"error\":\"out of memory\"}");
     else
-        respond(a, 200, "OK", stats_route ? "application/json" : "text/plain; version=0.0.4; charset=utf-8", &body);
-    free(body.p);
+        respond(a, 200, "OK", stats_route ? "application/json" : "text/plain; version=0.0.4; charset=utf-8", &out);
+    free(out.p);
 }
 
 static void admin_destroy(struct admin_conn *a)
@@ -288,30 +300,43 @@ static void admin_destroy(struct admin_conn *a)
     loop_defer_free(a, free);
 }
 
-/* Parses what is buffered; queues a response when a whole request head is in. */
+/* Parses what is buffered; queues a response once a whole request (head and body) is in.
+ * Bodies (POST /backends) must have a Content-Length and fit in the connection's buffer. */
 static int admin_parse(struct admin_conn *a)
 {
     size_t n;
-    enum http_progress r = http_execute(&a->req, a->in + a->parsed, a->in_len - a->parsed, &n);
-    a->parsed += n;
-    if (r == HTTP_NEED_MORE) {
-        if (a->in_len == ADMIN_IN) {
-            a->close_after = 1;
-            respond_json(a, 431, "Request Header Fields Too Large", "{\"error\":\"request too large\"}");
+    if (!a->head_len) {
+        enum http_progress r = http_execute(&a->req, a->in + a->parsed, a->in_len - a->parsed, &n);
+        a->parsed += n;
+        if (r == HTTP_NEED_MORE) {
+            if (a->in_len == ADMIN_IN) {
+                a->close_after = 1;
+                respond_json(a, 431, "Request Header Fields Too Large", "{\"error\":\"request too large\"}");
+            }
+            return 0;
         }
-        return 0;
+        if (r != HTTP_HEAD_DONE) {
+            a->close_after = 1;
+            respond_json(a, 400, "Bad Request", "{\"error\":\"malformed request\"}");
+            return 0;
+        }
+        llhttp_t *p = &a->req.parser;
+        if ((p->flags & F_CHUNKED) || p->content_length > ADMIN_IN - a->parsed) {
+            a->close_after = 1;
+            respond_json(a, 413, "Content Too Large",
+                         "{\"error\":\"admin request bodies need a Content-Length and at most a few KiB\"}");
+            return 0;
+        }
+        a->head_len = a->parsed;
+        a->body_len = (size_t)p->content_length;
+        a->keep_alive = llhttp_should_keep_alive(p);
     }
-    if (r != HTTP_HEAD_DONE) {
-        a->close_after = 1;
-        respond_json(a, 400, "Bad Request", "{\"error\":\"malformed request\"}");
-        return 0;
-    }
-    llhttp_t *p = &a->req.parser;
-    /* Admin requests carry no body; one that does is answered and the connection closed. */
-    a->close_after = !llhttp_should_keep_alive(p) || (p->flags & F_CHUNKED) || p->content_length > 0;
-    route(a, a->in, a->parsed);
-    if (!a->close_after && http_execute(&a->req, a->in + a->parsed, 0, &n) != HTTP_MSG_DONE)
-        a->close_after = 1;
+    if (a->in_len - a->head_len < a->body_len)
+        return 0; /* the rest of the body is on its way */
+    enum http_progress r = http_execute(&a->req, a->in + a->parsed, a->body_len, &n);
+    a->parsed += n;
+    a->close_after = !a->keep_alive || r != HTTP_MSG_DONE;
+    route(a, a->in, a->head_len, a->in + a->head_len, a->body_len);
     return 0;
 }
 
@@ -342,6 +367,7 @@ static void admin_flush(struct admin_conn *a)
     memmove(a->in, a->in + a->parsed, a->in_len - a->parsed);
     a->in_len -= a->parsed;
     a->parsed = 0;
+    a->head_len = a->body_len = 0;
     http_msg_init(&a->req, HTTP_REQUEST, runtime.cfg->max_headers);
     if (a->in_len)
         admin_parse(a);

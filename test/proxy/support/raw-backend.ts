@@ -8,7 +8,10 @@ import net from 'node:net';
 export interface RawBackend {
   address: string;
   port: number;
-  respondWith(bytes: string): void;
+  /** What to answer; with close, the connection is closed right after (mid-response, even). */
+  respondWith(bytes: string, opts?: { close?: boolean }): void;
+  /** Non-health requests received. */
+  requests(): number;
   /** Connections that carried a non-health request. */
   connections(): number;
   /** Resolves once `n` of those connections have been closed by the proxy. */
@@ -18,7 +21,7 @@ export interface RawBackend {
 
 export async function startRawBackend(): Promise<RawBackend> {
   let response = 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok';
-  let opened = 0, closed = 0;
+  let opened = 0, closed = 0, requests = 0, closeAfter = false;
   const sockets = new Set<net.Socket>();
   const server = net.createServer((sock) => {
     sockets.add(sock);
@@ -35,6 +38,11 @@ export async function startRawBackend(): Promise<RawBackend> {
           return;
         }
         if (!counted) { counted = true; opened++; }
+        requests++;
+        if (closeAfter) {
+          sock.end(response);
+          return;
+        }
         sock.write(response);
       }
     });
@@ -45,7 +53,8 @@ export async function startRawBackend(): Promise<RawBackend> {
   return {
     address: `127.0.0.1:${port}`,
     port,
-    respondWith: (bytes) => { response = bytes; },
+    respondWith: (bytes, opts) => { response = bytes; closeAfter = opts?.close ?? false; },
+    requests: () => requests,
     connections: () => opened,
     waitClosed: async (n, timeoutMs = 10_000) => {
       const deadline = Date.now() + timeoutMs;
