@@ -94,7 +94,8 @@ static enum http_progress after_execute(struct http_msg *m, llhttp_errno_t rc, c
         return (enum http_progress)m->event;
     }
     *consumed = 0;
-    return rc == HPE_USER && m->headers > m->max_headers ? HTTP_TOO_MANY_HEADERS : HTTP_ERROR;
+    /* Our header-count callback's refusal surfaces as a callback error code. */
+    return m->headers > m->max_headers ? HTTP_TOO_MANY_HEADERS : HTTP_ERROR;
 }
 
 enum http_progress http_execute(struct http_msg *m, const char *data, size_t len, size_t *consumed)
