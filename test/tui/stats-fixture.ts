@@ -42,7 +42,7 @@ export function stats(c: Counters = {}): ProxyStats {
     uptime_ms: c.uptimeMs ?? 10_000,
     algorithm: 'round-robin',
     connections: { active: 1, accepted: total, rejected: 0 },
-    requests: { total, in_flight: 0, by_class: { '1xx': 0, '2xx': accepted, '3xx': 0, '4xx': missing + invalid, '5xx': 0 } },
+    requests: { total, in_flight: 0, retried: 0, by_class: { '1xx': 0, '2xx': accepted, '3xx': 0, '4xx': missing + invalid, '5xx': 0 } },
     auth: { accepted, denied: { missing, invalid }, by_token: c.byToken ?? { default: accepted } },
     backends: c.backends ?? [],
   });
