@@ -114,9 +114,17 @@ describe('uproxy status in tmux', () => {
     expect(busy, `no screen showed backend-1 busy:\n${screens.at(-1)}`).toBeDefined();
     expect(busy).toMatch(/backend-2\s+\S+\s+up\s+[1-9]\d*\s+[1-9]\d%/);
 
-    // `d` either drains through the admin API or says this proxy cannot.
+    // `d` drains the selected backend through the proxy's admin API, and undrains it again.
     tmux('send-keys', '-t', PANE, 'd');
-    await untilScreen((text) => expect(text).toMatch(/drain not available in this proxy|backend-1 is draining/));
+    await untilScreen((text) => {
+      expect(text).toContain('backend-1 is draining');
+      expect(text).toMatch(/backend-1\s+\S+\s+draining\s/);
+    });
+    tmux('send-keys', '-t', PANE, 'd');
+    await untilScreen((text) => {
+      expect(text).toContain('backend-1 takes requests again');
+      expect(text).toMatch(/backend-1\s+\S+\s+up\s/);
+    });
 
     tmux('send-keys', '-t', PANE, 'q');
     await untilScreen((text) => expect(text).toContain('status exited 0'));
