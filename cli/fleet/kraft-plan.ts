@@ -88,6 +88,20 @@ export function kraftCommand(words: readonly string[], options: Options, trailin
   return commandLine(KRAFT, words, renderOptions({ ...COMMON, ...options }, '--'), trailing);
 }
 
+/** Where `kraft build --plat qemu --arch x86_64` leaves a native app's kernel: named after the Kraftfile's `name:`. */
+export function nativeKernelPath(appDir: string, kraftfileName: string): string {
+  return join(appDir, KRAFT_BUILD_DIR, `${kraftfileName}_${KRAFT_PLAT}-${KRAFT_ARCH}`);
+}
+
+/** Where kraft leaves the initrd it builds from a Kraftfile's `rootfs:`. */
+export function rootfsCpioPath(appDir: string): string {
+  return join(appDir, KRAFT_BUILD_DIR, `initramfs-${KRAFT_ARCH}.cpio`);
+}
+
+export function kraftBuildCommand(appDir: string, kraftfile?: string): CommandLine {
+  return kraftCommand(['build'], { ...TARGET, kraftfile }, [appDir]);
+}
+
 export function planKraftFleet(plan: FleetPlan, inputs: KraftInputs): KraftFleetPlan {
   const { config } = plan;
   const { mode } = config.unikraft;
@@ -105,16 +119,14 @@ export function planKraftFleet(plan: FleetPlan, inputs: KraftInputs): KraftFleet
   const app = (label: Role, dir: string): KraftApp => {
     const directoryRootfs = mode === 'elfloader' && config.unikraft.rootfs === 'directory';
     const kraftfile = directoryRootfs ? ROOTFS_DIR_KRAFTFILE : undefined;
-    const artifact = mode === 'native'
-      ? join(dir, KRAFT_BUILD_DIR, `${inputs.kraftfileNames[label]}_${KRAFT_PLAT}-${KRAFT_ARCH}`)
-      : join(dir, KRAFT_BUILD_DIR, `initramfs-${KRAFT_ARCH}.cpio`);
+    const artifact = mode === 'native' ? nativeKernelPath(dir, inputs.kraftfileNames[label]) : rootfsCpioPath(dir);
     return {
       label,
       dir,
       kraftfile,
       artifact,
       prepare: directoryRootfs ? makeCommand(dir, { makefile: 'rootfs.mk' }) : undefined,
-      build: kraftCommand(['build'], { ...TARGET, kraftfile }, [dir]),
+      build: kraftBuildCommand(dir, kraftfile),
     };
   };
   const proxyApp = app('proxy', plan.proxy.app.dir);
@@ -174,11 +186,19 @@ export function planKraftFleet(plan: FleetPlan, inputs: KraftInputs): KraftFleet
   };
 }
 
+/** What a Unikraft machine's kernel command line is made of: `<instance> netdev.ip=... -- <args>`. */
+export interface UnikraftCommandLine {
+  name: string;
+  instance: string;
+  ip: string;
+  args: readonly string[];
+}
+
 /**
  * Why a machine's arguments would not reach its program intact, or null. Unikraft splits the
  * kernel command line on spaces (no quoting) and drops what exceeds its argv slots or length.
  */
-export function kernelCommandLineProblem(machine: KraftMachinePlan, mode: keyof typeof MAX_ARGS): string | null {
+export function kernelCommandLineProblem(machine: UnikraftCommandLine, mode: keyof typeof MAX_ARGS): string | null {
   const bad = machine.args.find((arg) => arg === '' || /[\s"']/.test(arg));
   if (bad !== undefined) return `argument ${JSON.stringify(bad)} of ${machine.name} contains a space or a quote, which a Unikraft command line cannot carry`;
   // The kernel's own words: its name, netdev.ip=..., and the ` -- ` separator.

@@ -7,20 +7,21 @@
 import { createHash } from 'node:crypto';
 import { createWriteStream, existsSync, readFileSync } from 'node:fs';
 import { userInfo } from 'node:os';
-import { join, relative } from 'node:path';
+import { join } from 'node:path';
 import { execa } from 'execa';
 import { z } from 'zod';
 import { toShell, type CommandLine } from '../fleet/argv.js';
 import {
   KRAFT, kernelCommandLineProblem, kraftCommand, planKraftFleet, type KraftApp, type KraftFleetPlan, type KraftMachinePlan,
 } from '../fleet/kraft-plan.js';
-import type { FleetPlan, Role } from '../fleet/plan.js';
+import type { FleetPlan } from '../fleet/plan.js';
 import { stateDir, writeFileAtomic, type FleetState, type MachineState } from '../fleet/state.js';
 import { applyNetwork, removeNetwork, type NetworkResource } from '../net/apply.js';
 import { networkCommands, nftTableName, ownerMark, type NetworkPlan } from '../fleet/network-plan.js';
 import { localRunner } from '../net/exec.js';
 import { UserError } from '../errors.js';
 import { fileHash } from './build.js';
+import { readKraftfileNames } from './kraftfile.js';
 import { waitUntilHealthy } from './health-wait.js';
 import { forgetMachines, isUnchanged, machineNames, planChanges, recordRunning, recordStarting, recordStopping } from './machines.js';
 import { logTail } from './processes.js';
@@ -52,12 +53,12 @@ export const runtime: Runtime = {
   name: 'kraft',
 
   async build(plan, ctx) {
-    const kraftPlan = planKraftFleet(plan, { kraftfileNames: readKraftfileNames(plan) });
+    const kraftPlan = planKraftFleet(plan, { kraftfileNames: readKraftfileNames(plan, 'the kraft runtime') });
     for (const app of kraftPlan.apps) await buildApp(app, ctx);
   },
 
   async up(plan, previous, ctx, options) {
-    const kraftPlan = planKraftFleet(plan, { kraftfileNames: readKraftfileNames(plan) });
+    const kraftPlan = planKraftFleet(plan, { kraftfileNames: readKraftfileNames(plan, 'the kraft runtime') });
     for (const machine of kraftPlan.machines) {
       const problem = kernelCommandLineProblem(machine, plan.config.unikraft.mode);
       if (problem) throw new UserError(`${problem}: use fewer backends or tokens, or the host/qemu runtime`);
@@ -124,7 +125,7 @@ export const runtime: Runtime = {
   },
 
   async describe(plan) {
-    const kraftPlan = planKraftFleet(plan, { kraftfileNames: readKraftfileNames(plan) });
+    const kraftPlan = planKraftFleet(plan, { kraftfileNames: readKraftfileNames(plan, 'the kraft runtime') });
     const network = kraftPlan.network.manager === 'kraft' ? [kraftPlan.network.create] : networkCommands(uproxyBridge(plan.fleet, kraftPlan));
     return [
       ...kraftPlan.apps.flatMap((a) => (a.prepare ? [a.prepare, a.build] : [a.build])),
@@ -140,19 +141,6 @@ function planListCommand(): CommandLine {
 
 function instanceOf(state: FleetState, machine: MachineState): string {
   return `${state.fleet}-${machine.name}`;
-}
-
-/** The `name:` of each app's Kraftfile (top-level key), which names the native kernel. */
-function readKraftfileNames(plan: FleetPlan): Record<Role, string> {
-  const read = (dir: string, fallback: string): string => {
-    const file = join(dir, 'Kraftfile');
-    if (!existsSync(file)) {
-      throw new UserError(`${relative(plan.projectDir, dir) || '.'}/Kraftfile is missing: the kraft runtime builds each app with kraft; create one with \`uproxy init --unikraft native\` in a new directory and copy it over`);
-    }
-    const match = /^name:\s*["']?([A-Za-z0-9._-]+)["']?\s*(#.*)?$/m.exec(readFileSync(file, 'utf8'));
-    return match?.[1] ?? fallback;
-  };
-  return { proxy: read(plan.proxy.app.dir, 'proxy'), backend: read(plan.backends[0]?.app.dir ?? plan.proxy.app.dir, 'backend') };
 }
 
 function currentUser(): { name: string; uid: number } {
