@@ -1,19 +1,34 @@
 /**
  * The VM side of a fleet plan (qemu runtime), as plain data: each machine's address, MAC, tap,
- * program and arguments, its QEMU command line, and the network to create. The kernel and
+ * program and arguments, its QEMU command line, and the network to create. The kernels and
  * the acceleration come in as inputs because finding them touches the host; everything else
  * follows from the config and the fleet plan alone.
+ *
+ * Two guest kinds: `microvm` boots one Linux kernel with an initramfs uproxy writes per
+ * machine (the static program, its arguments, an init); `unikraft` boots each app's own
+ * kraft-built kernel (and its initrd, if it has one) with the arguments on the kernel
+ * command line.
  */
 import { join } from 'node:path';
 import type { CommandLine } from './argv.js';
 import { planAddressing, type MachineAddress } from './addressing.js';
 import { backendArgs, proxyArgs, type FleetPlan, type Role } from './plan.js';
+import { kernelCommandLineProblem } from './kraft-plan.js';
 import { qemuCommand, type Accel, type QemuGuest } from './qemu-command.js';
 import { nftTableName, ownerMark, type NetworkPlan } from './network-plan.js';
 
+/** The files of one app's `kraft build`: the kernel, and the initrd when its Kraftfile has a rootfs. */
+export interface UnikraftBuild {
+  kernel: string;
+  initrd?: string;
+}
+
 export interface VmInputs {
   accel: Accel;
-  kernel: string;
+  /** `microvm` guests: the Linux kernel every machine boots. */
+  kernel?: string;
+  /** `unikraft` guests: each app's kraft build. */
+  unikraft?: Readonly<Record<Role, UnikraftBuild>>;
   /** `.uproxy` of the project: logs in `logs/`, sockets, pidfiles and initramfs in `vm/`. */
   stateDir: string;
   tscKhz?: number;
@@ -25,10 +40,10 @@ export interface VmMachinePlan {
   address: MachineAddress;
   /** `ip:port` it serves on (the client port for the proxy). */
   serves: string;
-  /** The static binary that goes into the guest, and its arguments. */
-  program: string;
+  /** The program's arguments: in the initramfs (microvm) or on the kernel command line (unikraft). */
   programArgs: string[];
-  initrd: string;
+  /** `microvm` only: the initramfs uproxy writes for this machine, holding this static program. */
+  initramfs?: { path: string; program: string };
   guest: QemuGuest;
   command: CommandLine;
 }
@@ -56,24 +71,31 @@ export function planVmFleet(plan: FleetPlan, inputs: VmInputs): VmFleetPlan {
   const vmDir = join(inputs.stateDir, 'vm');
   const logDir = join(inputs.stateDir, 'logs');
 
+  const kind = config.qemu.guest;
   const machine = (name: string, role: Role, address: MachineAddress, serves: string, program: string, programArgs: string[]): VmMachinePlan => {
+    const initramfs = kind === 'microvm' ? { path: join(vmDir, `${name}.cpio`), program } : undefined;
+    const boot = kind === 'microvm' ? { kernel: required(inputs.kernel, 'a Linux kernel'), initrd: initramfs?.path } : required(inputs.unikraft, 'the kraft builds')[role];
     const guest: QemuGuest = {
       name: `${plan.fleet}-${name}`,
-      kind: config.qemu.guest,
+      kind,
       accel: inputs.accel,
       board: config.qemu.board,
-      memoryMiB: config.qemu.memoryMiB,
-      kernel: inputs.kernel,
-      initrd: join(vmDir, `${name}.cpio`),
+      memoryMiB: kind === 'microvm' ? config.qemu.memoryMiB : role === 'proxy' ? config.unikraft.proxyMemoryMiB : config.unikraft.backendMemoryMiB,
+      kernel: boot.kernel,
+      initrd: boot.initrd,
       network: { tap: address.tap, mac: address.mac, ip: address.ip, prefix: addressing.subnet.prefix, gateway: addressing.gateway },
-      programArgs: config.qemu.guest === 'unikraft' ? programArgs : [],
+      programArgs: kind === 'unikraft' ? programArgs : [],
       tscKhz: inputs.tscKhz,
       qmpSocket: join(vmDir, `${name}.qmp`),
       serialLog: join(logDir, `${name}.log`),
       pidFile: join(vmDir, `${name}.pid`),
       daemonize: true,
     };
-    return { name, role, address, serves, program, programArgs, initrd: join(vmDir, `${name}.cpio`), guest, command: qemuCommand(guest) };
+    if (kind === 'unikraft') {
+      const problem = kernelCommandLineProblem({ name, instance: guest.name, ip: address.ip, args: programArgs }, 'native');
+      if (problem) throw new Error(`${problem}: use fewer backends or tokens, or microvm guests`);
+    }
+    return { name, role, address, serves, programArgs, initramfs, guest, command: qemuCommand(guest) };
   };
 
   const backends = plan.backends.map((b, i) => {
@@ -99,6 +121,11 @@ export function planVmFleet(plan: FleetPlan, inputs: VmInputs): VmFleetPlan {
     machines: [...backends, proxy],
     proxy: { listen: proxyServes, admin: listeners.admin },
   };
+}
+
+function required<T>(value: T | undefined, what: string): T {
+  if (value === undefined) throw new Error(`planVmFleet: the inputs lack ${what}, which this guest kind boots`);
+  return value;
 }
 
 function parsePublish(publish: string, proxyIp: string, proxyPort: number): NetworkPlan['publish'] {

@@ -1,7 +1,7 @@
 /**
  * The /init of a `microvm` guest: a busybox shell script that loads the virtio-net driver,
- * takes its address from the kernel command line (`uproxy.ip=`, `uproxy.gw=`) and becomes the
- * program. Everything it prints goes to the serial console, i.e. `.uproxy/logs/<name>.log`,
+ * takes its address from the kernel command line (`uproxy.ip=`, `uproxy.gw=`) and runs the
+ * program, powering the machine off when it ends. Everything it prints goes to the serial console, i.e. `.uproxy/logs/<name>.log`,
  * which is what `up` shows when a machine does not come up.
  */
 import { GUEST_PATHS } from './initramfs.js';
@@ -40,6 +40,9 @@ echo "uproxy-init: eth0 $address via $gateway"
 set --
 while IFS= read -r arg; do set -- "$@" "$arg"; done < /${GUEST_PATHS.args}
 echo "uproxy-init: starting /${GUEST_PATHS.program}"
-exec /${GUEST_PATHS.program} "$@"
+# Not exec'd: when the program ends, its exit status reaches the serial log (which \`up\`
+# shows) instead of a kernel panic about init.
+/${GUEST_PATHS.program} "$@"
+fail "/${GUEST_PATHS.program} exited with status $?"
 `;
 }

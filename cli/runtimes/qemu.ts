@@ -1,53 +1,81 @@
 /**
  * The `qemu` runtime: the proxy and every backend in its own QEMU machine, on a bridge uproxy
- * creates, one tap per machine. Order of `up`: network (recorded resource by resource), then
- * each machine (recorded as `starting` with its exact command line before QEMU runs), then a
- * wait until the proxy's admin API, reached from the host over the bridge, reports every
- * backend up. `down` asks each machine to quit over QMP, kills what does not go by its
+ * creates, one tap per machine. `up` reconciles like the host runtime: a machine whose QEMU
+ * still runs the same command line and boot image is left alone, everything else is
+ * (re)started, and machines the plan no longer has are stopped once the new fleet is
+ * healthy. The proxy's command line lists its backends, so scaling restarts the proxy VM
+ * (and only it) with the new list. Order of a change: network (recorded resource by resource),
+ * then each machine (recorded as `starting` with its exact command line before QEMU runs),
+ * then a wait until the proxy's admin API, reached from the host over the bridge, reports
+ * every backend up. `down` asks each machine to quit over QMP, kills what does not go by its
  * recorded PID, and removes exactly the network resources the state records.
  */
+import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { z } from 'zod';
 import { toShell } from '../fleet/argv.js';
-import type { Accel } from '../fleet/qemu-command.js';
-import { planVmFleet, staticBinary, type VmFleetPlan, type VmMachinePlan } from '../fleet/vm-plan.js';
+import { tapName } from '../fleet/addressing.js';
+import { networkCommands, ownerMark } from '../fleet/network-plan.js';
 import { appBuildCommands, type FleetPlan } from '../fleet/plan.js';
+import type { Accel } from '../fleet/qemu-command.js';
 import { stateDir, type FleetState, type MachineState } from '../fleet/state.js';
+import { planVmFleet, staticBinary, type VmFleetPlan, type VmInputs, type VmMachinePlan } from '../fleet/vm-plan.js';
 import { applyNetwork, removeNetwork, type NetworkResource } from '../net/apply.js';
 import { requireNetAdmin } from '../net/capability.js';
-import { networkCommands, ownerMark } from '../fleet/network-plan.js';
 import { localRunner } from '../net/exec.js';
 import { UserError } from '../errors.js';
 import { buildApp, fileHash } from './build.js';
 import { guestInit } from './guest-init.js';
+import { waitUntilHealthy } from './health-wait.js';
 import { guestInitramfsEntries, writeCpio } from './initramfs.js';
 import { DEBIAN_KERNEL_PACKAGE, findGuestKernel } from './kernel.js';
+import { findUnikraftBuilds } from './kraftfile.js';
+import {
+  forgetMachines, isUnchanged, machineNames, planChanges, processStatuses, recordRunning, recordStarting, recordStopping, type Wanted,
+} from './machines.js';
 import { BUSYBOX, chooseAccel, isStaticElf } from './probe.js';
-import { waitUntilHealthy } from './health-wait.js';
-import { processStatuses } from './machines.js';
 import { findProcessesByArgv, isOurProcess, sleep } from './processes.js';
 import { QmpClient } from './qmp.js';
-import type { DownOptions, Runtime, RuntimeContext } from './runtime.js';
+import type { DownOptions, Runtime, RuntimeContext, UpOptions } from './runtime.js';
 
 /** Four TCG guests booting at once on two cores take ~10 s; leave room for a loaded CI machine. */
 const DEFAULT_UP_TIMEOUT_MS = 180_000;
+/** An unchanged fleet is only checked: its machines are already up. */
+const UNCHANGED_CHECK_MS = 15_000;
 const QEMU_START_TIMEOUT_MS = 30_000;
+const STOP_TIMEOUT_MS = 5_000;
 
 /** What this runtime keeps in `state.resources`. */
 const qemuResources = z.object({
   owner: z.string(),
   network: z.array(z.object({ kind: z.enum(['bridge', 'tap', 'nft-table']), name: z.string() })),
+  /** Hash of the network plan last applied completely: an unchanged network is not touched again. */
+  networkFingerprint: z.string().optional(),
+  /** What the machines were started with: `--accel auto` keeps it instead of probing KVM again. */
+  accel: z.enum(['kvm', 'tcg']).optional(),
 });
 type QemuResources = z.infer<typeof qemuResources>;
 
 const run = localRunner();
 
+/** A planned machine with the boot image it would start with (microvm: the initramfs uproxy writes). */
+interface VmStart {
+  name: string;
+  machine: VmMachinePlan;
+  initramfs?: Buffer;
+}
+
 export const runtime: Runtime = {
   name: 'qemu',
 
   async build(plan, ctx) {
+    if (plan.config.qemu.guest === 'unikraft') {
+      // kraft builds these; uproxy only boots them, so a missing one is reported, not built.
+      await ctx.progress.step('find the kraft-built Unikraft kernels', async () => findUnikraftBuilds(plan));
+      return;
+    }
     // Guests have no C library: both programs are built fully static (`make static`).
     for (const [label, app] of [['proxy', plan.proxy.app], ['backend', plan.backends[0]?.app]] as const) {
       if (!app) continue;
@@ -59,46 +87,55 @@ export const runtime: Runtime = {
 
   async up(plan, previous, ctx, options) {
     requireNetAdmin();
-    if (previous && previous.machines.length > 0) {
-      // Reconciling single VMs is not worth their boot time yet: a changed fleet restarts whole.
-      await ctx.progress.step('stop the running fleet to apply the new plan', () => stopFleet(previous, ctx, { timeoutMs: 5_000, force: false }));
-    }
-    const kernel = await ctx.progress.step('find a Linux kernel for the guests', () =>
-      findGuestKernel({ configKernel: plan.config.qemu.kernel }));
-    const requested = (options.extra.accel as 'auto' | Accel | undefined) ?? 'auto';
-    const accel = await ctx.progress.step(`choose acceleration (${requested})`, () => chooseAccel(requested, kernel.kernel));
-    ctx.progress.log(accel.reason);
-    const vm = planVmFleet(plan, { accel: accel.accel, kernel: kernel.kernel, stateDir: stateDir(ctx.projectDir), tscKhz: hostTscKhz() });
+    const resources = recordedResources(previous, plan.fleet);
+    const { inputs, modules } = await bootInputs(plan, resources, ctx, options);
+    const vm = planVmFleet(plan, inputs);
+    resources.accel = inputs.accel;
+    const state: FleetState = { version: 1, fleet: plan.fleet, runtime: 'qemu', proxy: vm.proxy, machines: previous?.machines ?? [], resources };
 
-    const resources: QemuResources = { owner: vm.network.owner, network: [] };
-    const state: FleetState = { version: 1, fleet: plan.fleet, runtime: 'qemu', proxy: vm.proxy, machines: [], resources };
+    const wanted = await Promise.all(vm.machines.map((machine) => wantedMachine(machine, modules)));
+    const changes = planChanges(state.machines, wanted, (m) => isOurProcess(m.pid, m.command));
+    const networkFingerprint = sha256(JSON.stringify(vm.network));
+    if (isUnchanged(changes) && resources.networkFingerprint === networkFingerprint) {
+      await ctx.progress.step('fleet already up to date; checking health', () => waitHealthy(plan, state, ctx, UNCHANGED_CHECK_MS));
+      return state;
+    }
+
     ctx.saveState(state);
+    const before = new Set(state.machines);
     try {
-      await ctx.progress.step(`network: bridge ${vm.network.bridge.name} ${vm.network.bridge.address}, ${vm.network.taps.length} taps`, () =>
-        applyNetwork(vm.network, {
-          run,
-          record: async (resource) => {
-            if (!resources.network.some((r) => r.kind === resource.kind && r.name === resource.name)) resources.network.push(resource);
-            ctx.saveState(state);
-          },
-        }));
+      if (resources.networkFingerprint !== networkFingerprint) await applyFleetNetwork(vm, state, resources, networkFingerprint, ctx);
+      if (changes.replaced.length > 0) {
+        await ctx.progress.step(`stop ${machineNames(changes.replaced)} (changed or exited)`, () => stopMachines(state, changes.replaced, ctx));
+      }
       mkdirSync(join(stateDir(ctx.projectDir), 'vm'), { recursive: true });
       mkdirSync(join(stateDir(ctx.projectDir), 'logs'), { recursive: true });
-      for (const machine of vm.machines) {
-        await ctx.progress.step(`start ${machine.name} (${machine.address.ip}, ${accel.accel}, ${machine.guest.memoryMiB} MiB)`, () =>
-          startMachine(state, machine, kernel.modules, ctx));
+      for (const want of changes.toStart) {
+        const { machine } = want.plan;
+        await ctx.progress.step(`start ${machine.name} (${machine.address.ip}, ${inputs.accel}, ${machine.guest.memoryMiB} MiB)`, () =>
+          startMachine(state, want, ctx));
       }
       await ctx.progress.step(`wait until the proxy reports ${plan.backends.length} backends up`, () =>
         waitHealthy(plan, state, ctx, options.timeoutMs ?? DEFAULT_UP_TIMEOUT_MS));
     } catch (error) {
-      await stopFleet(state, ctx, { timeoutMs: 5_000, force: true });
+      // Everything this `up` started goes again, including a machine QEMU failed to start.
+      await stopMachines(state, state.machines.filter((m) => !before.has(m)), ctx, { force: true });
+      if (state.machines.length === 0) await removeFleet(state, ctx);
+      else await removeUnusedTaps(state, ctx);
       throw error;
+    }
+    if (changes.removed.length > 0) {
+      await ctx.progress.step(`stop ${machineNames(changes.removed)} (scaled down)`, async () => {
+        await stopMachines(state, changes.removed, ctx);
+        await removeUnusedTaps(state, ctx);
+      });
     }
     return state;
   },
 
   async down(state, ctx, options) {
-    await stopFleet(state, ctx, options);
+    await stopMachines(state, state.machines, ctx, options);
+    await removeFleet(state, ctx);
   },
 
   async inspect(state) {
@@ -106,50 +143,99 @@ export const runtime: Runtime = {
   },
 
   async describe(plan, _previous, ctx) {
-    const kernel = await findGuestKernel({ configKernel: plan.config.qemu.kernel, allowDownload: false }).catch(() => undefined);
-    const vm = planVmFleet(plan, {
-      // The dry run boots nothing, so it cannot probe KVM: it shows the TCG command lines.
-      accel: 'tcg',
-      kernel: kernel?.kernel ?? `<${DEBIAN_KERNEL_PACKAGE}, fetched by up>`,
-      stateDir: stateDir(ctx.projectDir),
-      tscKhz: hostTscKhz(),
-    });
-    return [...appBuildCommands(plan, 'static'), ...networkCommands(vm.network), ...vm.machines.map((m) => m.command)];
+    // The dry run boots nothing, so it cannot probe KVM: it shows the TCG command lines.
+    const inputs: VmInputs = { accel: 'tcg', stateDir: stateDir(ctx.projectDir), tscKhz: hostTscKhz() };
+    if (plan.config.qemu.guest === 'unikraft') {
+      inputs.unikraft = findUnikraftBuilds(plan, { requireBuilt: false });
+    } else {
+      const kernel = await findGuestKernel({ configKernel: plan.config.qemu.kernel, allowDownload: false }).catch(() => undefined);
+      inputs.kernel = kernel?.kernel ?? `<${DEBIAN_KERNEL_PACKAGE}, fetched by up>`;
+    }
+    const vm = planVmFleet(plan, inputs);
+    const build = plan.config.qemu.guest === 'unikraft' ? [] : appBuildCommands(plan, 'static');
+    return [...build, ...networkCommands(vm.network), ...vm.machines.map((m) => m.command)];
   },
 };
 
-/** The initramfs is written, the machine recorded, QEMU started (it daemonizes), its PID recorded. */
-async function startMachine(state: FleetState, machine: VmMachinePlan, modules: readonly string[], ctx: RuntimeContext): Promise<void> {
-  const initramfs = writeCpio(await guestInitramfsEntries({
+function recordedResources(state: FleetState | null, fleet: string): QemuResources {
+  const parsed = state ? qemuResources.safeParse(state.resources) : undefined;
+  return parsed?.success ? parsed.data : { owner: ownerMark(fleet), network: [] };
+}
+
+/** What the guests boot (a Linux kernel, or each app's kraft build) and the acceleration. */
+async function bootInputs(plan: FleetPlan, resources: QemuResources, ctx: RuntimeContext, options: UpOptions): Promise<{ inputs: VmInputs; modules: string[] }> {
+  const inputs: VmInputs = { accel: 'tcg', stateDir: stateDir(ctx.projectDir), tscKhz: hostTscKhz() };
+  let modules: string[] = [];
+  if (plan.config.qemu.guest === 'unikraft') {
+    inputs.unikraft = findUnikraftBuilds(plan);
+  } else {
+    const kernel = await ctx.progress.step('find a Linux kernel for the guests', () => findGuestKernel({ configKernel: plan.config.qemu.kernel }));
+    inputs.kernel = kernel.kernel;
+    modules = kernel.modules;
+  }
+  const requested = (options.extra.accel as 'auto' | Accel | undefined) ?? 'auto';
+  if (requested === 'auto' && resources.accel !== undefined) {
+    inputs.accel = resources.accel;
+    return { inputs, modules };
+  }
+  const accel = await ctx.progress.step(`choose acceleration (${requested})`, () => chooseAccel(requested, inputs.kernel));
+  ctx.progress.log(accel.reason);
+  inputs.accel = accel.accel;
+  return { inputs, modules };
+}
+
+/**
+ * The machine with its boot image and fingerprint: the QEMU command line plus everything the
+ * guest boots (kernel, initrd), so a rebuilt program or kernel restarts exactly its machines.
+ */
+async function wantedMachine(machine: VmMachinePlan, modules: readonly string[]): Promise<Wanted<VmStart>> {
+  const initramfs = machine.initramfs && writeCpio(await guestInitramfsEntries({
     busybox: BUSYBOX,
     init: guestInit(),
     modules,
-    program: machine.program,
+    program: machine.initramfs.program,
     programArgs: machine.programArgs,
   }));
-  writeFileSync(machine.initrd, initramfs);
+  const hash = createHash('sha256').update(JSON.stringify([machine.command.file, ...machine.command.args]));
+  hash.update(fileHash(machine.guest.kernel));
+  if (initramfs) hash.update(initramfs);
+  else if (machine.guest.initrd) hash.update(fileHash(machine.guest.initrd));
+  return { plan: { name: machine.name, machine, initramfs }, fingerprint: hash.digest('hex') };
+}
+
+async function applyFleetNetwork(vm: VmFleetPlan, state: FleetState, resources: QemuResources, fingerprint: string, ctx: RuntimeContext): Promise<void> {
+  resources.owner = vm.network.owner;
+  await ctx.progress.step(`network: bridge ${vm.network.bridge.name} ${vm.network.bridge.address}, ${vm.network.taps.length} taps`, () =>
+    applyNetwork(vm.network, {
+      run,
+      record: async (resource) => {
+        if (!resources.network.some((r) => r.kind === resource.kind && r.name === resource.name)) resources.network.push(resource);
+        ctx.saveState(state);
+      },
+    }));
+  resources.networkFingerprint = fingerprint;
+  ctx.saveState(state);
+}
+
+/** The initramfs is written, the machine recorded, QEMU started (it daemonizes), its PID recorded. */
+async function startMachine(state: FleetState, { plan: { machine, initramfs }, fingerprint }: Wanted<VmStart>, ctx: RuntimeContext): Promise<void> {
+  if (machine.initramfs && initramfs) writeFileSync(machine.initramfs.path, initramfs);
   rmSync(machine.guest.pidFile, { force: true });
   rmSync(machine.guest.qmpSocket, { force: true });
   writeFileSync(machine.guest.serialLog, '');
-  const record: MachineState = {
+  const record = recordStarting(state, {
     name: machine.name,
     role: machine.role,
     address: machine.serves,
-    pid: null,
     command: [machine.command.file, ...machine.command.args],
     log: machine.guest.serialLog,
-    fingerprint: fileHash(machine.initrd),
-    status: 'starting',
-  };
-  state.machines = [...state.machines.filter((m) => m.name !== machine.name), record];
-  ctx.saveState(state);
+    fingerprint,
+  }, ctx);
   const result = await execa(machine.command.file, machine.command.args, { reject: false, all: true, stdin: 'ignore', timeout: QEMU_START_TIMEOUT_MS });
   if (result.exitCode !== 0) {
     throw new UserError(`QEMU did not start ${machine.name} (\`${toShell(machine.command)}\` ${result.timedOut ? 'timed out' : `exit ${result.exitCode}`}):`, (result.all ?? '').trim().split('\n').slice(-10));
   }
-  record.pid = Number(readFileSync(machine.guest.pidFile, 'utf8').trim());
-  record.status = 'running';
-  ctx.saveState(state);
+  recordRunning(state, record, Number(readFileSync(machine.guest.pidFile, 'utf8').trim()), ctx);
 }
 
 /** Polls the proxy's admin API over the bridge; a machine whose QEMU exits fails the wait with its serial log. */
@@ -164,19 +250,39 @@ function waitHealthy(plan: FleetPlan, state: FleetState, ctx: RuntimeContext, ti
   });
 }
 
-/** Every recorded machine stopped (QMP quit, SIGKILL by PID after the timeout), then the network removed, then the state. */
-async function stopFleet(state: FleetState, ctx: RuntimeContext, options: DownOptions): Promise<void> {
-  for (const m of state.machines) m.status = 'stopping';
-  ctx.saveState(state);
-  const vmDir = join(stateDir(ctx.projectDir), 'vm');
-  await Promise.all(state.machines.map((m) => stopMachine(m, join(vmDir, `${m.name}.qmp`), options)));
-  state.machines = [];
-  ctx.saveState(state);
-  const parsed = qemuResources.safeParse(state.resources);
-  const resources = parsed.success ? parsed.data : { owner: ownerMark(state.fleet), network: [] };
+/** Marks the machines as stopping, stops them all at once (QMP quit, SIGKILL by PID after the timeout), drops them from the state. */
+async function stopMachines(state: FleetState, machines: readonly MachineState[], ctx: RuntimeContext, options: Partial<DownOptions> = {}): Promise<void> {
+  if (machines.length === 0) return;
+  recordStopping(state, machines, ctx);
+  const stop = { timeoutMs: options.timeoutMs ?? STOP_TIMEOUT_MS, force: options.force ?? false };
+  await Promise.all(machines.map((m) => stopMachine(m, join(vmDir(ctx), `${m.name}.qmp`), stop)));
+  forgetMachines(state, machines, ctx);
+}
+
+/** The network, the machines' files and the state: what is left once no machine runs. */
+async function removeFleet(state: FleetState, ctx: RuntimeContext): Promise<void> {
+  const resources = recordedResources(state, state.fleet);
   await removeNetwork(resources.network as NetworkResource[], resources.owner, run);
-  rmSync(vmDir, { recursive: true, force: true });
+  rmSync(vmDir(ctx), { recursive: true, force: true });
   ctx.clearState();
+}
+
+/** Deletes the recorded taps no remaining machine uses (after scaling down, or a failed scale-up). */
+async function removeUnusedTaps(state: FleetState, ctx: RuntimeContext): Promise<void> {
+  const resources = recordedResources(state, state.fleet);
+  const used = new Set(state.machines.map((m) => tapName(state.fleet, m.name)));
+  const unused = resources.network.filter((r) => r.kind === 'tap' && !used.has(r.name));
+  if (unused.length === 0) return;
+  await removeNetwork(unused as NetworkResource[], resources.owner, run);
+  resources.network = resources.network.filter((r) => !unused.includes(r));
+  // The network no longer matches any plan that has those machines: the next `up` applies it again.
+  delete resources.networkFingerprint;
+  state.resources = resources;
+  ctx.saveState(state);
+}
+
+function vmDir(ctx: RuntimeContext): string {
+  return join(stateDir(ctx.projectDir), 'vm');
 }
 
 async function stopMachine(machine: MachineState, qmpSocket: string, options: DownOptions): Promise<void> {
@@ -218,6 +324,10 @@ function exists(pid: number): boolean {
   } catch (error) {
     return (error as NodeJS.ErrnoException).code === 'EPERM';
   }
+}
+
+function sha256(text: string): string {
+  return createHash('sha256').update(text).digest('hex');
 }
 
 /** The host TSC frequency, needed only by the `microvm` board under TCG. */

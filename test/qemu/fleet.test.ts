@@ -45,6 +45,17 @@ function uproxyInside(args: string[], timeoutMs = 300_000) {
   return execa('ip', ['netns', 'exec', inner, 'node', BIN, ...args], { cwd: dir, reject: false, timeout: timeoutMs, stdin: 'ignore', all: true });
 }
 
+/** Each recorded machine's QEMU PID, by machine name. */
+function machinePids(projectDir = dir): Record<string, number | null> {
+  const state = JSON.parse(readFileSync(join(projectDir, '.uproxy/state.json'), 'utf8')) as { machines: { name: string; pid: number | null }[] };
+  return Object.fromEntries(state.machines.map((m) => [m.name, m.pid]));
+}
+
+/** The network interfaces of a namespace, by name. */
+function linksOf(ns: string): string[] {
+  return inNamespace(ns, 'ip', '-br', 'link').split('\n').filter(Boolean).map((line) => line.split(/[\s@]/)[0]!).sort();
+}
+
 function qemuProcessesOf(projectDir: string): number[] {
   return readdirSync('/proc')
     .filter((entry) => /^\d+$/.test(entry))
@@ -86,7 +97,11 @@ describe.skipIf(skip !== undefined)(`qemu runtime: a fleet of microvm guests${sk
   }, 120_000);
 
   afterAll(async () => {
-    if (dir && existsSync(join(dir, '.uproxy/state.json'))) await uproxyInside(['down', '--force'], 60_000);
+    for (const project of [dir, root && join(root, 'badfleet')]) {
+      if (project && existsSync(join(project, '.uproxy/state.json'))) {
+        await execa('ip', ['netns', 'exec', inner, 'node', BIN, 'down', '--force'], { cwd: project, reject: false, timeout: 60_000, stdin: 'ignore' });
+      }
+    }
     deleteNamespace(outer);
     deleteNamespace(inner);
     if (root) rmSync(root, { recursive: true, force: true });
@@ -140,12 +155,73 @@ describe.skipIf(skip !== undefined)(`qemu runtime: a fleet of microvm guests${sk
     expect(Object.keys(after.backends).sort()).toEqual(['backend-1', 'backend-3']);
   }, 120_000);
 
+  it('up restarts only the backend VM that stopped; on an unchanged fleet it changes nothing', async () => {
+    const before = machinePids();
+    const up = await uproxyInside(['up', '--runtime', 'qemu', '--backends', '3', '--accel', 'tcg']);
+    expect(up.exitCode, up.all).toBe(0);
+    const after = machinePids();
+    expect(after['backend-2']).not.toBe(before['backend-2']);
+    for (const name of ['backend-1', 'backend-3', 'proxy']) expect(after[name], name).toBe(before[name]);
+    const spread = await requests(inner, 'http://172.44.0.2:8080/', 30);
+    expect(Object.keys(spread.backends).sort()).toEqual(['backend-1', 'backend-2', 'backend-3']);
+
+    const again = await uproxyInside(['up', '--runtime', 'qemu', '--backends', '3', '--accel', 'tcg']);
+    expect(again.exitCode, again.all).toBe(0);
+    expect(again.all).toMatch(/already up to date/);
+    expect(machinePids()).toEqual(after);
+    expect(qemuProcessesOf(dir).sort()).toEqual(Object.values(after).sort());
+  }, 330_000);
+
+  it('scales to 5 backend VMs and back to 2, starting and stopping only the backends that change', async () => {
+    const three = machinePids();
+    const five = await uproxyInside(['up', '--runtime', 'qemu', '--backends', '5', '--accel', 'tcg']);
+    expect(five.exitCode, five.all).toBe(0);
+    const scaled = machinePids();
+    expect(Object.keys(scaled).sort()).toEqual(['backend-1', 'backend-2', 'backend-3', 'backend-4', 'backend-5', 'proxy']);
+    for (const name of ['backend-1', 'backend-2', 'backend-3']) expect(scaled[name], name).toBe(three[name]);
+    expect(qemuProcessesOf(dir)).toHaveLength(6);
+    const wide = await requests(inner, 'http://172.44.0.2:8080/', 50);
+    expect(wide.statuses).toEqual({ 200: 50 });
+    expect(Object.keys(wide.backends).sort()).toEqual(['backend-1', 'backend-2', 'backend-3', 'backend-4', 'backend-5']);
+
+    const two = await uproxyInside(['up', '--runtime', 'qemu', '--backends', '2', '--accel', 'tcg']);
+    expect(two.exitCode, two.all).toBe(0);
+    const shrunk = machinePids();
+    expect(Object.keys(shrunk).sort()).toEqual(['backend-1', 'backend-2', 'proxy']);
+    for (const name of ['backend-1', 'backend-2']) expect(shrunk[name], name).toBe(scaled[name]);
+    expect(qemuProcessesOf(dir).sort()).toEqual(Object.values(shrunk).sort());
+    // The taps of the removed machines went with them: bridge, 3 taps, and the test's veth.
+    expect(linksOf(inner)).toHaveLength(['lo', 'upq-veth-in', 'uproxy0'].length + 3);
+    const narrow = await requests(inner, 'http://172.44.0.2:8080/', 20);
+    expect(narrow.statuses).toEqual({ 200: 20 });
+    expect(Object.keys(narrow.backends).sort()).toEqual(['backend-1', 'backend-2']);
+  }, 330_000);
+
   it('down leaves no QEMU process, tap, bridge, nftables table or state file', async () => {
     const down = await uproxyInside(['down'], 120_000);
     expect(down.exitCode, down.all).toBe(0);
     expect(qemuProcessesOf(dir)).toEqual([]);
-    expect(inNamespace(inner, 'ip', '-br', 'link').split('\n').filter(Boolean).map((line) => line.split(/[\s@]/)[0]).sort()).toEqual(['lo', 'upq-veth-in']);
+    expect(linksOf(inner)).toEqual(['lo', 'upq-veth-in']);
     expect(inNamespace(inner, 'nft', 'list', 'ruleset').trim()).toBe('');
     expect(existsSync(join(dir, '.uproxy/state.json'))).toBe(false);
   }, 120_000);
+
+  it('fails up with the serial log of a backend VM that does not come up, and takes down all it started', async () => {
+    const init = await uproxy(['init', 'badfleet', '--backends', '1'], root);
+    expect(init.exitCode, init.stderr).toBe(0);
+    const bad = join(root, 'badfleet');
+    // A backend program that exits at once, as a misconfigured one would.
+    writeFileSync(join(bad, 'backend/src/server.c'), '#include <stdio.h>\nint main(void) { puts("backend: refusing to start"); return 3; }\n');
+    const up = await execa('ip', ['netns', 'exec', inner, 'node', BIN, 'up', '--runtime', 'qemu', '--accel', 'tcg', '--timeout', '150'], {
+      cwd: bad, reject: false, timeout: 300_000, stdin: 'ignore', all: true,
+    });
+    expect(up.exitCode, up.all).toBe(1);
+    expect(up.stderr).toContain(`uproxy: machine backend-1 stopped while booting (its serial console is below); the end of ${bad}/.uproxy/logs/backend-1.log:`);
+    expect(up.stderr).toContain('backend: refusing to start');
+    expect(up.stderr).toContain('uproxy-init: /uproxy/program exited with status 3');
+    expect(qemuProcessesOf(bad)).toEqual([]);
+    expect(linksOf(inner)).toEqual(['lo', 'upq-veth-in']);
+    expect(inNamespace(inner, 'nft', 'list', 'ruleset').trim()).toBe('');
+    expect(existsSync(join(bad, '.uproxy/state.json'))).toBe(false);
+  }, 330_000);
 });

@@ -28,7 +28,7 @@ describe('planVmFleet', () => {
 
   it('points the proxy at the backends over the bridge, with token hashes only, and runs the static binaries', () => {
     const proxy = vm.machines.at(-1)!;
-    expect(proxy.program).toBe('/srv/demo/proxy/build/uproxy-proxy-static');
+    expect(proxy.initramfs?.program).toBe('/srv/demo/proxy/build/uproxy-proxy-static');
     expect(proxy.programArgs.join(' ')).toContain('--listen 0.0.0.0:8080 --admin 172.44.0.2:8081');
     expect(proxy.programArgs).toContain('backend-3=172.44.0.5:8080');
     expect(proxy.programArgs).toContain(`ci:${hash}`);
@@ -51,6 +51,46 @@ describe('planVmFleet', () => {
     expect(custom.network.bridge).toEqual({ name: 'br-test', address: '10.7.0.1/28' });
     expect(custom.machines.map((m) => m.address.ip)).toEqual(['10.7.0.3', '10.7.0.4', '10.7.0.5', '10.7.0.2']);
     expect(custom.machines[0]!.command.args[custom.machines[0]!.command.args.indexOf('-m') + 1]).toBe('128');
+  });
+});
+
+describe('planVmFleet with unikraft guests', () => {
+  const builds = {
+    proxy: { kernel: '/srv/demo/proxy/.unikraft/build/proxy_qemu-x86_64' },
+    backend: { kernel: '/srv/demo/backend/.unikraft/build/backend_qemu-x86_64', initrd: '/srv/demo/backend/.unikraft/build/initramfs-x86_64.cpio' },
+  };
+  const vm = planVmFleet(planFleet(config({ qemu: { guest: 'unikraft' } }), '/srv/demo', { backends: 2, runtime: 'qemu' }), {
+    accel: 'tcg', stateDir: '/srv/demo/.uproxy', unikraft: builds,
+  });
+  const args = (name: string) => vm.machines.find((m) => m.name === name)!.command.args;
+  const valueOf = (argv: string[], flag: string) => argv[argv.indexOf(flag) + 1];
+
+  it('boots each app\'s kraft-built kernel, with its initrd only when the build has one', () => {
+    expect(valueOf(args('proxy'), '-kernel')).toBe(builds.proxy.kernel);
+    expect(args('proxy')).not.toContain('-initrd');
+    expect(valueOf(args('backend-2'), '-kernel')).toBe(builds.backend.kernel);
+    expect(valueOf(args('backend-2'), '-initrd')).toBe(builds.backend.initrd);
+    expect(vm.machines.every((m) => m.initramfs === undefined)).toBe(true);
+  });
+
+  it('gives the address as netdev.ip and the program arguments after " -- ", with -cpu max under TCG', () => {
+    expect(valueOf(args('backend-1'), '-append')).toBe('demo-backend-1 netdev.ip=172.44.0.3/24:172.44.0.1::: -- --listen 172.44.0.3:8080 --name backend-1');
+    const proxyLine = valueOf(args('proxy'), '-append')!;
+    expect(proxyLine).toMatch(/^demo-proxy netdev\.ip=172\.44\.0\.2\/24:172\.44\.0\.1::: -- --listen 0\.0\.0\.0:8080 --admin 172\.44\.0\.2:8081 /);
+    expect(proxyLine).toContain('--backend backend-2=172.44.0.4:8080');
+    for (const m of vm.machines) expect(valueOf(m.command.args, '-cpu'), m.name).toBe('max');
+  });
+
+  it('gives each role the memory of the unikraft section, not the microvm default', () => {
+    expect(valueOf(args('proxy'), '-m')).toBe('24');
+    expect(valueOf(args('backend-1'), '-m')).toBe('8');
+  });
+
+  it('refuses a proxy command line longer than a Unikraft kernel parses', () => {
+    const tokens = Array.from({ length: 200 }, (_, i) => ({ name: `t${i}`, sha256: hash }));
+    const many = parseConfig(JSON.stringify({ name: 'demo', qemu: { guest: 'unikraft' }, proxy: { tokens, adminTokenSha256: hash } }), 'uproxy.json');
+    expect(() => planVmFleet(planFleet(many, '/srv/demo', { runtime: 'qemu' }), { accel: 'tcg', stateDir: '/s', unikraft: builds }))
+      .toThrow(/kernel command-line words but a native Unikraft kernel parses at most 256/);
   });
 });
 
