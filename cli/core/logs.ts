@@ -1,4 +1,4 @@
-import { closeSync, openSync, readSync, statSync, watchFile, unwatchFile } from 'node:fs';
+import { closeSync, openSync, readSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { readState, stateDir } from '../fleet/state.js';
 import { UserError } from '../errors.js';
@@ -28,9 +28,11 @@ export async function printLog(file: string, out: NodeJS.WritableStream, follow:
       if (size < offset) offset = 0;
       offset = copyFrom(file, offset, out);
     };
-    watchFile(file, { interval: 200 }, onChange);
+    // Polled rather than fs.watchFile: watchFile takes its first stat asynchronously, so a line
+    // appended before that stat would become part of its baseline and never be printed.
+    const timer = setInterval(onChange, 200);
     signal?.addEventListener('abort', () => {
-      unwatchFile(file, onChange);
+      clearInterval(timer);
       resolvePromise();
     });
   });
