@@ -3,7 +3,7 @@
 import { execa } from 'execa';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { cpuSeconds, loadAverage, machineBusySeconds, rssKiB } from './procfs.mjs';
+import { cpuSeconds, userCpuSeconds, loadAverage, machineBusySeconds, rssKiB } from './procfs.mjs';
 import { LOAD_CPU, PROXY_CPU, sleep } from './processes.mjs';
 
 const WRK_SCRIPT = join(import.meta.dirname, 'wrk-report.lua');
@@ -46,6 +46,7 @@ async function measureOnce({ target, backends, conns, seconds, token }) {
     wall: performance.now(),
     machine: machineBusySeconds(),
     proxy: cpuSeconds(proxyPids),
+    proxyUser: userCpuSeconds(proxyPids),
     backends: cpuSeconds(backendPids),
     self: selfAndChildrenSeconds(),
     loadavg: loadAverage(),
@@ -67,6 +68,7 @@ async function measureOnce({ target, backends, conns, seconds, token }) {
   }
   const wall = (performance.now() - before.wall) / 1000;
   const proxyCpu = cpuSeconds(proxyPids) - before.proxy;
+  const proxyUserCpu = userCpuSeconds(proxyPids) - before.proxyUser;
   const loadCoreCpu = cpuSeconds(backendPids) - before.backends;
   const selfCpu = selfAndChildrenSeconds() - before.self;
   const machine = machineBusySeconds();
@@ -82,6 +84,7 @@ async function measureOnce({ target, backends, conns, seconds, token }) {
     errors: wrk.errors,
     latencyMs: Object.fromEntries(Object.entries(wrk.latency_us).map(([k, v]) => [k, v / 1000])),
     proxyCpuPct: target.proc ? (100 * proxyCpu) / wall : null,
+    proxyUserPct: target.proc ? (100 * proxyUserCpu) / wall : null,
     reqPerCoreSecond: target.proc && proxyCpu > 0 ? wrk.requests / proxyCpu : null,
     rssLoadKiB: target.proc ? rssMax : null,
     // Backends + wrk + this harness: the core that generates and serves the load.

@@ -15,6 +15,13 @@ export function cpuSeconds(pids) {
   return ticks / TICKS_PER_SECOND;
 }
 
+// User-mode share of cpuSeconds(): tells proxy work apart from kernel (socket) work.
+export function userCpuSeconds(pids) {
+  let ticks = 0;
+  for (const pid of pids) ticks += readProcStat(pid)?.utime ?? 0;
+  return ticks / TICKS_PER_SECOND;
+}
+
 export function rssKiB(pids) {
   let total = 0;
   for (const pid of pids) {

@@ -39,6 +39,7 @@ export function summarize(runs) {
         spreadPct: med ? (100 * (Math.max(...rps) - Math.min(...rps))) / med : null,
       },
       proxyCpuPct: median(group.map((r) => r.proxyCpuPct)),
+      proxyUserPct: median(group.map((r) => r.proxyUserPct ?? null)),
       reqPerCoreSecond: median(group.map((r) => r.reqPerCoreSecond)),
       p50Ms: median(group.map((r) => r.latencyMs.p50)),
       p99Ms: median(group.map((r) => r.latencyMs.p99)),
@@ -101,6 +102,7 @@ export function renderTables(summaries, ratios, idle) {
           `${fmtInt(s.rps.min)}-${fmtInt(s.rps.max)}`,
           fmt(s.rps.spreadPct, 1),
           fmt(s.proxyCpuPct, 0),
+          fmt(s.proxyUserPct, 0),
           fmtInt(s.reqPerCoreSecond),
           fmt(s.p50Ms, 3),
           fmt(s.p99Ms, 3),
@@ -112,12 +114,12 @@ export function renderTables(summaries, ratios, idle) {
       }
       const r = ratios.perRun.find((x) => x.path === path && x.conns === conns);
       if (r) {
-        rows.push(['', 'uproxy÷haproxy', fmt(r.rps), '', '', fmt(r.proxyCpuPct), fmt(r.reqPerCoreSecond), fmt(r.p50Ms), fmt(r.p99Ms), '', fmt(r.rssLoadKiB), '', '']);
+        rows.push(['', 'uproxy÷haproxy', fmt(r.rps), '', '', fmt(r.proxyCpuPct), '', fmt(r.reqPerCoreSecond), fmt(r.p50Ms), fmt(r.p99Ms), '', fmt(r.rssLoadKiB), '', '']);
       }
     }
     out.push(
       table(
-        ['conns', 'target', 'req/s', 'min-max', 'spread%', 'cpu%', 'req/core-s', 'p50 ms', 'p99 ms', 'errors', 'RSS MB', 'load-core%', 'noisy'],
+        ['conns', 'target', 'req/s', 'min-max', 'spread%', 'cpu%', 'user%', 'req/core-s', 'p50 ms', 'p99 ms', 'errors', 'RSS MB', 'load-core%', 'noisy'],
         rows,
       ),
     );
