@@ -5,7 +5,8 @@
  */
 import { constants, existsSync } from 'node:fs';
 import { access, mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { createConnection } from 'node:net';
+import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { commandLine, renderOptions, type CommandLine } from '../fleet/argv.js';
@@ -219,19 +220,85 @@ async function checkBusybox(): Promise<Check> {
     : { name: 'busybox-static', ok: false, detail: `${BUSYBOX} is missing or dynamically linked`, fix: 'apt-get install busybox-static' };
 }
 
-async function checkKraft(): Promise<Check> {
-  const result = await execa('kraft', ['version'], { reject: false });
-  return result.exitCode === 0
-    ? { name: 'kraft', ok: true, detail: result.stdout.split('\n')[0] ?? 'kraft' }
-    : { name: 'kraft', ok: false, detail: 'not installed (needed only for the kraft runtime and unikraft guests)', fix: 'see https://unikraft.org/docs/cli/install, or use microvm guests' };
+const KRAFT_INSTALL = 'install kraftkit: `curl -sSfL https://get.kraftkit.sh | sh` (see https://unikraft.org/docs/cli/install); without it use `"qemu": {"guest": "microvm"}`';
+
+/** kraft: needed by the kraft runtime, and to build the kernels of the qemu runtime's unikraft guests. */
+export async function checkKraft(env: NodeJS.ProcessEnv = process.env): Promise<Check> {
+  const name = 'kraft';
+  const result = await execa('kraft', ['version'], { reject: false, env, extendEnv: false, stdin: 'ignore', timeout: 20_000 });
+  if (result.exitCode === 0) return { name, ok: true, detail: result.stdout.split('\n').find((line) => line.trim())?.trim() ?? 'kraft' };
+  if (result.exitCode === undefined && /ENOENT/.test(result.originalMessage ?? '')) {
+    return { name, ok: false, detail: 'not installed (no kraft on PATH): the kraft runtime and building unikraft guests need it', fix: KRAFT_INSTALL };
+  }
+  const said = `${result.stderr || result.stdout}`.trim().split('\n').at(-1) ?? '';
+  return { name, ok: false, detail: `\`kraft version\` failed (${result.exitCode === undefined ? 'did not run' : `exit ${result.exitCode}`})${said ? `: ${said}` : ''}`, fix: KRAFT_INSTALL };
+}
+
+const BUILDKIT_FIX =
+  'run BuildKit, e.g. `docker run -d --name buildkitd --privileged moby/buildkit:latest` and `export KRAFTKIT_BUILDKIT_HOST=docker-container://buildkitd`; ' +
+  'or use the directory rootfs, which needs none (`"unikraft": {"rootfs": "directory"}`)';
+
+/**
+ * BuildKit, which kraft needs to turn a Dockerfile rootfs (elfloader apps) into an initrd:
+ * `KRAFTKIT_BUILDKIT_HOST`, kraftkit's `buildkit_host` setting, or a buildkitd socket in its
+ * usual places. Only unix sockets can be checked from here; other addresses are reported as set.
+ */
+export async function checkBuildkit(env: NodeJS.ProcessEnv = process.env, home = homedir()): Promise<Check> {
+  const name = 'BuildKit';
+  const configured = env.KRAFTKIT_BUILDKIT_HOST
+    ? { address: env.KRAFTKIT_BUILDKIT_HOST, where: 'KRAFTKIT_BUILDKIT_HOST' }
+    : await kraftkitBuildkitSetting(join(env.XDG_CONFIG_HOME ?? join(home, '.config'), 'kraftkit', 'config.yaml'));
+  if (configured) {
+    if (!configured.address.startsWith('unix://')) return { name, ok: true, detail: `${configured.where} is ${configured.address} (not checked: only unix sockets can be)` };
+    const socket = configured.address.slice('unix://'.length);
+    return (await socketAnswers(socket))
+      ? { name, ok: true, detail: `buildkitd answers on ${socket} (${configured.where})` }
+      : { name, ok: false, detail: `${configured.where} is ${configured.address}, but nothing listens on ${socket}`, fix: `start buildkitd there, or ${BUILDKIT_FIX}` };
+  }
+  const sockets = ['/run/buildkit/buildkitd.sock', ...(env.XDG_RUNTIME_DIR ? [join(env.XDG_RUNTIME_DIR, 'buildkit/buildkitd.sock')] : [])];
+  for (const socket of sockets) {
+    if (await socketAnswers(socket)) {
+      return { name, ok: true, detail: `buildkitd answers on ${socket}; if kraft does not find it: export KRAFTKIT_BUILDKIT_HOST=unix://${socket}` };
+    }
+  }
+  return {
+    name,
+    ok: false,
+    detail: `none found: KRAFTKIT_BUILDKIT_HOST is not set and no buildkitd listens on ${sockets.join(' or ')} (needed only for elfloader apps whose rootfs is a Dockerfile)`,
+    fix: BUILDKIT_FIX,
+  };
+}
+
+/** `buildkit_host:` from kraftkit's config file, if set. */
+async function kraftkitBuildkitSetting(file: string): Promise<{ address: string; where: string } | undefined> {
+  const text = await readFile(file, 'utf8').catch(() => '');
+  const match = /^buildkit_host:\s*["']?([^"'\s#]+)/m.exec(text);
+  return match ? { address: match[1]!, where: `buildkit_host in ${file}` } : undefined;
+}
+
+function socketAnswers(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = createConnection(path);
+    socket.setTimeout(2_000, () => {
+      socket.destroy();
+      resolve(false);
+    });
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
 }
 
 export async function hostChecks(): Promise<Check[]> {
-  const [qemu, tun, bridge, kernel, busybox, kraft] = await Promise.all([checkQemu(), checkTun(), checkBridge(), checkGuestKernel(), checkBusybox(), checkKraft()]);
+  const [qemu, tun, bridge, kernel, busybox, kraft, buildkit] = await Promise.all([
+    checkQemu(), checkTun(), checkBridge(), checkGuestKernel(), checkBusybox(), checkKraft(), checkBuildkit(),
+  ]);
   const probeKernel = busybox.ok ? kernel.kernel : undefined;
   const emulation = qemu.ok ? [await checkKvm(probeKernel), await checkTcg(probeKernel)] : [];
   const { kernel: _path, ...kernelCheck } = kernel;
-  return [qemu, ...emulation, tun, bridge, checkNetAdmin(), kernelCheck, busybox, kraft];
+  return [qemu, ...emulation, tun, bridge, checkNetAdmin(), kernelCheck, busybox, kraft, buildkit];
 }
 
 /** True for an ELF file without a program interpreter, i.e. one that runs in an empty initramfs. */
