@@ -9,7 +9,7 @@ import { createConnection } from 'node:net';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { commandLine, renderOptions, type CommandLine } from '../fleet/argv.js';
+import { commandLine, renderOptions, type CommandLine, type Options } from '../fleet/argv.js';
 import type { Accel } from '../fleet/qemu-command.js';
 import { hasNetAdmin, NET_ADMIN_FIX } from '../net/capability.js';
 import { writeCpio } from './initramfs.js';
@@ -63,17 +63,10 @@ export function probeBootSector(): Buffer {
 }
 
 export function probeCommand(accel: Accel, image: string, serialLog: string): CommandLine {
-  return commandLine(QEMU_BINARY, renderOptions({
-    machine: { head: 'pc', props: { accel } },
-    m: 16,
-    nodefaults: true,
-    'no-user-config': true,
-    display: 'none',
-    serial: `file:${serialLog}`,
+  return probeQemu(accel, 16, serialLog, {
     drive: { props: { file: image, format: 'raw', if: 'ide' } },
     device: { head: 'isa-debug-exit', props: { iobase: PROBE_EXIT_PORT, iosize: 4 } },
-    'no-reboot': true,
-  }, '-'));
+  });
 }
 
 /**
@@ -81,16 +74,19 @@ export function probeCommand(accel: Accel, image: string, serialLog: string): Co
  * powers off. A boot sector alone is not enough: on nested KVM it runs while Linux crashes.
  */
 export function linuxProbeCommand(accel: Accel, kernel: string, initrd: string, serialLog: string): CommandLine {
+  return probeQemu(accel, 96, serialLog, { kernel, initrd, append: 'console=ttyS0 panic=-1' });
+}
+
+/** A bare `pc` machine with only a serial port (to `serialLog`), booting what `boot` gives. */
+function probeQemu(accel: Accel, memoryMiB: number, serialLog: string, boot: Options): CommandLine {
   return commandLine(QEMU_BINARY, renderOptions({
     machine: { head: 'pc', props: { accel } },
-    m: 96,
+    m: memoryMiB,
     nodefaults: true,
     'no-user-config': true,
     display: 'none',
     serial: `file:${serialLog}`,
-    kernel,
-    initrd,
-    append: 'console=ttyS0 panic=-1',
+    ...boot,
     'no-reboot': true,
   }, '-'));
 }
