@@ -32,5 +32,26 @@ int auth_check(const char *value, size_t len)
     return found;
 }
 
+static int same_bytes(const char *a, const char *b, size_t len)
+{
+    volatile unsigned char diff = 0;
+    for (size_t i = 0; i < len; i++)
+        diff |= (unsigned char)(a[i] ^ b[i]);
+    return diff == 0;
+}
+
+int auth_check_cached(struct auth_cache *cache, const char *value, size_t len)
+{
+    if (len > 0 && cache->len == len && same_bytes(cache->value, value, len))
+        return cache->index;
+    int index = auth_check(value, len);
+    if (len > 0 && len <= sizeof cache->value) {
+        memcpy(cache->value, value, len);
+        cache->len = len;
+        cache->index = index;
+    }
+    return index;
+}
+
 size_t auth_count(void) { return ntokens; }
 struct auth_token *auth_token(size_t i) { return &tokens[i]; }

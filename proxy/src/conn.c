@@ -50,6 +50,7 @@ struct conn {
     struct upstream *up;
     struct backend *backend;
     char ip[48];
+    struct auth_cache auth;
     int trusted;
     int client_eof;
     /* per exchange */
@@ -435,7 +436,7 @@ static int dispatch(struct conn *c)
         local_response(c, 401, "{\"error\":\"missing token\"}", 0);
         return STEP_PROGRESS;
     }
-    c->token_index = info.token_count == 1 ? auth_check(info.token, info.token_len) : -1;
+    c->token_index = info.token_count == 1 ? auth_check_cached(&c->auth, info.token, info.token_len) : -1;
     if (c->token_index < 0) {
         stats.denied_invalid++;
         local_response(c, 401, "{\"error\":\"invalid token\"}", 0);

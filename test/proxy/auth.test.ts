@@ -62,6 +62,22 @@ describe('proxy: token authentication and header rewriting', () => {
     expect(JSON.parse(responses[2]!.body).url).toBe('/c');
   });
 
+  it('checks every request of a keep-alive connection, also when the token changes between requests', async () => {
+    // The proxy remembers a connection's last token and verdict: a changed token, even one
+    // byte or one length apart, must be judged afresh every time.
+    const nearMiss = `${CLIENT_TOKEN.slice(0, -1)}X`;
+    const tokens = [CLIENT_TOKEN, nearMiss, CLIENT_TOKEN, 'second-token', CLIENT_TOKEN, `${CLIENT_TOKEN}x`,
+      nearMiss, nearMiss, CLIENT_TOKEN, 'x'.repeat(300), CLIENT_TOKEN];
+    const before = backend.seen.length;
+    const raw = await rawExchange(proxy.port,
+      tokens.map((t, i) => `GET /k${i} HTTP/1.1\r\nHost: t\r\nX-Auth-Token: ${t}\r\n\r\n`).join(''),
+      (got) => splitResponses(got).length === tokens.length);
+    const responses = splitResponses(raw);
+    expect(responses.map((r) => r.status)).toEqual([200, 401, 200, 200, 200, 401, 401, 401, 200, 401, 200]);
+    expect(backend.seen.length - before).toBe(6);
+    expect(JSON.stringify(backend.seen.slice(before))).not.toContain(CLIENT_TOKEN);
+  });
+
   it('discards the body of a refused request and serves the next one on the same connection', async () => {
     const body = 'x'.repeat(5000);
     const raw = await rawExchange(proxy.port,
