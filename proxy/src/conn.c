@@ -232,6 +232,36 @@ static const char *reason_of(int status)
     }
 }
 
+/* A bounded text builder: local answers are composed per request, without printf's cost. */
+struct text {
+    char *p;
+    size_t len, cap;
+    int overflow;
+};
+
+static void text_put(struct text *t, const char *s)
+{
+    size_t n = strlen(s);
+    if (t->len + n > t->cap) {
+        t->overflow = 1;
+        return;
+    }
+    memcpy(t->p + t->len, s, n);
+    t->len += n;
+}
+
+static void text_put_uint(struct text *t, unsigned v)
+{
+    char digits[12];
+    size_t i = sizeof digits;
+    digits[--i] = '\0';
+    do {
+        digits[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    text_put(t, digits + i);
+}
+
 /* Answers from the proxy itself. A request whose end is known keeps the connection open;
  * the rest of its body is read and dropped. `must_close` is for requests we cannot frame. */
 static void local_response(struct conn *c, int status, const char *json, int must_close)
@@ -241,10 +271,18 @@ static void local_response(struct conn *c, int status, const char *json, int mus
     const char *conn_hdr = c->close_after ? "Connection: close\r\n"
                            : c->http10    ? "Connection: keep-alive\r\n"
                                           : "";
-    int n = snprintf(c->local, sizeof c->local,
-                     "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n%s\r\n%s",
-                     status, reason_of(status), strlen(json), conn_hdr, json);
-    c->local_len = n > 0 && (size_t)n < sizeof c->local ? (size_t)n : 0;
+    struct text t = {.p = c->local, .cap = sizeof c->local};
+    text_put(&t, "HTTP/1.1 ");
+    text_put_uint(&t, (unsigned)status);
+    text_put(&t, " ");
+    text_put(&t, reason_of(status));
+    text_put(&t, "\r\nContent-Type: application/json\r\nContent-Length: ");
+    text_put_uint(&t, (unsigned)strlen(json));
+    text_put(&t, "\r\n");
+    text_put(&t, conn_hdr);
+    text_put(&t, "\r\n");
+    text_put(&t, json);
+    c->local_len = t.overflow ? 0 : t.len;
     c->local_sent = 0;
     c->state = C_LOCAL;
     /* Bounds how long we wait for the rest of a body we are only going to drop. */
@@ -450,7 +488,7 @@ static int dispatch(struct conn *c)
     if (check_early_body(c, head_len, &body_n) < 0)
         return STEP_PROGRESS;
     struct rewrite rw = {.client_ip = c->ip, .trusted = c->trusted, .add_keep_alive = c->http10, .add_close = 0};
-    long new_len = http_rewrite_request(b->data, head_len, b->end - head_len, b->cap, &rw);
+    long new_len = http_rewrite_scanned_request(&info, b->data, head_len, b->end - head_len, b->cap, &rw);
     if (new_len < 0) {
         if (new_len == HTTP_REWRITE_MALFORMED)
             local_response(c, 400, "{\"error\":\"malformed request\"}", 1);

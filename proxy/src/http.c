@@ -4,22 +4,38 @@
 #include <string.h>
 #include <strings.h>
 
-#define MAX_CONNECTION_TOKENS 8
 
 static llhttp_settings_t request_settings, response_settings;
 static char *scratch;
 static size_t scratch_cap;
 
-struct line {
-    const char *name, *value;
-    size_t name_len, value_len;
-};
+/* Every header line of the head scanned last: llhttp refuses more than --max-headers (at most
+ * 1000) headers, so only folded lines (refused anyway) could fill the table; a head that does
+ * is refused rather than forwarded half-read. */
+#define MAX_LINES 1024
+static struct http_line lines[MAX_LINES];
 
-/* Names the Connection header lists are hop-by-hop for this message too (RFC 9110 7.6.1). */
-struct conn_tokens {
-    struct line items[MAX_CONNECTION_TOKENS];
-    int count;
-    int overflow;
+/* Header names the proxy acts on, with their lengths so most lines are told apart by length. */
+enum header_kind { H_OTHER, H_HOP_BY_HOP, H_CONNECTION, H_TOKEN, H_FORWARDED_FOR, H_FORWARDED_PROTO, H_FRAMING };
+
+static const struct known_header {
+    const char *name;
+    size_t len;
+    enum header_kind kind;
+} known_headers[] = {
+    {"te", 2, H_HOP_BY_HOP},
+    {"host", 4, H_FRAMING}, /* never dropped, even when Connection names it */
+    {"upgrade", 7, H_HOP_BY_HOP},
+    {"connection", 10, H_CONNECTION},
+    {"keep-alive", 10, H_HOP_BY_HOP},
+    {"x-auth-token", 12, H_TOKEN},
+    {"content-length", 14, H_FRAMING},
+    {"x-forwarded-for", 15, H_FORWARDED_FOR},
+    {"proxy-connection", 16, H_HOP_BY_HOP},
+    {"transfer-encoding", 17, H_FRAMING},
+    {"x-forwarded-proto", 17, H_FORWARDED_PROTO},
+    {"proxy-authenticate", 18, H_HOP_BY_HOP},
+    {"proxy-authorization", 19, H_HOP_BY_HOP},
 };
 
 static int on_header_field_complete(llhttp_t *p)
@@ -122,13 +138,23 @@ enum http_progress http_finish(struct http_msg *m)
 
 /* --- head scanning --- */
 
-static int name_is(const struct line *l, const char *name)
+/* known_headers is sorted by length, so the walk stops at the first longer name. */
+static enum header_kind classify(const struct http_line *l)
 {
-    return l->name_len == strlen(name) && strncasecmp(l->name, name, l->name_len) == 0;
+    /* Known names start with a letter: `| 0x20` lowercases it, and only prefilters. */
+    int first = l->name_len ? l->name[0] | 0x20 : 0;
+    for (size_t i = 0; i < sizeof known_headers / sizeof known_headers[0]; i++) {
+        const struct known_header *k = &known_headers[i];
+        if (k->len > l->name_len)
+            break;
+        if (k->len == l->name_len && k->name[0] == first && strncasecmp(l->name, k->name, k->len) == 0)
+            return k->kind;
+    }
+    return H_OTHER;
 }
 
 /* Splits the next header line starting at *pos; returns 0 at the empty line ending the head. */
-static int next_line(const char *head, size_t len, size_t *pos, struct line *l)
+static int next_line(const char *head, size_t len, size_t *pos, struct http_line *l)
 {
     const char *p = head + *pos, *end = head + len;
     const char *nl = memchr(p, '\n', (size_t)(end - p));
@@ -151,19 +177,69 @@ static int next_line(const char *head, size_t len, size_t *pos, struct line *l)
         ve--;
     l->value = v;
     l->value_len = (size_t)(ve - v);
+    /* "Name: value\r\n" exactly, so the line can be forwarded as it is. */
+    l->canonical = colon + 2 == v && colon[1] == ' ' && ve == eol && eol + 1 == nl;
+    l->kind = (int)classify(l);
     return 1;
 }
 
-static size_t first_line_end(const char *head, size_t len)
+/* An obs-fold continuation (a line starting with white space) is refused, not unfolded. */
+static int folded(const struct http_line *l)
 {
+    return l->name_len == 0 || l->name[0] == ' ' || l->name[0] == '\t';
+}
+
+static void add_connection_tokens(const struct http_line *l, struct conn_tokens *ct)
+{
+    const char *p = l->value, *end = l->value + l->value_len;
+    while (p < end) {
+        while (p < end && (*p == ' ' || *p == '\t' || *p == ','))
+            p++;
+        const char *t = p;
+        while (p < end && *p != ',' && *p != ' ' && *p != '\t')
+            p++;
+        if (p == t)
+            continue;
+        if (ct->count == MAX_CONNECTION_TOKENS) {
+            ct->overflow = 1;
+            continue;
+        }
+        ct->items[ct->count].name = t;
+        ct->items[ct->count].name_len = (size_t)(p - t);
+        ct->count++;
+    }
+}
+
+/* One pass over the head: its header lines into `lines`, the names Connection lists, the
+ * target and the client token. */
+static void scan_head(const char *head, size_t len, struct head_scan *h)
+{
+    struct http_line l;
+    memset(h, 0, sizeof *h);
+    h->lines = lines;
     const char *nl = memchr(head, '\n', len);
-    return nl ? (size_t)(nl + 1 - head) : len;
+    size_t pos = nl ? (size_t)(nl + 1 - head) : len;
+    h->first_line_len = pos;
+    while (next_line(head, len, &pos, &l)) {
+        if (h->count == MAX_LINES) {
+            h->malformed = 1;
+            return;
+        }
+        if (folded(&l))
+            h->malformed = 1; /* refused when rewriting; the token check still sees every line */
+        if (l.kind == H_CONNECTION)
+            add_connection_tokens(&l, &h->ct);
+        lines[h->count++] = l;
+    }
 }
 
 void http_scan_request(const char *head, size_t len, struct request_info *info)
 {
-    struct line l;
-    memset(info, 0, sizeof *info);
+    info->token = NULL;
+    info->token_len = 0;
+    info->token_count = 0;
+    info->path = NULL;
+    info->path_len = 0;
     const char *sp = memchr(head, ' ', len);
     if (sp) {
         const char *path = sp + 1;
@@ -171,66 +247,42 @@ void http_scan_request(const char *head, size_t len, struct request_info *info)
         info->path = path;
         info->path_len = sp2 ? (size_t)(sp2 - path) : 0;
     }
-    size_t pos = first_line_end(head, len);
-    while (next_line(head, len, &pos, &l)) {
-        if (name_is(&l, "x-auth-token")) {
-            info->token = l.value;
-            info->token_len = l.value_len;
+    scan_head(head, len, &info->scan);
+    info->scan.head = head;
+    for (int i = 0; i < info->scan.count; i++) {
+        if (lines[i].kind == H_TOKEN) {
+            info->token = lines[i].value;
+            info->token_len = lines[i].value_len;
             info->token_count++;
         }
     }
 }
 
-static void collect_connection_tokens(const char *head, size_t len, struct conn_tokens *ct)
+static int listed_in_connection(const struct http_line *l, const struct conn_tokens *ct)
 {
-    struct line l;
-    size_t pos = first_line_end(head, len);
-    ct->count = 0;
-    ct->overflow = 0;
-    while (next_line(head, len, &pos, &l)) {
-        if (!name_is(&l, "connection"))
-            continue;
-        const char *p = l.value, *end = l.value + l.value_len;
-        while (p < end) {
-            while (p < end && (*p == ' ' || *p == '\t' || *p == ','))
-                p++;
-            const char *t = p;
-            while (p < end && *p != ',' && *p != ' ' && *p != '\t')
-                p++;
-            if (p == t)
-                continue;
-            if (ct->count == MAX_CONNECTION_TOKENS) {
-                ct->overflow = 1;
-                continue;
-            }
-            ct->items[ct->count].name = t;
-            ct->items[ct->count].name_len = (size_t)(p - t);
-            ct->count++;
-        }
-    }
-}
-
-static int is_hop_by_hop(const struct line *l, const struct conn_tokens *ct)
-{
-    static const char *const fixed[] = {"connection", "keep-alive", "proxy-connection", "te",
-                                        "upgrade", "proxy-authorization", "proxy-authenticate"};
-    for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
-        if (name_is(l, fixed[i]))
-            return 1;
     for (int i = 0; i < ct->count; i++) {
-        const struct line *t = &ct->items[i];
-        /* Framing headers stay: the body is forwarded with its own framing. */
-        if (l->name_len == t->name_len && strncasecmp(l->name, t->name, t->name_len) == 0 &&
-            !name_is(l, "transfer-encoding") && !name_is(l, "content-length") && !name_is(l, "host"))
+        const struct http_line *t = &ct->items[i];
+        if (l->name_len == t->name_len && strncasecmp(l->name, t->name, t->name_len) == 0)
             return 1;
     }
     return 0;
+}
+
+/* Hop-by-hop: the fixed list, Connection itself, and every name Connection lists (RFC 9110
+ * 7.6.1), framing headers excepted: the body is forwarded with its own framing. */
+static int is_hop_by_hop(const struct http_line *l, const struct conn_tokens *ct)
+{
+    if (l->kind == H_HOP_BY_HOP || l->kind == H_CONNECTION)
+        return 1;
+    return l->kind != H_FRAMING && ct->count && listed_in_connection(l, ct);
 }
 
 struct out {
     char *p;
     size_t len, cap;
     int overflow;
+    const char *run; /* kept lines still to copy: [run, run + run_len) of the input */
+    size_t run_len;
 };
 
 static void put(struct out *o, const char *s, size_t n)
@@ -245,18 +297,33 @@ static void put(struct out *o, const char *s, size_t n)
 
 static void put_str(struct out *o, const char *s) { put(o, s, strlen(s)); }
 
-static void put_header(struct out *o, const struct line *l)
+static void flush_run(struct out *o)
 {
+    if (o->run_len)
+        put(o, o->run, o->run_len);
+    o->run_len = 0;
+}
+
+/* Canonical lines are copied as they are, adjacent ones in a single copy; others are written
+ * out normalised as "Name: value\r\n". */
+static void put_header(struct out *o, const struct http_line *l)
+{
+    if (l->canonical) {
+        size_t n = (size_t)(l->value - l->name) + l->value_len + 2;
+        if (o->run_len && o->run + o->run_len == l->name) {
+            o->run_len += n;
+            return;
+        }
+        flush_run(o);
+        o->run = l->name;
+        o->run_len = n;
+        return;
+    }
+    flush_run(o);
     put(o, l->name, l->name_len);
     put(o, ": ", 2);
     put(o, l->value, l->value_len);
     put(o, "\r\n", 2);
-}
-
-/* An obs-fold continuation (a line starting with white space) is refused, not unfolded. */
-static int folded(const struct line *l)
-{
-    return l->name_len == 0 || l->name[0] == ' ' || l->name[0] == '\t';
 }
 
 /* Places the composed head in front of the body bytes. */
@@ -270,15 +337,13 @@ static long commit(struct out *o, char *data, size_t head_len, size_t body_len, 
     return (long)o->len;
 }
 
-static void put_forwarded_for(struct out *o, const char *head, size_t len, const struct rewrite *rw)
+static void put_forwarded_for(struct out *o, const struct head_scan *h, const struct rewrite *rw)
 {
-    struct line l;
-    size_t pos = first_line_end(head, len);
     put_str(o, "X-Forwarded-For: ");
     if (rw->trusted) {
-        while (next_line(head, len, &pos, &l)) {
-            if (name_is(&l, "x-forwarded-for") && l.value_len) {
-                put(o, l.value, l.value_len);
+        for (int i = 0; i < h->count; i++) {
+            if (h->lines[i].kind == H_FORWARDED_FOR && h->lines[i].value_len) {
+                put(o, h->lines[i].value, h->lines[i].value_len);
                 put(o, ", ", 2);
             }
         }
@@ -287,29 +352,29 @@ static void put_forwarded_for(struct out *o, const char *head, size_t len, const
     put(o, "\r\n", 2);
 }
 
-long http_rewrite_request(char *data, size_t head_len, size_t body_len, size_t cap, const struct rewrite *rw)
+long http_rewrite_scanned_request(const struct request_info *info, char *data, size_t head_len, size_t body_len,
+                                  size_t cap, const struct rewrite *rw)
 {
+    const struct head_scan *h = &info->scan;
     struct out o = {.p = scratch, .len = 0, .cap = scratch_cap, .overflow = 0};
-    struct conn_tokens ct;
-    struct line l;
     int kept_proto = 0;
-    collect_connection_tokens(data, head_len, &ct);
-    size_t pos = first_line_end(data, head_len);
-    put(&o, data, pos);
-    while (next_line(data, head_len, &pos, &l)) {
-        if (folded(&l))
-            return HTTP_REWRITE_MALFORMED;
-        if (is_hop_by_hop(&l, &ct) || name_is(&l, "x-auth-token") || name_is(&l, "x-forwarded-for"))
+    if (h->malformed || h->head != data)
+        return HTTP_REWRITE_MALFORMED;
+    put(&o, data, h->first_line_len);
+    for (int i = 0; i < h->count; i++) {
+        const struct http_line *l = &h->lines[i];
+        if (is_hop_by_hop(l, &h->ct) || l->kind == H_TOKEN || l->kind == H_FORWARDED_FOR)
             continue;
-        if (name_is(&l, "x-forwarded-proto")) {
+        if (l->kind == H_FORWARDED_PROTO) {
             /* A trusted proxy knows the scheme the client really used; keep its first value. */
             if (!rw->trusted || kept_proto)
                 continue;
             kept_proto = 1;
         }
-        put_header(&o, &l);
+        put_header(&o, l);
     }
-    put_forwarded_for(&o, data, head_len, rw);
+    flush_run(&o);
+    put_forwarded_for(&o, h, rw);
     if (!kept_proto)
         put_str(&o, "X-Forwarded-Proto: http\r\n");
     if (rw->add_keep_alive)
@@ -318,20 +383,25 @@ long http_rewrite_request(char *data, size_t head_len, size_t body_len, size_t c
     return commit(&o, data, head_len, body_len, cap);
 }
 
+long http_rewrite_request(char *data, size_t head_len, size_t body_len, size_t cap, const struct rewrite *rw)
+{
+    struct request_info info;
+    http_scan_request(data, head_len, &info);
+    return http_rewrite_scanned_request(&info, data, head_len, body_len, cap, rw);
+}
+
 long http_rewrite_response(char *data, size_t head_len, size_t body_len, size_t cap, const struct rewrite *rw)
 {
     struct out o = {.p = scratch, .len = 0, .cap = scratch_cap, .overflow = 0};
-    struct conn_tokens ct;
-    struct line l;
-    collect_connection_tokens(data, head_len, &ct);
-    size_t pos = first_line_end(data, head_len);
-    put(&o, data, pos);
-    while (next_line(data, head_len, &pos, &l)) {
-        if (folded(&l))
-            return HTTP_REWRITE_MALFORMED;
-        if (!is_hop_by_hop(&l, &ct))
-            put_header(&o, &l);
-    }
+    struct head_scan h;
+    scan_head(data, head_len, &h);
+    if (h.malformed)
+        return HTTP_REWRITE_MALFORMED;
+    put(&o, data, h.first_line_len);
+    for (int i = 0; i < h.count; i++)
+        if (!is_hop_by_hop(&h.lines[i], &h.ct))
+            put_header(&o, &h.lines[i]);
+    flush_run(&o);
     if (rw->add_close)
         put_str(&o, "Connection: close\r\n");
     else if (rw->add_keep_alive)

@@ -33,12 +33,40 @@ enum http_progress http_execute(struct http_msg *m, const char *data, size_t len
 /* The response that ends on EOF (no length, not chunked) is complete once the peer closes. */
 enum http_progress http_finish(struct http_msg *m);
 
+struct http_line {
+    const char *name, *value;
+    size_t name_len, value_len;
+    int canonical; /* exactly "Name: value\r\n" */
+    int kind;      /* which header the proxy acts on, if any (http.c) */
+};
+
+#define MAX_CONNECTION_TOKENS 8
+
+/* Names the Connection header lists are hop-by-hop for this message too (RFC 9110 7.6.1). */
+struct conn_tokens {
+    struct http_line items[MAX_CONNECTION_TOKENS];
+    int count;
+    int overflow;
+};
+
+/* A head split into lines once, so authentication and rewriting do not scan it again. The
+ * lines live in http.c's table until the next scan. */
+struct head_scan {
+    const char *head;
+    size_t first_line_len;
+    const struct http_line *lines;
+    int count;
+    int malformed; /* a folded line, or more lines than the table holds */
+    struct conn_tokens ct;
+};
+
 struct request_info {
     const char *token; /* X-Auth-Token value inside the head, or NULL */
     size_t token_len;
     int token_count;
     const char *path;
     size_t path_len;
+    struct head_scan scan;
 };
 
 void http_scan_request(const char *head, size_t len, struct request_info *info);
@@ -60,6 +88,9 @@ struct rewrite {
  * llhttp runs compiled in strict mode (LLHTTP_STRICT_MODE) and no lenient flag is ever set:
  * llhttp_init clears them and nothing here calls llhttp_set_lenient_*. */
 long http_rewrite_request(char *data, size_t head_len, size_t body_len, size_t cap, const struct rewrite *rw);
+/* The same for a head http_scan_request just scanned (no other head scanned since). */
+long http_rewrite_scanned_request(const struct request_info *info, char *data, size_t head_len, size_t body_len,
+                                  size_t cap, const struct rewrite *rw);
 long http_rewrite_response(char *data, size_t head_len, size_t body_len, size_t cap, const struct rewrite *rw);
 
 #endif
