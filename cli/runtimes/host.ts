@@ -49,7 +49,8 @@ export const runtime: Runtime = {
   },
 
   async describe(plan, previous, ctx) {
-    const ports = await assignPorts(plan, previous);
+    // A dry run starts nothing, so a configured port that is busy right now is no reason to fail it.
+    const ports = await assignPorts(plan, previous, { checkConfigured: false });
     return [...appBuildCommands(plan), ...planHostProcesses(plan, ports, logDir(ctx)).map((p) => p.command)];
   },
 };
@@ -143,7 +144,7 @@ async function stopMachines(state: FleetState, machines: readonly MachineState[]
 }
 
 /** Ports: configured ones as given; 0 means keep the fleet's current port, or pick a free one. */
-async function assignPorts(plan: FleetPlan, previous: FleetState | null): Promise<HostPorts> {
+async function assignPorts(plan: FleetPlan, previous: FleetState | null, options = { checkConfigured: true }): Promise<HostPorts> {
   const previousPort = (name: string): number | undefined => {
     const machine = previous?.machines.find((m) => m.name === name);
     return machine ? portOf(machine.address) : undefined;
@@ -160,8 +161,10 @@ async function assignPorts(plan: FleetPlan, previous: FleetState | null): Promis
   const free = await freePorts(needed, taken);
   const next = (): number => free.shift()!;
 
-  await checkConfiguredPort(config.port, 'proxy.port', previous, previousPort(plan.proxy.name));
-  await checkConfiguredPort(config.adminPort, 'proxy.adminPort', previous, previousAdmin);
+  if (options.checkConfigured) {
+    await checkConfiguredPort(config.port, 'proxy.port', previous, previousPort(plan.proxy.name));
+    await checkConfiguredPort(config.adminPort, 'proxy.adminPort', previous, previousAdmin);
+  }
   const proxy = config.port !== 0 ? config.port : (previousPort(plan.proxy.name) ?? next());
   const admin = config.adminPort !== 0 ? config.adminPort : (previousAdmin ?? next());
   const backends: Record<string, number> = {};

@@ -1,6 +1,7 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createServer } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { uproxy } from './run.js';
 
@@ -74,8 +75,11 @@ describe('uproxy command line', () => {
   it('up --dry-run prints the commands it would run and starts nothing', async () => {
     const dir = join(root, 'dry');
     await uproxy(['init', dir], root);
-    const result = await uproxy(['up', '--dry-run', '--backends', '2'], dir);
-    expect(result.exitCode).toBe(0);
+    // The configured proxy port (8080) taken by someone else: a dry run starts nothing, so it still prints.
+    const squatter = createServer();
+    await new Promise<void>((resolve) => squatter.once('error', () => resolve()).listen(8080, '127.0.0.1', () => resolve()));
+    const result = await uproxy(['up', '--dry-run', '--backends', '2'], dir).finally(() => squatter.close());
+    expect(result.exitCode, result.stderr).toBe(0);
     const lines = result.stdout.trim().split('\n');
     expect(lines[0]).toBe(`make -C ${dir}/proxy`);
     expect(lines.filter((l) => l.includes('/backend/build/backend --listen 127.0.0.1:'))).toHaveLength(2);
