@@ -451,8 +451,7 @@ static int dispatch(struct conn *c)
     struct request_info info;
     llhttp_t *p = &c->req.parser;
 
-    loop_timer_clear(&c->timer);
-    c->started_us = loop_now_us();
+    c->started_us = loop_now_us(); /* every outcome below sets the connection's timer */
     c->http10 = p->http_major == 1 && p->http_minor == 0;
     c->keep_alive_req = llhttp_should_keep_alive(p);
     c->method = p->method;

@@ -15,28 +15,9 @@ static size_t scratch_cap;
 #define MAX_LINES 1024
 static struct http_line lines[MAX_LINES];
 
-/* Header names the proxy acts on, with their lengths so most lines are told apart by length. */
+/* Header names the proxy acts on. */
 enum header_kind { H_OTHER, H_HOP_BY_HOP, H_CONNECTION, H_TOKEN, H_FORWARDED_FOR, H_FORWARDED_PROTO, H_FRAMING };
 
-static const struct known_header {
-    const char *name;
-    size_t len;
-    enum header_kind kind;
-} known_headers[] = {
-    {"te", 2, H_HOP_BY_HOP},
-    {"host", 4, H_FRAMING}, /* never dropped, even when Connection names it */
-    {"upgrade", 7, H_HOP_BY_HOP},
-    {"connection", 10, H_CONNECTION},
-    {"keep-alive", 10, H_HOP_BY_HOP},
-    {"x-auth-token", 12, H_TOKEN},
-    {"content-length", 14, H_FRAMING},
-    {"x-forwarded-for", 15, H_FORWARDED_FOR},
-    {"proxy-connection", 16, H_HOP_BY_HOP},
-    {"transfer-encoding", 17, H_FRAMING},
-    {"x-forwarded-proto", 17, H_FORWARDED_PROTO},
-    {"proxy-authenticate", 18, H_HOP_BY_HOP},
-    {"proxy-authorization", 19, H_HOP_BY_HOP},
-};
 
 static int on_header_field_complete(llhttp_t *p)
 {
@@ -138,19 +119,34 @@ enum http_progress http_finish(struct http_msg *m)
 
 /* --- head scanning --- */
 
-/* known_headers is sorted by length, so the walk stops at the first longer name. */
+static int name_is(const struct http_line *l, const char *lowercase)
+{
+    return strncasecmp(l->name, lowercase, l->name_len) == 0;
+}
+
+/* Told apart by length first: most lines are compared with one known name at most. */
 static enum header_kind classify(const struct http_line *l)
 {
-    /* Known names start with a letter: `| 0x20` lowercases it, and only prefilters. */
-    int first = l->name_len ? l->name[0] | 0x20 : 0;
-    for (size_t i = 0; i < sizeof known_headers / sizeof known_headers[0]; i++) {
-        const struct known_header *k = &known_headers[i];
-        if (k->len > l->name_len)
-            break;
-        if (k->len == l->name_len && k->name[0] == first && strncasecmp(l->name, k->name, k->len) == 0)
-            return k->kind;
+    switch (l->name_len) {
+    case 2: return name_is(l, "te") ? H_HOP_BY_HOP : H_OTHER;
+    case 4: return name_is(l, "host") ? H_FRAMING : H_OTHER; /* kept even when Connection names it */
+    case 7: return name_is(l, "upgrade") ? H_HOP_BY_HOP : H_OTHER;
+    case 10:
+        if (name_is(l, "connection"))
+            return H_CONNECTION;
+        return name_is(l, "keep-alive") ? H_HOP_BY_HOP : H_OTHER;
+    case 12: return name_is(l, "x-auth-token") ? H_TOKEN : H_OTHER;
+    case 14: return name_is(l, "content-length") ? H_FRAMING : H_OTHER;
+    case 15: return name_is(l, "x-forwarded-for") ? H_FORWARDED_FOR : H_OTHER;
+    case 16: return name_is(l, "proxy-connection") ? H_HOP_BY_HOP : H_OTHER;
+    case 17:
+        if (name_is(l, "transfer-encoding"))
+            return H_FRAMING;
+        return name_is(l, "x-forwarded-proto") ? H_FORWARDED_PROTO : H_OTHER;
+    case 18: return name_is(l, "proxy-authenticate") ? H_HOP_BY_HOP : H_OTHER;
+    case 19: return name_is(l, "proxy-authorization") ? H_HOP_BY_HOP : H_OTHER;
+    default: return H_OTHER;
     }
-    return H_OTHER;
 }
 
 /* Splits the next header line starting at *pos; returns 0 at the empty line ending the head. */
@@ -214,22 +210,28 @@ static void add_connection_tokens(const struct http_line *l, struct conn_tokens 
  * target and the client token. */
 static void scan_head(const char *head, size_t len, struct head_scan *h)
 {
-    struct http_line l;
-    memset(h, 0, sizeof *h);
+    h->head = head;
     h->lines = lines;
+    h->count = 0;
+    h->malformed = 0;
+    h->ct.count = 0;
+    h->ct.overflow = 0;
     const char *nl = memchr(head, '\n', len);
     size_t pos = nl ? (size_t)(nl + 1 - head) : len;
     h->first_line_len = pos;
-    while (next_line(head, len, &pos, &l)) {
+    for (;;) {
         if (h->count == MAX_LINES) {
             h->malformed = 1;
             return;
         }
-        if (folded(&l))
+        struct http_line *l = &lines[h->count];
+        if (!next_line(head, len, &pos, l))
+            return;
+        if (folded(l))
             h->malformed = 1; /* refused when rewriting; the token check still sees every line */
-        if (l.kind == H_CONNECTION)
-            add_connection_tokens(&l, &h->ct);
-        lines[h->count++] = l;
+        if (l->kind == H_CONNECTION)
+            add_connection_tokens(l, &h->ct);
+        h->count++;
     }
 }
 
@@ -248,7 +250,6 @@ void http_scan_request(const char *head, size_t len, struct request_info *info)
         info->path_len = sp2 ? (size_t)(sp2 - path) : 0;
     }
     scan_head(head, len, &info->scan);
-    info->scan.head = head;
     for (int i = 0; i < info->scan.count; i++) {
         if (lines[i].kind == H_TOKEN) {
             info->token = lines[i].value;

@@ -148,7 +148,7 @@ static void heap_down(int i)
 
 void loop_timer_init(struct timer *t, timer_fn fn)
 {
-    t->when_ms = 0;
+    t->when_ms = t->due_ms = 0;
     t->heap_index = -1;
     t->on_fire = fn;
 }
@@ -171,13 +171,12 @@ void loop_timer_clear(struct timer *t)
 void loop_timer_set(struct timer *t, uint64_t delay_ms)
 {
     uint64_t when = loop_now_ms() + delay_ms;
+    t->due_ms = when;
     if (t->heap_index >= 0) {
-        uint64_t old = t->when_ms;
-        t->when_ms = when;
-        if (when < old)
+        if (when < t->when_ms) {
+            t->when_ms = when;
             heap_up(t->heap_index);
-        else
-            heap_down(t->heap_index);
+        }
         return;
     }
     if (grow((void **)&heap, &heap_cap, heap_len + 1, sizeof *heap) != 0)
@@ -204,6 +203,11 @@ static void fire_timers(void)
     uint64_t now = loop_now_ms();
     while (heap_len > 0 && heap[0]->when_ms <= now) {
         struct timer *t = heap[0];
+        if (t->due_ms > now) {
+            t->when_ms = t->due_ms; /* moved later since it was filed */
+            heap_down(0);
+            continue;
+        }
         loop_timer_clear(t);
         t->on_fire(t);
     }

@@ -22,9 +22,13 @@ struct watcher {
 struct timer;
 typedef void (*timer_fn)(struct timer *t);
 
+/* Moving an armed timer later (the common case: every exchange pushes its connection's
+ * deadline out) only records the new deadline; the heap keeps the old, earlier key and the
+ * timer is re-filed when that key comes up. Moving it earlier re-files it at once. */
 struct timer {
-    uint64_t when_ms;
-    int heap_index; /* -1 when not armed */
+    uint64_t when_ms; /* heap key: never later than due_ms */
+    uint64_t due_ms;  /* when it really fires */
+    int heap_index;   /* -1 when not armed */
     timer_fn on_fire;
 };
 

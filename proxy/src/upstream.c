@@ -186,8 +186,7 @@ static struct upstream *pop_idle(struct backend *b)
     b->idle = u->next_idle;
     b->idle_connections--;
     u->next_idle = NULL;
-    loop_timer_clear(&u->timer);
-    u->reused = 1;
+    u->reused = 1; /* its idle timer stays armed: the caller sets the new deadline */
     b->active_connections++;
     return u;
 }
