@@ -24,6 +24,15 @@ function listen(path: string): Promise<void> {
   return new Promise((resolve) => server.listen(path, resolve));
 }
 
+/** A directory holding only a `kraft` shell script with this body; returns a PATH that finds it first. */
+function standInKraft(name: string, body: string): string {
+  const bin = join(dir, name);
+  mkdirSync(bin);
+  writeFileSync(join(bin, 'kraft'), `#!/bin/sh\n${body}\n`);
+  chmodSync(join(bin, 'kraft'), 0o755);
+  return `${bin}:/usr/bin:/bin`;
+}
+
 describe('doctor: kraft', () => {
   it('says kraft is not installed when it is not on PATH, with how to install it', async () => {
     const check = await checkKraft({ PATH: join(dir, 'empty') });
@@ -33,20 +42,12 @@ describe('doctor: kraft', () => {
   });
 
   it('reports the version `kraft version` prints', async () => {
-    const bin = join(dir, 'bin');
-    mkdirSync(bin);
-    writeFileSync(join(bin, 'kraft'), '#!/bin/sh\n[ "$1" = version ] && echo "kraft 0.11.6 (linux/amd64) go1.23"\n');
-    chmodSync(join(bin, 'kraft'), 0o755);
-    const check = await checkKraft({ PATH: `${bin}:/usr/bin:/bin` });
+    const check = await checkKraft({ PATH: standInKraft('bin', '[ "$1" = version ] && echo "kraft 0.11.6 (linux/amd64) go1.23"') });
     expect(check).toEqual({ name: 'kraft', ok: true, detail: 'kraft 0.11.6 (linux/amd64) go1.23' });
   });
 
   it('tells a broken kraft from a missing one', async () => {
-    const bin = join(dir, 'broken');
-    mkdirSync(bin);
-    writeFileSync(join(bin, 'kraft'), '#!/bin/sh\necho "could not load config" >&2\nexit 2\n');
-    chmodSync(join(bin, 'kraft'), 0o755);
-    const check = await checkKraft({ PATH: `${bin}:/usr/bin:/bin` });
+    const check = await checkKraft({ PATH: standInKraft('broken', 'echo "could not load config" >&2\nexit 2') });
     expect(check.ok).toBe(false);
     expect(check.detail).toBe('`kraft version` failed (exit 2): could not load config');
   });
