@@ -29,6 +29,12 @@ describe('proxy: live backend changes through the admin API', () => {
   };
   const stateOf = async (name: string): Promise<string | undefined> =>
     (await proxy.stats()).backends.find((b) => b.name === name)?.state;
+  const statsOf = async (name: string) => (await proxy.stats()).backends.find((b) => b.name === name);
+  /** Waits until the load has been served `n` more times, wherever: a window measured in traffic, not time. */
+  const moreTraffic = async (load: { result: { ok: number } }, n: number): Promise<void> => {
+    const target = load.result.ok + n;
+    await pollUntil(`${n} more requests served`, async () => load.result.ok >= target);
+  };
   const slow = (ms: number): Promise<{ status: number; name: string }> =>
     request(`${proxy.url}/slow?ms=${ms}`, { headers: { 'x-auth-token': CLIENT_TOKEN } })
       .then(async (r) => ({ status: r.statusCode, name: ((await r.body.json()) as { name: string }).name }));
@@ -60,25 +66,27 @@ describe('proxy: live backend changes through the admin API', () => {
       // Drain l1 with a request in flight: it finishes there, and nothing new goes to l1.
       const inFlight = slow(800);
       await pollUntil('the slow request in flight', async () => backends.some((b) => b.seen.some((s) => s.url.startsWith('/slow'))));
-      const holder = backends.find((b) => b.seen.some((s) => s.url.startsWith('/slow')))!.name;
+      const holderBackend = backends.find((b) => b.seen.some((s) => s.url.startsWith('/slow')))!;
+      const holder = holderBackend.name;
       const drained = await call('POST', `/backends/${holder}/drain`);
       expect(drained.json).toMatchObject({ name: holder, state: 'draining' });
-      const countAtDrain = load.result.byBackend[holder] ?? 0;
+      const countAtDrain = holderBackend.seen.length;
       expect(await inFlight).toEqual({ status: 200, name: holder });
-      await new Promise((r) => setTimeout(r, 300));
-      // A request or two may have been picked just before the drain; then none.
-      const settled = load.result.byBackend[holder] ?? 0;
-      await new Promise((r) => setTimeout(r, 500));
-      expect(load.result.byBackend[holder] ?? 0).toBe(settled);
+      // A request or two may have been picked just before the drain; once they are done, none.
+      await pollUntil(`nothing in flight on ${holder}`, async () => (await statsOf(holder))?.in_flight === 0);
+      const settled = holderBackend.seen.length;
+      await moreTraffic(load, 100);
+      expect(holderBackend.seen.length).toBe(settled);
       expect(settled - countAtDrain).toBeLessThan(20);
-      const s = (await proxy.stats()).backends.find((b) => b.name === holder)!;
+      const s = (await statsOf(holder))!;
       expect(s.state).toBe('draining');
       expect(s.idle_connections).toBe(0);
       expect(s.in_flight).toBe(0);
+      const servedBeforeUndrain = load.result.byBackend[holder] ?? 0;
 
       // Undrain: back up, back in rotation.
       expect((await call('POST', `/backends/${holder}/undrain`)).json).toMatchObject({ state: 'up' });
-      await pollUntil(`traffic on ${holder} again`, async () => (load.result.byBackend[holder] ?? 0) > settled + 20);
+      await pollUntil(`traffic on ${holder} again`, async () => (load.result.byBackend[holder] ?? 0) > servedBeforeUndrain + 20);
 
       // Remove l2 while a request is in flight on it: it completes, then l2 is gone.
       const victim = 'l2';
@@ -92,9 +100,9 @@ describe('proxy: live backend changes through the admin API', () => {
       for (const r of await Promise.all(pending)) expect(r.status).toBe(200);
       await pollUntil('l2 gone from /stats', async () => !(await proxy.stats()).backends.some((b) => b.name === victim));
       expect((await call('POST', `/backends/${victim}/drain`)).status).toBe(404);
-      const servedByL2 = load.result.byBackend.l2 ?? 0;
-      await new Promise((r) => setTimeout(r, 300));
-      expect(load.result.byBackend.l2 ?? 0).toBe(servedByL2);
+      const seenByL2 = backends[1]!.seen.length;
+      await moreTraffic(load, 100);
+      expect(backends[1]!.seen.length).toBe(seenByL2);
       expect(proxy.output()).toMatch(/event=backend_removed backend=l2/);
     } finally {
       await load.stop();

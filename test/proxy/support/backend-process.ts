@@ -12,8 +12,8 @@ export interface BackendProcess {
   child: ChildProcess;
   /** SIGKILL, then wait until the process is gone. */
   kill(): Promise<void>;
-  /** Blocks the backend's event loop: it stops accepting and answering. */
-  freeze(): void;
+  /** Blocks the backend's event loop: it stops accepting and answering. Resolves once it has. */
+  freeze(): Promise<void>;
 }
 
 export async function startBackendProcess(name: string, port = 0): Promise<BackendProcess> {
@@ -38,6 +38,14 @@ export async function startBackendProcess(name: string, port = 0): Promise<Backe
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
       await exited;
     },
-    freeze: () => { child.stdin!.write('freeze\n'); },
+    freeze: () => new Promise<void>((resolve, reject) => {
+      let out = '';
+      const timer = setTimeout(() => reject(new Error(`backend ${name} did not freeze`)), 15_000);
+      child.stdout!.on('data', (d) => {
+        out += d;
+        if (out.includes('frozen')) { clearTimeout(timer); resolve(); }
+      });
+      child.stdin!.write('freeze\n');
+    }),
   };
 }
