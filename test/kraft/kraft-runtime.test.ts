@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BIN, uproxy } from '../cli/run.js';
+import { skipUnlessCi } from '../support/prerequisites.js';
 
 /**
  * The kraft runtime against test/kraft/bin/kraft, a STAND-IN for kraftkit's `kraft`: kraft
@@ -18,7 +19,7 @@ import { BIN, uproxy } from '../cli/run.js';
 
 const FAKE_BIN = fileURLToPath(new URL('./bin', import.meta.url));
 const NETNS = `uproxy-kraft-${process.pid}`;
-const canUseNetns = process.getuid?.() === 0 && (() => {
+const netnsUsable = process.getuid?.() === 0 && (() => {
   try {
     execFileSync('ip', ['netns', 'list'], { stdio: 'ignore' });
     return true;
@@ -26,6 +27,7 @@ const canUseNetns = process.getuid?.() === 0 && (() => {
     return false;
   }
 })();
+const canUseNetns = skipUnlessCi(netnsUsable ? undefined : 'needs root and `ip netns` (iproute2) for its network namespace') === undefined;
 
 let root: string;
 beforeAll(() => {

@@ -9,6 +9,7 @@ import { findGuestKernel } from '../../cli/runtimes/kernel.js';
 import { QmpClient } from '../../cli/runtimes/qmp.js';
 import { BIN, uproxy } from '../cli/run.js';
 import { addNamespace, deleteNamespace, inNamespace, netnsWrap, whyCannotRun } from './netns.js';
+import { skipUnlessCi } from '../support/prerequisites.js';
 
 /**
  * `up --runtime qemu --backends 3` end to end under TCG, with microvm guests running the real
@@ -17,7 +18,7 @@ import { addNamespace, deleteNamespace, inNamespace, netnsWrap, whyCannotRun } f
  * the host; a second namespace (`outer`, joined by a veth pair) plays a client from elsewhere.
  */
 
-const skip = whyCannotRun();
+const skip = skipUnlessCi(whyCannotRun());
 const inner = `upq-in-${process.pid}`;
 const outer = `upq-out-${process.pid}`;
 const CLIENT = fileURLToPath(new URL('./client.mjs', import.meta.url));

@@ -5,10 +5,11 @@ import type { NetworkPlan } from '../../cli/fleet/network-plan.js';
 import { localRunner } from '../../cli/net/exec.js';
 import { probeGuestBoots } from '../../cli/runtimes/probe.js';
 import { addNamespace, deleteNamespace, inNamespace, netnsWrap, whyCannotRun } from './netns.js';
+import { skipUnlessCi } from '../support/prerequisites.js';
 
 // Needs root (namespaces, bridges, taps); CI runs as root. Everything happens in a namespace
 // this file creates and deletes.
-const skip = whyCannotRun();
+const skip = skipUnlessCi(whyCannotRun());
 const ns = `upq-net-${process.pid}`;
 const run = localRunner(netnsWrap(ns));
 
