@@ -30,13 +30,43 @@ const netnsUsable = process.getuid?.() === 0 && (() => {
 const canUseNetns = skipUnlessCi(netnsUsable ? undefined : 'needs root and `ip netns` (iproute2) for its network namespace') === undefined;
 
 let root: string;
+/** Projects whose stand-in machines are real processes in NETNS: afterAll stops them. */
+const inNetns: Project[] = [];
 beforeAll(() => {
   root = mkdtempSync(join(tmpdir(), 'uproxy-kraft-'));
 });
-afterAll(() => {
-  if (canUseNetns) execa('ip', ['netns', 'del', NETNS], { reject: false });
+afterAll(async () => {
+  for (const project of inNetns) await stopMachines(project);
+  if (canUseNetns) await execa('ip', ['netns', 'del', NETNS], { reject: false });
   rmSync(root, { recursive: true, force: true });
 });
+
+/**
+ * When an assertion fails between `up` and `down`, the stand-in's detached machines would
+ * outlive the test (and its namespace). `down --force` stops what uproxy knows of; then every
+ * PID the stand-in recorded is killed, if it still runs that machine's binary.
+ */
+async function stopMachines(project: Project): Promise<void> {
+  await run(project, ['down', '--force'], true);
+  const file = join(project.fakeDir, 'state.json');
+  if (!existsSync(file)) return;
+  const { machines } = JSON.parse(readFileSync(file, 'utf8')) as { machines: { pid: number; kernel: string }[] };
+  const ours = machines.filter((m) => m.pid > 0 && commandOf(m.pid) === m.kernel).map((m) => m.pid);
+  for (const pid of ours) process.kill(pid, 'SIGKILL');
+  const deadline = Date.now() + 10_000;
+  while (ours.some((pid) => commandOf(pid) !== undefined) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+}
+
+/** argv[0] of a live (not zombie) process, or undefined. */
+function commandOf(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    if (stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z')) return undefined;
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')[0];
+  } catch {
+    return undefined;
+  }
+}
 
 interface Project {
   dir: string;
@@ -125,6 +155,7 @@ describe('kraft runtime', () => {
     execFileSync('ip', ['netns', 'add', NETNS]);
     execFileSync('ip', ['-n', NETNS, 'link', 'set', 'lo', 'up']);
     const project = await newProject('fleet');
+    inNetns.push(project);
     execFileSync('make', ['-C', join(project.dir, 'proxy')], { stdio: 'ignore' });
 
     const up = await run(project, ['up', '--backends', '3', '--timeout', '60'], true);
