@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { appBuildCommands, LOOPBACK, planHostProcesses, type FleetPlan, type HostPorts, type HostProcessPlan } from '../fleet/plan.js';
 import { stateDir, type FleetState, type MachineState } from '../fleet/state.js';
 import { UserError } from '../errors.js';
+import { syncBackends, withoutBackendList } from './backend-sync.js';
 import { buildApp, fileHash } from './build.js';
 import { waitUntilHealthy } from './health-wait.js';
 import {
@@ -15,10 +16,9 @@ import type { DownOptions, Runtime, RuntimeContext, UpOptions } from './runtime.
 /**
  * The `host` runtime: the proxy and each backend as a local process on 127.0.0.1. `up`
  * reconciles: a machine whose process is alive and whose command and binary are unchanged is
- * left alone; everything else is (re)started. The proxy's command line lists its backends,
- * so a change of backends changes the proxy's fingerprint and restarts it. Once the proxy has
- * POST/DELETE /backends, the swap is: leave the backend list out of the proxy's fingerprint
- * and apply the difference through the admin API before waiting for health.
+ * left alone; everything else is (re)started. Scaling keeps the proxy running: its backend
+ * list is not part of its fingerprint, and the change goes through its admin API
+ * (backend-sync.ts). A proxy that does start gets the whole current list on its command line.
  */
 
 const DEFAULT_UP_TIMEOUT_MS = 30_000;
@@ -66,7 +66,8 @@ async function reconcile(plan: FleetPlan, previous: FleetState | null, ctx: Runt
   const fingerprint = (p: HostProcessPlan): string => {
     const binary = binaries.get(p.command.file) ?? fileHash(p.command.file);
     binaries.set(p.command.file, binary);
-    return createHash('sha256').update(JSON.stringify([p.command.file, ...p.command.args])).update(binary).digest('hex');
+    const args = p.role === 'proxy' ? withoutBackendList(p.command.args) : p.command.args;
+    return createHash('sha256').update(JSON.stringify([p.command.file, ...args])).update(binary).digest('hex');
   };
   const wanted = processes.map((p) => ({ plan: p, fingerprint: fingerprint(p) }));
 
@@ -82,7 +83,14 @@ async function reconcile(plan: FleetPlan, previous: FleetState | null, ctx: Runt
   const changes = planChanges(state.machines, wanted, (m) => isOurProcess(m.pid, m.command));
   const { toStart, replaced, removed } = changes;
 
+  const timeoutMs = options.timeoutMs ?? DEFAULT_UP_TIMEOUT_MS;
+  const backends = processes.filter((p) => p.role === 'backend').map((p) => ({ name: p.name, address: p.address }));
+  const proxyKept = !toStart.some((w) => w.plan.role === 'proxy');
+  const sync = (): Promise<void> =>
+    syncBackends({ endpoint: { url: `http://${state.proxy.admin}`, token: ctx.adminToken() }, wanted: backends, timeoutMs, pollMs: 150, progress: ctx.progress });
+
   if (isUnchanged(changes)) {
+    await sync();
     await ctx.progress.step('fleet already up to date; checking health', () => waitHealthy(plan, state, [], ctx, 5_000));
     return state;
   }
@@ -98,8 +106,10 @@ async function reconcile(plan: FleetPlan, previous: FleetState | null, ctx: Runt
         started.push(startMachine(state, want.plan, want.fingerprint, ctx));
       });
     }
+    // A proxy started now has the whole list already; a running one is told through its admin API.
+    if (proxyKept) await sync();
     await ctx.progress.step(`wait until the proxy reports ${plan.backends.length} backends up`, () =>
-      waitHealthy(plan, state, started, ctx, options.timeoutMs ?? DEFAULT_UP_TIMEOUT_MS),
+      waitHealthy(plan, state, started, ctx, timeoutMs),
     );
   } catch (error) {
     await stopMachines(state, started, ctx, stopOptions);

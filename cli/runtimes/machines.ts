@@ -67,9 +67,18 @@ export function forgetMachines(state: FleetState, machines: readonly MachineStat
   ctx.saveState(state);
 }
 
+/**
+ * Backends by number, then the proxy: the order of every listing, whatever order the machines
+ * were (re)started in (scaling adds backends after a proxy that keeps running).
+ */
+export function inFleetOrder<M extends { name: string; role: 'proxy' | 'backend' }>(machines: readonly M[]): M[] {
+  const rank = (m: M): number => (m.role === 'proxy' ? Number.MAX_SAFE_INTEGER : Number(/\d+$/.exec(m.name)?.[0] ?? 0));
+  return [...machines].sort((a, b) => rank(a) - rank(b) || a.name.localeCompare(b.name));
+}
+
 /** Status of machines that are local processes (host processes, QEMU): alive when PID and command line still match. */
 export function processStatuses(state: FleetState): MachineStatus[] {
-  return state.machines.map((m): MachineStatus => ({
+  return inFleetOrder(state.machines).map((m): MachineStatus => ({
     name: m.name,
     role: m.role,
     address: m.address,

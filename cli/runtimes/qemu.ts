@@ -2,9 +2,10 @@
  * The `qemu` runtime: the proxy and every backend in its own QEMU machine, on a bridge uproxy
  * creates, one tap per machine. `up` reconciles like the host runtime: a machine whose QEMU
  * still runs the same command line and boot image is left alone, everything else is
- * (re)started, and machines the plan no longer has are stopped once the new fleet is
- * healthy. The proxy's command line lists its backends, so scaling restarts the proxy VM
- * (and only it) with the new list. Order of a change: network (recorded resource by resource),
+ * (re)started, and machines the plan no longer has are stopped once the proxy no longer lists
+ * them. Scaling keeps the proxy VM running: its backend list is not part of its fingerprint,
+ * and the change goes through its admin API (backend-sync.ts); a proxy VM that does start
+ * boots with the whole current list. Order of a change: network (recorded resource by resource),
  * then each machine (recorded as `starting` with its exact command line before QEMU runs),
  * then a wait until the proxy's admin API, reached from the host over the bridge, reports
  * every backend up. `down` asks each machine to quit over QMP, kills what does not go by its
@@ -19,13 +20,14 @@ import { toShell } from '../fleet/argv.js';
 import { tapName } from '../fleet/addressing.js';
 import { networkCommands, ownerMark } from '../fleet/network-plan.js';
 import { appBuildCommands, type FleetPlan } from '../fleet/plan.js';
-import type { Accel } from '../fleet/qemu-command.js';
+import { qemuCommand, type Accel } from '../fleet/qemu-command.js';
 import { stateDir, type FleetState, type MachineState } from '../fleet/state.js';
 import { planVmFleet, staticBinary, type VmFleetPlan, type VmInputs, type VmMachinePlan } from '../fleet/vm-plan.js';
 import { applyNetwork, removeNetwork, type NetworkResource } from '../net/apply.js';
 import { requireNetAdmin } from '../net/capability.js';
 import { localRunner } from '../net/exec.js';
 import { UserError } from '../errors.js';
+import { syncBackends, withoutBackendList } from './backend-sync.js';
 import { buildApp, fileHash } from './build.js';
 import { guestInit } from './guest-init.js';
 import { waitUntilHealthy } from './health-wait.js';
@@ -96,7 +98,12 @@ export const runtime: Runtime = {
     const wanted = await Promise.all(vm.machines.map((machine) => wantedMachine(machine, modules)));
     const changes = planChanges(state.machines, wanted, (m) => isOurProcess(m.pid, m.command));
     const networkFingerprint = sha256(JSON.stringify(vm.network));
+    const timeoutMs = options.timeoutMs ?? DEFAULT_UP_TIMEOUT_MS;
+    const backends = vm.machines.filter((m) => m.role === 'backend').map((m) => ({ name: m.name, address: m.serves }));
+    const sync = (): Promise<void> =>
+      syncBackends({ endpoint: { url: `http://${state.proxy.admin}`, token: ctx.adminToken() }, wanted: backends, timeoutMs, pollMs: 500, progress: ctx.progress });
     if (isUnchanged(changes) && resources.networkFingerprint === networkFingerprint) {
+      await sync();
       await ctx.progress.step('fleet already up to date; checking health', () => waitHealthy(plan, state, ctx, UNCHANGED_CHECK_MS));
       return state;
     }
@@ -115,8 +122,10 @@ export const runtime: Runtime = {
         await ctx.progress.step(`start ${machine.name} (${machine.address.ip}, ${inputs.accel}, ${machine.guest.memoryMiB} MiB)`, () =>
           startMachine(state, want, ctx));
       }
+      // A proxy VM started now boots with the whole list; a running one is told through its admin API.
+      if (!changes.toStart.some((w) => w.plan.machine.role === 'proxy')) await sync();
       await ctx.progress.step(`wait until the proxy reports ${plan.backends.length} backends up`, () =>
-        waitHealthy(plan, state, ctx, options.timeoutMs ?? DEFAULT_UP_TIMEOUT_MS));
+        waitHealthy(plan, state, ctx, timeoutMs));
     } catch (error) {
       // Everything this `up` started goes again, including a machine QEMU failed to start.
       await stopMachines(state, state.machines.filter((m) => !before.has(m)), ctx, { force: true });
@@ -187,18 +196,24 @@ async function bootInputs(plan: FleetPlan, resources: QemuResources, ctx: Runtim
 /**
  * The machine with its boot image and fingerprint: the QEMU command line plus everything the
  * guest boots (kernel, initrd), so a rebuilt program or kernel restarts exactly its machines.
+ * The proxy's fingerprint leaves its backend list out (on the kernel command line or in the
+ * initramfs): scaling changes that list through the admin API, not by a restart.
  */
 async function wantedMachine(machine: VmMachinePlan, modules: readonly string[]): Promise<Wanted<VmStart>> {
-  const initramfs = machine.initramfs && writeCpio(await guestInitramfsEntries({
+  const initramfsWith = async (programArgs: string[]): Promise<Buffer | undefined> => machine.initramfs && writeCpio(await guestInitramfsEntries({
     busybox: BUSYBOX,
     init: guestInit(),
     modules,
     program: machine.initramfs.program,
-    programArgs: machine.programArgs,
+    programArgs,
   }));
-  const hash = createHash('sha256').update(JSON.stringify([machine.command.file, ...machine.command.args]));
+  const initramfs = await initramfsWith(machine.programArgs);
+  const fingerprinted = machine.role === 'proxy' ? withoutBackendList(machine.programArgs) : machine.programArgs;
+  const command = machine.role === 'proxy' ? qemuCommand({ ...machine.guest, programArgs: withoutBackendList(machine.guest.programArgs) }) : machine.command;
+  const fingerprintedInitramfs = machine.role === 'proxy' ? await initramfsWith(fingerprinted) : initramfs;
+  const hash = createHash('sha256').update(JSON.stringify([command.file, ...command.args]));
   hash.update(fileHash(machine.guest.kernel));
-  if (initramfs) hash.update(initramfs);
+  if (fingerprintedInitramfs) hash.update(fingerprintedInitramfs);
   else if (machine.guest.initrd) hash.update(fileHash(machine.guest.initrd));
   return { plan: { name: machine.name, machine, initramfs }, fingerprint: hash.digest('hex') };
 }

@@ -3,7 +3,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSy
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { request } from 'undici';
+import { Agent, request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BIN, uproxy } from './run.js';
 
@@ -82,6 +82,49 @@ function portIsFree(address: string): Promise<boolean> {
   });
 }
 
+interface KeepAliveLoad {
+  ok: () => number;
+  /** Stops the clients, waits for their last requests, and returns every failure seen. */
+  stop: () => Promise<{ ok: number; failures: string[] }>;
+}
+
+/**
+ * Keep-alive clients on loopback sending GETs one after another (with a short pause, so a
+ * loaded machine still has time for `up`) until stop(), `maxMs` or `maxRequests`.
+ */
+function keepAliveLoad(listen: string, token: string, opts: { clients: number; maxMs: number; maxRequests: number }): KeepAliveLoad {
+  const agent = new Agent({ connections: opts.clients, keepAliveTimeout: 60_000 });
+  const deadline = Date.now() + opts.maxMs;
+  const failures: string[] = [];
+  let ok = 0;
+  let sent = 0;
+  let stopped = false;
+  const client = async (): Promise<void> => {
+    while (!stopped && Date.now() < deadline && sent < opts.maxRequests) {
+      sent++;
+      try {
+        const response = await request(`http://${listen}/`, { headers: { 'x-auth-token': token }, dispatcher: agent, headersTimeout: 10_000, bodyTimeout: 10_000 });
+        await response.body.text();
+        if (response.statusCode === 200) ok++;
+        else failures.push(`status ${response.statusCode}`);
+      } catch (error) {
+        failures.push(String(error));
+      }
+      await new Promise((r) => setTimeout(r, 2));
+    }
+  };
+  const running = Promise.all(Array.from({ length: opts.clients }, client));
+  return {
+    ok: () => ok,
+    stop: async () => {
+      stopped = true;
+      await running;
+      await agent.close();
+      return { ok, failures };
+    },
+  };
+}
+
 async function waitFor(check: () => boolean, timeoutMs: number): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
@@ -142,7 +185,10 @@ describe('a fleet on the host runtime', () => {
     state = after;
   });
 
-  it('scales to 5 and back to 2', { timeout: 120_000 }, async () => {
+  it('scales to 5 and back to 2 without failing a request or restarting the proxy', { timeout: 300_000 }, async () => {
+    const proxyPid = state.machines.find((m) => m.role === 'proxy')!.pid;
+    const load = keepAliveLoad(state.proxy.listen, token, { clients: 4, maxMs: 240_000, maxRequests: 200_000 });
+    expect(await waitFor(() => load.ok() >= 50, 30_000)).toBe(true);
     const five = await uproxy(['up', '--backends', '5'], dir);
     expect(five.exitCode, five.stderr).toBe(0);
     const scaled = readState(dir);
@@ -162,6 +208,12 @@ describe('a fleet on the host runtime', () => {
       expect(await portIsFree(m.address)).toBe(true);
     }
     expect(Object.keys(await spread(shrunk.proxy.listen, token, 20)).sort()).toEqual(['backend-1', 'backend-2']);
+    // The load must still be running after both scalings, or it proved nothing about them.
+    const okAfterScaling = load.ok();
+    expect(await waitFor(() => load.ok() >= okAfterScaling + 50, 30_000)).toBe(true);
+    const { ok, failures } = await load.stop();
+    expect(failures.slice(0, 5), `${failures.length} of ${ok + failures.length} requests failed`).toEqual([]);
+    for (const s of [scaled, shrunk]) expect(s.machines.find((m) => m.role === 'proxy')!.pid).toBe(proxyPid);
     state = shrunk;
   });
 

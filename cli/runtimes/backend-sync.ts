@@ -1,0 +1,111 @@
+/**
+ * Scaling a running fleet without restarting its proxy (host and qemu runtimes). The proxy
+ * gets its backend list on its command line only when it starts; after that, the backends a
+ * plan adds are POSTed to its admin API and waited for until up, and the ones a plan drops
+ * are DELETEd (the proxy drains them: no new requests, in-flight ones finish) and waited for
+ * until `/stats` no longer lists them. Only then does the runtime stop their processes or
+ * VMs, so no client request meets a backend that is going away.
+ *
+ * The difference is taken against what the proxy itself lists, not against the state file,
+ * so a scaling that an earlier, interrupted `up` left half done is completed too.
+ */
+import type { Progress } from '../progress.js';
+import { adminRequest, AdminApiError, fetchStats, type AdminEndpoint } from '../stats/client.js';
+import type { ProxyStats } from '../stats/schema.js';
+import { UserError } from '../errors.js';
+import { sleep } from './processes.js';
+
+export interface SyncedBackend {
+  name: string;
+  /** `host:port` the proxy connects to. */
+  address: string;
+}
+
+export interface BackendSync {
+  endpoint: AdminEndpoint;
+  /** Every backend the proxy should route to once the sync is done. */
+  wanted: readonly SyncedBackend[];
+  /** For each of the two waits (added backends up, removed ones gone). */
+  timeoutMs: number;
+  pollMs: number;
+  progress: Progress;
+}
+
+/**
+ * The proxy's arguments without its `--backend` list: what decides whether a running proxy
+ * must be restarted. Its backends change through the admin API instead.
+ */
+export function withoutBackendList(args: readonly string[]): string[] {
+  const kept: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    if (args[i] === '--backend') i++;
+    else kept.push(args[i]!);
+  }
+  return kept;
+}
+
+/** Brings the running proxy's backends to `wanted`: adds first, then drains and removes. */
+export async function syncBackends(sync: BackendSync): Promise<void> {
+  const listed = (await fetchStats(sync.endpoint)).backends;
+  const isWanted = (b: SyncedBackend): boolean => sync.wanted.some((w) => w.name === b.name && w.address === b.address);
+  const added = sync.wanted.filter((w) => !listed.some((b) => b.name === w.name && b.address === w.address));
+  const stale = listed.filter((b) => !isWanted(b)).map((b) => b.name);
+  // A backend listed at another address must go before its name can be added again.
+  const moved = stale.filter((name) => added.some((a) => a.name === name));
+  if (moved.length > 0) await removeBackends(sync, moved);
+  if (added.length > 0) {
+    await sync.progress.step(`add ${added.map((b) => b.name).join(', ')} to the proxy`, async () => {
+      for (const backend of added) await addBackend(sync.endpoint, backend);
+      await waitForProxy(sync, 'the added backends up', (stats) => {
+        const notUp = added.filter((a) => stats.backends.find((b) => b.name === a.name)?.state !== 'up');
+        return notUp.length === 0 ? null : `not up yet: ${notUp.map((b) => b.name).join(', ')}`;
+      });
+    });
+  }
+  const removed = stale.filter((name) => !moved.includes(name));
+  if (removed.length > 0) await removeBackends(sync, removed);
+}
+
+async function removeBackends(sync: BackendSync, removed: readonly string[]): Promise<void> {
+  await sync.progress.step(`drain and remove ${removed.join(', ')} from the proxy`, async () => {
+    for (const name of removed) await deleteBackend(sync.endpoint, name);
+    await waitForProxy(sync, `${removed.join(', ')} removed`, (stats) => {
+      const still = stats.backends.filter((b) => removed.includes(b.name));
+      return still.length === 0 ? null : `still listed: ${still.map((b) => `${b.name} (${b.state}, ${b.in_flight} in flight)`).join(', ')}`;
+    });
+  });
+}
+
+async function addBackend(endpoint: AdminEndpoint, backend: SyncedBackend): Promise<void> {
+  try {
+    await adminRequest(endpoint, 'POST', '/backends', undefined, { name: backend.name, address: backend.address });
+  } catch (error) {
+    // 409: an earlier, interrupted `up` added it already; the wait below checks it is up.
+    if (!(error instanceof AdminApiError && error.status === 409)) throw error;
+  }
+}
+
+async function deleteBackend(endpoint: AdminEndpoint, name: string): Promise<void> {
+  try {
+    await adminRequest(endpoint, 'DELETE', `/backends/${encodeURIComponent(name)}`);
+  } catch (error) {
+    if (!(error instanceof AdminApiError && error.status === 404)) throw error;
+  }
+}
+
+/** Polls `/stats` until `problem` returns null; a timeout is an error naming the last problem. */
+async function waitForProxy(sync: BackendSync, goal: string, problem: (stats: ProxyStats) => string | null): Promise<void> {
+  const deadline = Date.now() + sync.timeoutMs;
+  let last = 'the proxy has not answered yet';
+  while (Date.now() < deadline) {
+    try {
+      const found = problem(await fetchStats(sync.endpoint));
+      if (found === null) return;
+      last = found;
+    } catch (error) {
+      last = (error as Error).message;
+    }
+    await sleep(sync.pollMs);
+  }
+  throw new UserError(`the proxy did not report ${goal} within ${Math.round(sync.timeoutMs / 1000)} s: ${last}; see .uproxy/logs/`);
+}
