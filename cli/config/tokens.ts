@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { stateDir, writeFileAtomic } from '../fleet/state.js';
+import { stateDir, writeFileAtomic } from '../files.js';
 import { UserError } from '../errors.js';
 
 /**

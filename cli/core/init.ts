@@ -3,7 +3,7 @@ import { mkdirSync } from 'node:fs';
 import { CONFIG_FILE, SCHEMA_FILE } from '../config/load.js';
 import { configJsonSchema, machineNamePattern, uproxyConfig, type RuntimeName, type UproxyConfigInput } from '../config/schema.js';
 import { generateToken, sha256Hex, writeToken } from '../config/tokens.js';
-import { writeFileAtomic } from '../fleet/state.js';
+import { writeFileAtomic } from '../files.js';
 import { refuseOverwrite, renderTemplates, templateFiles, type TemplateOptions, type UnikraftMode } from '../templates.js';
 import { UserError } from '../errors.js';
 

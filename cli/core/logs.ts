@@ -1,6 +1,7 @@
 import { closeSync, openSync, readSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { readState, stateDir } from '../fleet/state.js';
+import { stateDir } from '../files.js';
+import { readState } from '../fleet/state.js';
 import { UserError } from '../errors.js';
 
 /** The log of a machine (or of a build: `build-proxy`, `build-backend`). */

@@ -1,16 +1,15 @@
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { runtimeName } from '../config/schema.js';
 import { UserError } from '../errors.js';
+import { stateDir, writeFileAtomic } from '../files.js';
 
 /**
  * `.uproxy/state.json`: what a fleet's runtime has started. It is written BEFORE every side
  * effect (a machine is recorded as `starting`, with the command it is about to run, before it
  * is started), so `down` can clean up after an `up` that was killed at any point.
  */
-
-export const STATE_DIR = '.uproxy';
 
 export const machineState = z.object({
   name: z.string(),
@@ -39,10 +38,6 @@ export const fleetState = z.object({
   resources: z.record(z.string(), z.unknown()).default({}),
 });
 export type FleetState = z.infer<typeof fleetState>;
-
-export function stateDir(projectDir: string): string {
-  return join(projectDir, STATE_DIR);
-}
 
 export function statePath(projectDir: string): string {
   return join(stateDir(projectDir), 'state.json');
@@ -77,19 +72,6 @@ export function writeState(projectDir: string, state: FleetState): void {
 
 export function removeState(projectDir: string): void {
   rmSync(statePath(projectDir), { force: true });
-}
-
-export function writeFileAtomic(file: string, text: string, mode = 0o644): void {
-  mkdirSync(join(file, '..'), { recursive: true });
-  const temporary = `${file}.${process.pid}.tmp`;
-  const fd = openSync(temporary, 'w', mode);
-  try {
-    writeSync(fd, text);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(temporary, file);
 }
 
 /**

@@ -3,7 +3,7 @@ import { createWriteStream, existsSync, readdirSync, readFileSync } from 'node:f
 import { join, relative } from 'node:path';
 import { toShell } from '../fleet/argv.js';
 import { makeCommand } from '../fleet/plan.js';
-import { stateDir, writeFileAtomic } from '../fleet/state.js';
+import { stateDir, writeFileAtomic } from '../files.js';
 import type { Progress } from '../progress.js';
 import { UserError } from '../errors.js';
 import { logTail } from './processes.js';

@@ -15,7 +15,8 @@ import {
   KRAFT, kernelCommandLineProblem, kraftCommand, planKraftFleet, type KraftApp, type KraftFleetPlan, type KraftMachinePlan,
 } from '../fleet/kraft-plan.js';
 import type { FleetPlan } from '../fleet/plan.js';
-import { stateDir, writeFileAtomic, type FleetState, type MachineState } from '../fleet/state.js';
+import { stateDir, writeFileAtomic } from '../files.js';
+import type { FleetState, MachineState } from '../fleet/state.js';
 import { applyNetwork, removeNetwork, type NetworkResource } from '../net/apply.js';
 import { networkCommands, nftTableName, ownerMark, type NetworkPlan } from '../fleet/network-plan.js';
 import { localRunner } from '../net/exec.js';
