@@ -5,7 +5,7 @@ export function register(program: Command): void {
   program
     .command('up')
     .description('Build and start the fleet, or bring a running one in line with uproxy.json (idempotent)')
-    .option('--backends <n>', 'number of backends (default: backends.count in uproxy.json)', integerIn(1, 64))
+    .option('--backends <n>', 'number of backends; saved as backends.count in uproxy.json (default: that count)', integerIn(1, 64))
     .option('--runtime <runtime>', 'host, qemu or kraft (default: runtime in uproxy.json)', runtime)
     .option('--timeout <seconds>', 'how long to wait for every backend to be up', seconds)
     .option('--accel <mode>', 'VM acceleration for the qemu runtime: auto, kvm or tcg')
@@ -32,6 +32,9 @@ export function register(program: Command): void {
         if (result.kind === 'dry-run') {
           process.stdout.write(`${result.commands.join('\n')}\n`);
           return;
+        }
+        if (result.savedBackendsCount !== undefined) {
+          process.stderr.write(`Saved "backends": { "count": ${result.savedBackendsCount} } in uproxy.json: a plain \`uproxy up\` keeps ${result.savedBackendsCount} backends.\n`);
         }
         process.stdout.write(`${machineTable(result.machines)}\n\n${curlLine(result.state.proxy.listen)}\n`);
       } finally {

@@ -1,4 +1,5 @@
 import { resolve } from 'node:path';
+import { saveBackendsCount } from '../config/edit.js';
 import { loadConfig } from '../config/load.js';
 import type { RuntimeName } from '../config/schema.js';
 import { toShell } from '../fleet/argv.js';
@@ -20,7 +21,7 @@ export interface UpRequest {
 
 export type UpResult =
   | { kind: 'dry-run'; commands: string[] }
-  | { kind: 'up'; state: FleetState; machines: MachineStatus[] };
+  | { kind: 'up'; state: FleetState; machines: MachineStatus[]; savedBackendsCount?: number };
 
 /** Builds and starts (or reconciles) the fleet the project describes. */
 export async function up(request: UpRequest, progress: Progress): Promise<UpResult> {
@@ -41,6 +42,8 @@ export async function up(request: UpRequest, progress: Progress): Promise<UpResu
     }
     await runtime.build(plan, ctx);
     const state = await runtime.up(plan, previous, ctx, { timeoutMs: request.timeoutMs, extra: request.extra });
-    return { kind: 'up', state, machines: await runtime.inspect(state, ctx) };
+    // `--backends N` is the new size of the fleet, not a one-off: a later plain `up` keeps it.
+    const saved = request.backends !== undefined && saveBackendsCount(projectDir, request.backends);
+    return { kind: 'up', state, machines: await runtime.inspect(state, ctx), ...(saved ? { savedBackendsCount: request.backends } : {}) };
   });
 }

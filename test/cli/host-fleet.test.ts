@@ -187,6 +187,7 @@ describe('a fleet on the host runtime', () => {
 
   it('scales to 5 and back to 2 without failing a request or restarting the proxy', { timeout: 300_000 }, async () => {
     const proxyPid = state.machines.find((m) => m.role === 'proxy')!.pid;
+    const configBefore = readFileSync(join(dir, 'uproxy.json'), 'utf8');
     const load = keepAliveLoad(state.proxy.listen, token, { clients: 4, maxMs: 240_000, maxRequests: 200_000 });
     expect(await waitFor(() => load.ok() >= 50, 30_000)).toBe(true);
     const five = await uproxy(['up', '--backends', '5'], dir);
@@ -201,6 +202,8 @@ describe('a fleet on the host runtime', () => {
 
     const two = await uproxy(['up', '--backends', '2'], dir);
     expect(two.exitCode, two.stderr).toBe(0);
+    expect(two.stderr).toContain('Saved "backends": { "count": 2 } in uproxy.json');
+    expect(readFileSync(join(dir, 'uproxy.json'), 'utf8')).toBe(configBefore.replace('"count": 3', '"count": 2'));
     const shrunk = readState(dir);
     expect(shrunk.machines.map((m) => m.name).sort()).toEqual(['backend-1', 'backend-2', 'proxy']);
     for (const m of scaled.machines.filter((m) => !shrunk.machines.some((s) => s.name === m.name))) {
@@ -215,6 +218,14 @@ describe('a fleet on the host runtime', () => {
     expect(failures.slice(0, 5), `${failures.length} of ${ok + failures.length} requests failed`).toEqual([]);
     for (const s of [scaled, shrunk]) expect(s.machines.find((m) => m.role === 'proxy')!.pid).toBe(proxyPid);
     state = shrunk;
+  });
+
+  it('a plain up keeps the size the last up --backends set', { timeout: 120_000 }, async () => {
+    const result = await uproxy(['up'], dir);
+    expect(result.exitCode, result.stderr).toBe(0);
+    expect(result.stderr).toMatch(/already up to date/);
+    expect(result.stderr).not.toContain('Saved');
+    expect(readState(dir)).toEqual(state);
   });
 
   it('ps and logs show the fleet', async () => {
