@@ -1,4 +1,4 @@
-import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { runtimeName } from '../config/schema.js';
@@ -82,6 +82,7 @@ export async function withLock<T>(projectDir: string, command: string, work: () 
   const file = join(stateDir(projectDir), 'lock');
   mkdirSync(stateDir(projectDir), { recursive: true });
   acquire(file, command);
+  removeStaleTemporaries(projectDir);
   try {
     return await work();
   } finally {
@@ -109,6 +110,17 @@ function acquire(file: string, command: string): void {
     rmSync(file, { force: true });
   }
   throw new UserError(`cannot take the lock ${file}: another uproxy keeps creating it; try again`);
+}
+
+/**
+ * A `state.json.<pid>.tmp` whose writer is gone was left by a killed uproxy. Holding the lock,
+ * no live uproxy can be writing one for this project.
+ */
+function removeStaleTemporaries(projectDir: string): void {
+  for (const entry of readdirSync(stateDir(projectDir))) {
+    const writer = /^state\.json\.(\d+)\.tmp$/.exec(entry);
+    if (writer && Number(writer[1]) !== process.pid) rmSync(join(stateDir(projectDir), entry), { force: true });
+  }
 }
 
 function readLockHolder(file: string): { pid: number; command: string } | null {

@@ -53,4 +53,13 @@ describe('project lock', () => {
     writeFileSync(join(dir, '.uproxy', 'lock'), JSON.stringify({ pid: 2 ** 22 + 7, command: 'up' }));
     await expect(withLock(dir, 'down', async () => 'ran')).resolves.toBe('ran');
   });
+
+  it('removes the temporary state file a killed uproxy left behind, and nothing else', async () => {
+    await withLock(dir, 'up', async () => {});
+    const left = join(dir, '.uproxy', `state.json.${2 ** 22 + 7}.tmp`);
+    writeFileSync(left, '{"half": ');
+    writeFileSync(join(dir, '.uproxy', 'client-token'), 'x\n');
+    await withLock(dir, 'up', async () => {});
+    expect(readdirSync(join(dir, '.uproxy')).sort()).toEqual(['client-token']);
+  });
 });
