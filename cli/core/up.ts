@@ -40,6 +40,7 @@ export async function up(request: UpRequest, progress: Progress): Promise<UpResu
     if (previous && previous.runtime !== plan.runtime) {
       throw new UserError(`this fleet is running on the ${previous.runtime} runtime; run \`uproxy down\` before starting it on ${plan.runtime}`);
     }
+    await runtime.preflight(plan, previous, ctx);
     await runtime.build(plan, ctx);
     const state = await runtime.up(plan, previous, ctx, { timeoutMs: request.timeoutMs, extra: request.extra });
     // `--backends N` is the new size of the fleet, not a one-off: a later plain `up` keeps it.

@@ -4,6 +4,7 @@
  * same network and `down` after a crash can name exactly what `up` created.
  */
 import { createHash } from 'node:crypto';
+import { UserError } from '../errors.js';
 
 export interface Subnet {
   /** Network address, e.g. `172.44.0.0`. */
@@ -37,7 +38,7 @@ export function parseSubnet(cidr: string): Subnet {
   const match = /^(\d{1,3}(?:\.\d{1,3}){3})\/(\d{1,2})$/.exec(cidr.trim());
   const prefix = match ? Number(match[2]) : NaN;
   if (!match || prefix < 8 || prefix > 29) {
-    throw new Error(`invalid subnet "${cidr}": expected an IPv4 network such as 172.44.0.1/24 (prefix 8 to 29)`);
+    throw new UserError(`invalid subnet "${cidr}": expected an IPv4 network such as 172.44.0.1/24 (prefix 8 to 29)`);
   }
   const address = ipToNumber(match[1]!, cidr);
   const mask = prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0;
@@ -51,7 +52,7 @@ export function hostCount(subnet: Subnet): number {
 /** The n-th host address of the subnet, n counting from 1 (the gateway). */
 export function hostAddress(subnet: Subnet, n: number): string {
   if (n < 1 || n > hostCount(subnet)) {
-    throw new Error(`subnet ${subnet.network}/${subnet.prefix} has no host number ${n}: it holds ${hostCount(subnet)} hosts; use a larger subnet`);
+    throw new UserError(`subnet ${subnet.network}/${subnet.prefix} has no host number ${n}: it holds ${hostCount(subnet)} hosts; use a larger subnet`);
   }
   return numberToIp(ipToNumber(subnet.network, subnet.network) + n);
 }
@@ -61,9 +62,9 @@ export function planAddressing(fleet: string, subnetCidr: string, proxy: string,
   const subnet = parseSubnet(subnetCidr);
   const names = [proxy, ...backends];
   const duplicate = names.find((name, i) => names.indexOf(name) !== i);
-  if (duplicate !== undefined) throw new Error(`machine name "${duplicate}" is used twice in fleet "${fleet}": machine names must be unique`);
+  if (duplicate !== undefined) throw new UserError(`machine name "${duplicate}" is used twice in fleet "${fleet}": machine names must be unique`);
   if (names.length + 1 > hostCount(subnet)) {
-    throw new Error(`subnet ${subnetCidr} holds ${hostCount(subnet)} hosts but fleet "${fleet}" needs ${names.length + 1} (gateway, proxy, ${backends.length} backends): use a shorter prefix`);
+    throw new UserError(`subnet ${subnetCidr} holds ${hostCount(subnet)} hosts but fleet "${fleet}" needs ${names.length + 1} (gateway, proxy, ${backends.length} backends): use a shorter prefix`);
   }
   const machine = (name: string, n: number): MachineAddress => ({
     machine: name,
@@ -79,7 +80,7 @@ export function planAddressing(fleet: string, subnetCidr: string, proxy: string,
   };
   const taps = [addressing.proxy, ...addressing.backends].map((m) => m.tap);
   const clash = taps.find((tap, i) => taps.indexOf(tap) !== i);
-  if (clash !== undefined) throw new Error(`two machines of fleet "${fleet}" map to tap "${clash}": give them names that differ in letters or digits`);
+  if (clash !== undefined) throw new UserError(`two machines of fleet "${fleet}" map to tap "${clash}": give them names that differ in letters or digits`);
   return addressing;
 }
 
@@ -116,7 +117,7 @@ function digest(text: string): Buffer {
 function ipToNumber(ip: string, context: string): number {
   const parts = ip.split('.').map(Number);
   if (parts.length !== 4 || parts.some((p) => !Number.isInteger(p) || p < 0 || p > 255)) {
-    throw new Error(`invalid IPv4 address in "${context}"`);
+    throw new UserError(`invalid IPv4 address in "${context}"`);
   }
   return (((parts[0]! << 24) | (parts[1]! << 16) | (parts[2]! << 8) | parts[3]!) >>> 0);
 }

@@ -10,6 +10,7 @@
  * command line.
  */
 import { join } from 'node:path';
+import { UserError } from '../errors.js';
 import type { CommandLine } from './argv.js';
 import { planAddressing, type MachineAddress } from './addressing.js';
 import { backendArgs, proxyArgs, type FleetPlan, type Role } from './plan.js';
@@ -93,7 +94,7 @@ export function planVmFleet(plan: FleetPlan, inputs: VmInputs): VmFleetPlan {
     };
     if (kind === 'unikraft') {
       const problem = kernelCommandLineProblem({ name, instance: guest.name, ip: address.ip, args: programArgs }, 'native');
-      if (problem) throw new Error(`${problem}: use fewer backends or tokens, or microvm guests`);
+      if (problem) throw new UserError(`${problem}: use fewer backends or tokens, or microvm guests`);
     }
     return { name, role, address, serves, programArgs, initramfs, guest, command: qemuCommand(guest) };
   };
@@ -131,6 +132,6 @@ function required<T>(value: T | undefined, what: string): T {
 function parsePublish(publish: string, proxyIp: string, proxyPort: number): NetworkPlan['publish'] {
   const colon = publish.lastIndexOf(':');
   const port = Number(publish.slice(colon + 1));
-  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new RangeError(`proxy.publish "${publish}": the port must be 1-65535`);
+  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new UserError(`proxy.publish "${publish}": the port must be 1-65535`);
   return { listenAddress: publish.slice(0, colon), port, target: { ip: proxyIp, port: proxyPort } };
 }

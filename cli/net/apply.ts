@@ -7,6 +7,7 @@
 import { readFile } from 'node:fs/promises';
 import type { CommandLine } from '../fleet/argv.js';
 import { parseSubnet } from '../fleet/addressing.js';
+import { UserError } from '../errors.js';
 import { requireNetAdmin } from './capability.js';
 import {
   addBridgeAddress, createBridge, createPublishTable, createTap, deleteLink, deleteTable, linkUp,
@@ -100,7 +101,7 @@ export async function applyNetwork(plan: NetworkPlan, options: ApplyOptions): Pr
   if (plan.publish && !(await (options.ipForwarding ?? hostIpForwarding)())) {
     problems.push('publishing the proxy port needs IPv4 forwarding: run `sysctl -w net.ipv4.ip_forward=1` (or drop "proxy.publish")');
   }
-  if (problems.length > 0) throw new Error(`cannot set up the network for this fleet:\n- ${problems.join('\n- ')}`);
+  if (problems.length > 0) throw new UserError(`cannot set up the network for this fleet:\n- ${problems.join('\n- ')}`);
 
   const ran: CommandLine[] = [];
   const run = async (command: CommandLine) => {

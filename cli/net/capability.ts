@@ -1,5 +1,6 @@
 /** Whether this process may create bridges, taps and nftables rules. */
 import { readFileSync } from 'node:fs';
+import { UserError } from '../errors.js';
 
 const CAP_NET_ADMIN = 12n;
 
@@ -13,5 +14,5 @@ export const NET_ADMIN_FIX =
   'Run it as root (e.g. `sudo uproxy up --runtime qemu`), or use `--runtime host`, which needs no privileges.';
 
 export function requireNetAdmin(): void {
-  if (!hasNetAdmin()) throw new Error(`missing CAP_NET_ADMIN. ${NET_ADMIN_FIX}`);
+  if (!hasNetAdmin()) throw new UserError(`missing CAP_NET_ADMIN. ${NET_ADMIN_FIX}`);
 }

@@ -27,10 +27,19 @@ const DEFAULT_UP_TIMEOUT_MS = 30_000;
 export const runtime: Runtime = {
   name: 'host',
 
-  async build(plan, ctx) {
+  async preflight(plan, previous) {
     if (plan.config.backends.image !== undefined) {
       throw new UserError('backends.image is for the VM runtimes; the host runtime builds and runs backends.app: remove "image" or choose --runtime qemu');
     }
+    const ourPort = (name: string): number | undefined => {
+      const machine = previous?.machines.find((m) => m.name === name);
+      return machine ? portOf(machine.address) : undefined;
+    };
+    await checkConfiguredPort(plan.config.proxy.port, 'proxy.port', previous, ourPort(plan.proxy.name));
+    await checkConfiguredPort(plan.config.proxy.adminPort, 'proxy.adminPort', previous, previous ? portOf(previous.proxy.admin) : undefined);
+  },
+
+  async build(plan, ctx) {
     await buildApp(ctx.projectDir, { label: 'proxy', dir: plan.proxy.app.dir, artifact: plan.proxy.app.binary }, ctx.progress);
     const backendApp = plan.backends[0]?.app;
     if (backendApp) await buildApp(ctx.projectDir, { label: 'backend', dir: backendApp.dir, artifact: backendApp.binary }, ctx.progress);
@@ -50,8 +59,7 @@ export const runtime: Runtime = {
   },
 
   async describe(plan, previous, ctx) {
-    // A dry run starts nothing, so a configured port that is busy right now is no reason to fail it.
-    const ports = await assignPorts(plan, previous, { checkConfigured: false });
+    const ports = await assignPorts(plan, previous);
     return [...appBuildCommands(plan), ...planHostProcesses(plan, ports, logDir(ctx)).map((p) => p.command)];
   },
 };
@@ -155,7 +163,7 @@ async function stopMachines(state: FleetState, machines: readonly MachineState[]
 }
 
 /** Ports: configured ones as given; 0 means keep the fleet's current port, or pick a free one. */
-async function assignPorts(plan: FleetPlan, previous: FleetState | null, options = { checkConfigured: true }): Promise<HostPorts> {
+async function assignPorts(plan: FleetPlan, previous: FleetState | null): Promise<HostPorts> {
   const previousPort = (name: string): number | undefined => {
     const machine = previous?.machines.find((m) => m.name === name);
     return machine ? portOf(machine.address) : undefined;
@@ -172,10 +180,6 @@ async function assignPorts(plan: FleetPlan, previous: FleetState | null, options
   const free = await freePorts(needed, taken);
   const next = (): number => free.shift()!;
 
-  if (options.checkConfigured) {
-    await checkConfiguredPort(config.port, 'proxy.port', previous, previousPort(plan.proxy.name));
-    await checkConfiguredPort(config.adminPort, 'proxy.adminPort', previous, previousAdmin);
-  }
   const proxy = config.port !== 0 ? config.port : (previousPort(plan.proxy.name) ?? next());
   const admin = config.adminPort !== 0 ? config.adminPort : (previousAdmin ?? next());
   const backends: Record<string, number> = {};

@@ -25,7 +25,7 @@ import { fileHash } from './build.js';
 import { readKraftfileNames } from './kraftfile.js';
 import { waitUntilHealthy } from './health-wait.js';
 import { forgetMachines, isUnchanged, machineNames, planChanges, recordRunning, recordStarting, recordStopping } from './machines.js';
-import { logTail } from './processes.js';
+import { findOnPath, logTail } from './processes.js';
 import type { MachineStatus, Runtime, RuntimeContext } from './runtime.js';
 
 /** Unikernels boot in well under a second, but kraft itself and TCG on a loaded machine do not. */
@@ -52,6 +52,10 @@ type KraftResources = z.infer<typeof kraftResources>;
 
 export const runtime: Runtime = {
   name: 'kraft',
+
+  async preflight() {
+    if (findOnPath(KRAFT) === null) throw new UserError(`the kraft runtime runs kraft, which is not on PATH: ${KRAFT_MISSING}`);
+  },
 
   async build(plan, ctx) {
     const kraftPlan = planKraftFleet(plan, { kraftfileNames: readKraftfileNames(plan, 'the kraft runtime') });
@@ -318,10 +322,12 @@ async function runKraft(command: CommandLine, ctx: RuntimeContext | null, option
   return String(result.stdout ?? '');
 }
 
+const KRAFT_MISSING = 'install kraftkit (https://unikraft.org/docs/cli/install), or use `--runtime qemu` with `"qemu": {"guest": "unikraft"}`';
+
 function failure(command: CommandLine, exitCode: number | undefined, message: string | undefined): string {
   if (exitCode !== undefined) return `exit ${exitCode}`;
   if (command.file === KRAFT && /ENOENT/.test(message ?? '')) {
-    return 'kraft is not installed or not on PATH: install kraftkit (https://unikraft.org/docs/cli/install), or use `--runtime qemu` with `"qemu": {"guest": "unikraft"}`';
+    return `kraft is not installed or not on PATH: ${KRAFT_MISSING}`;
   }
   return message ?? 'it could not be started';
 }

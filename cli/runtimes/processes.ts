@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
-import { closeSync, mkdirSync, openSync, readdirSync, readFileSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { accessSync, closeSync, constants, mkdirSync, openSync, readdirSync, readFileSync } from 'node:fs';
+import { delimiter, dirname, join } from 'node:path';
 import type { CommandLine } from '../fleet/argv.js';
 
 /**
@@ -24,6 +24,19 @@ export function spawnDetached(command: CommandLine, log: string, cwd: string): n
   } finally {
     closeSync(fd);
   }
+}
+
+/** The full path of `program` as the shell would find it on PATH, or null. */
+export function findOnPath(program: string, path = process.env.PATH ?? ''): string | null {
+  for (const dir of path.split(delimiter).filter(Boolean)) {
+    try {
+      accessSync(join(dir, program), constants.X_OK);
+      return join(dir, program);
+    } catch {
+      // Not in this directory.
+    }
+  }
+  return null;
 }
 
 /** The argv of a live process, or null when it is gone (or a zombie, whose cmdline is empty). */

@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { z } from 'zod';
 import { toShell } from '../fleet/argv.js';
-import { tapName } from '../fleet/addressing.js';
+import { planAddressing, tapName } from '../fleet/addressing.js';
 import { networkCommands, ownerMark } from '../fleet/network-plan.js';
 import { appBuildCommands, type FleetPlan } from '../fleet/plan.js';
 import { qemuCommand, type Accel } from '../fleet/qemu-command.js';
@@ -73,6 +73,13 @@ interface VmStart {
 export const runtime: Runtime = {
   name: 'qemu',
 
+  async preflight(plan) {
+    requireNetAdmin();
+    planAddressing(plan.fleet, plan.config.network.subnet, plan.proxy.name, plan.backends.map((b) => b.name));
+    // kraft builds these kernels; a missing one is reported now, not after the network is set up.
+    if (plan.config.qemu.guest === 'unikraft') findUnikraftBuilds(plan);
+  },
+
   async build(plan, ctx) {
     if (plan.config.qemu.guest === 'unikraft') {
       // kraft builds these; uproxy only boots them, so a missing one is reported, not built.
@@ -89,7 +96,6 @@ export const runtime: Runtime = {
   },
 
   async up(plan, previous, ctx, options) {
-    requireNetAdmin();
     const resources = recordedResources(previous, plan.fleet);
     const { inputs, modules } = await bootInputs(plan, resources, ctx, options);
     const vm = planVmFleet(plan, inputs);

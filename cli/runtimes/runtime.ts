@@ -17,6 +17,12 @@ import { UserError } from '../errors.js';
  */
 export interface Runtime {
   readonly name: RuntimeName;
+  /**
+   * Checks, before anything is built, what would make `up` fail for a reason the user must fix
+   * (privileges, a busy configured port, a missing tool or boot image): a refusal in a second,
+   * not after the builds.
+   */
+  preflight(plan: FleetPlan, previous: FleetState | null, ctx: RuntimeContext): Promise<void>;
   /** Builds what the plan runs (skipping unchanged sources). */
   build(plan: FleetPlan, ctx: RuntimeContext): Promise<void>;
   /**

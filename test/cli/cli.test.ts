@@ -1,9 +1,10 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { createServer } from 'node:net';
+import { dirname, join } from 'node:path';
+import { createServer, type AddressInfo } from 'node:net';
+import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { uproxy } from './run.js';
+import { BIN, uproxy } from './run.js';
 
 let root: string;
 beforeAll(() => {
@@ -89,5 +90,41 @@ describe('uproxy command line', () => {
     expect(result.stdout).not.toContain(client);
     expect(result.stdout).not.toContain(admin);
     expect((await uproxy(['ps'], dir)).stdout).toMatch(/No fleet is running here/);
+  });
+
+  it('refuses before building when the host cannot run the fleet, as a user error', { timeout: 60_000 }, async () => {
+    const noStack = (stderr: string): void => {
+      expect(stderr).not.toContain('--debug');
+      expect(stderr).not.toMatch(/build (proxy|backend)/);
+    };
+    const dir = join(root, 'preflight');
+    await uproxy(['init', dir], root);
+
+    const squatter = createServer();
+    await new Promise<void>((resolve) => squatter.listen(0, '127.0.0.1', () => resolve()));
+    const busy = (squatter.address() as AddressInfo).port;
+    const config = JSON.parse(readFileSync(join(dir, 'uproxy.json'), 'utf8'));
+    config.proxy.port = busy;
+    writeFileSync(join(dir, 'uproxy.json'), JSON.stringify(config));
+    const host = await uproxy(['up'], dir).finally(() => squatter.close());
+    expect(host.exitCode).toBe(1);
+    expect(host.stderr).toContain(`127.0.0.1:${busy} (proxy.port in uproxy.json) is already in use`);
+    noStack(host.stderr);
+
+    // Without CAP_NET_ADMIN (root drops it from its bounding set, so the exec'd node lacks it).
+    const dropCap = process.getuid?.() === 0 ? ['setpriv', '--bounding-set=-net_admin', '--inh-caps=-net_admin', '--'] : [];
+    const [file, ...args] = [...dropCap, process.execPath, BIN, 'up', '--runtime', 'qemu'];
+    const qemu = await execa(file!, args, { cwd: dir, reject: false, stdin: 'ignore' });
+    expect(qemu.exitCode).toBe(1);
+    expect(qemu.stderr).toMatch(/^uproxy: missing CAP_NET_ADMIN\..*sudo uproxy up --runtime qemu/);
+    noStack(qemu.stderr);
+
+    const kraft = await execa(process.execPath, [BIN, 'up', '--runtime', 'kraft'], {
+      cwd: dir, reject: false, stdin: 'ignore', env: { PATH: `${dirname(process.execPath)}:/usr/bin:/bin` }, extendEnv: false,
+    });
+    expect(kraft.exitCode).toBe(1);
+    expect(kraft.stderr).toMatch(/^uproxy: the kraft runtime runs kraft, which is not on PATH: install kraftkit/);
+    noStack(kraft.stderr);
+    expect(existsSync(join(dir, 'proxy/build'))).toBe(false);
   });
 });
