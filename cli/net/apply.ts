@@ -55,7 +55,7 @@ export function findClashes(plan: NetworkPlan, state: NetworkState): string[] {
   const ours = (link: Link) => link.ifalias === plan.owner;
   const bridge = state.links.get(plan.bridge.name);
   if (bridge && !ours(bridge)) {
-    problems.push(`a network interface named "${plan.bridge.name}" already exists and was not created by this fleet (its alias is "${bridge.ifalias ?? ''}", expected "${plan.owner}"): set "qemu.bridge" to another name`);
+    problems.push(`a network interface named "${plan.bridge.name}" already exists and was not created by this fleet (its alias is "${bridge.ifalias ?? ''}", expected "${plan.owner}"): set "network.bridge" in uproxy.json to another name`);
   } else if (bridge && bridge.linkinfo?.info_kind !== 'bridge') {
     problems.push(`"${plan.bridge.name}" is marked as ours but is not a bridge: delete it with \`ip link del dev ${plan.bridge.name}\``);
   }
@@ -69,7 +69,7 @@ export function findClashes(plan: NetworkPlan, state: NetworkState): string[] {
     for (const address of link.addr_info ?? []) {
       if (address.family !== 'inet') continue;
       if (overlaps(wanted, parseSubnet(`${address.local}/${Math.max(8, Math.min(29, address.prefixlen))}`), address.prefixlen)) {
-        problems.push(`subnet ${plan.bridge.address} overlaps ${address.local}/${address.prefixlen} on "${link.ifname}", which is not ours: set "qemu.subnet" to a free range`);
+        problems.push(`subnet ${plan.bridge.address} overlaps ${address.local}/${address.prefixlen} on "${link.ifname}", which is not ours: set "network.subnet" in uproxy.json to a free range`);
       }
     }
   }

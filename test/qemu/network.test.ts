@@ -1,4 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { uproxyConfig } from '../../cli/config/schema.js';
+import { UserError } from '../../cli/errors.js';
 import { toShell } from '../../cli/fleet/argv.js';
 import { applyNetwork, readNetworkState, removeNetwork, type NetworkResource } from '../../cli/net/apply.js';
 import type { NetworkPlan } from '../../cli/fleet/network-plan.js';
@@ -54,9 +56,16 @@ describe.skipIf(skip !== undefined)(`bridge, taps and publish rules in a namespa
     inNamespace(ns, 'ip', 'link', 'add', 'name', 'other0', 'type', 'bridge');
     inNamespace(ns, 'ip', 'addr', 'add', '172.44.0.9/16', 'dev', 'other0');
     const before = inNamespace(ns, 'ip', '-br', 'link');
-    await expect(applyNetwork(plan, { run, record: async () => {}, ipForwarding: async () => true })).rejects.toThrow(
-      /"uproxy0" already exists and was not created by this fleet[\s\S]*overlaps 172\.44\.0\.9\/16 on "other0"/,
-    );
+    const refusal = await applyNetwork(plan, { run, record: async () => {}, ipForwarding: async () => true }).catch((error: Error) => error);
+    expect(refusal).toBeInstanceOf(UserError);
+    const { message } = refusal as Error;
+    expect(message).toMatch(/"uproxy0" already exists and was not created by this fleet[\s\S]*overlaps 172\.44\.0\.9\/16 on "other0"/);
+    // The keys the fixes name are real uproxy.json keys.
+    expect(message).toContain('set "network.bridge" in uproxy.json to another name');
+    expect(message).toContain('set "network.subnet" in uproxy.json to a free range');
+    const hash = 'a'.repeat(64);
+    const minimalConfig = { name: 'demo', proxy: { tokens: [{ name: 'default', sha256: hash }], adminTokenSha256: hash } };
+    expect(uproxyConfig.safeParse({ ...minimalConfig, network: { bridge: 'uproxy1', subnet: '172.45.0.1/24' } }).success).toBe(true);
     expect(inNamespace(ns, 'ip', '-br', 'link')).toBe(before);
 
     // down never deletes what it did not create, even when the state names it.
