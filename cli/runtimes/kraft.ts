@@ -54,7 +54,7 @@ export const runtime: Runtime = {
   name: 'kraft',
 
   async preflight() {
-    if (findOnPath(KRAFT) === null) throw new UserError(`the kraft runtime runs kraft, which is not on PATH: ${KRAFT_MISSING}`);
+    if (findOnPath(KRAFT) === null) throw new UserError(`kraft is not installed or not on PATH (the kraft runtime runs it): ${KRAFT_MISSING}`);
   },
 
   async build(plan, ctx) {

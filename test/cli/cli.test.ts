@@ -123,7 +123,7 @@ describe('uproxy command line', () => {
       cwd: dir, reject: false, stdin: 'ignore', env: { PATH: `${dirname(process.execPath)}:/usr/bin:/bin` }, extendEnv: false,
     });
     expect(kraft.exitCode).toBe(1);
-    expect(kraft.stderr).toMatch(/^uproxy: the kraft runtime runs kraft, which is not on PATH: install kraftkit/);
+    expect(kraft.stderr).toMatch(/^uproxy: kraft is not installed or not on PATH \(the kraft runtime runs it\): install kraftkit/);
     noStack(kraft.stderr);
     expect(existsSync(join(dir, 'proxy/build'))).toBe(false);
   });
