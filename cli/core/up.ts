@@ -20,8 +20,8 @@ export interface UpRequest {
 }
 
 export type UpResult =
-  | { kind: 'dry-run'; commands: string[] }
-  | { kind: 'up'; state: FleetState; machines: MachineStatus[]; savedBackendsCount?: number };
+  | { kind: 'dry-run'; commands: string[]; notes: string[] }
+  | { kind: 'up'; state: FleetState; machines: MachineStatus[]; notes: string[]; savedBackendsCount?: number };
 
 /** Builds and starts (or reconciles) the fleet the project describes. */
 export async function up(request: UpRequest, progress: Progress): Promise<UpResult> {
@@ -30,10 +30,11 @@ export async function up(request: UpRequest, progress: Progress): Promise<UpResu
   const plan = planFleet(config, projectDir, { backends: request.backends, runtime: request.runtime });
   const runtime = await loadRuntime(plan.runtime);
   const ctx = runtimeContext(projectDir, progress);
+  const notes = request.extra.accel !== undefined && plan.runtime !== 'qemu' ? [`--accel is only used by the qemu runtime; the ${plan.runtime} runtime ignores it`] : [];
 
   if (request.dryRun) {
     const commands = await runtime.describe(plan, readState(projectDir), ctx);
-    return { kind: 'dry-run', commands: commands.map(toShell) };
+    return { kind: 'dry-run', commands: commands.map(toShell), notes };
   }
   return withLock(projectDir, 'up', async () => {
     const previous = readState(projectDir);
@@ -45,6 +46,6 @@ export async function up(request: UpRequest, progress: Progress): Promise<UpResu
     const state = await runtime.up(plan, previous, ctx, { timeoutMs: request.timeoutMs, extra: request.extra });
     // `--backends N` is the new size of the fleet, not a one-off: a later plain `up` keeps it.
     const saved = request.backends !== undefined && saveBackendsCount(projectDir, request.backends);
-    return { kind: 'up', state, machines: await runtime.inspect(state, ctx), ...(saved ? { savedBackendsCount: request.backends } : {}) };
+    return { kind: 'up', state, machines: await runtime.inspect(state, ctx), notes, ...(saved ? { savedBackendsCount: request.backends } : {}) };
   });
 }

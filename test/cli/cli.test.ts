@@ -71,6 +71,9 @@ describe('uproxy command line', () => {
     expect(result.stderr).toMatch(/expected a whole number from 1 to 64, got "zero"/);
     const runtime = await uproxy(['init', 'x', '--runtime', 'docker'], root);
     expect(runtime.stderr).toMatch(/expected one of host, qemu, kraft, got "docker"/);
+    const accel = await uproxy(['up', '--accel', 'fast'], root);
+    expect(accel.exitCode).toBe(1);
+    expect(accel.stderr).toMatch(/'--accel <mode>' argument 'fast' is invalid\. Allowed choices are auto, kvm, tcg/);
   });
 
   it('up --dry-run prints the commands it would run and starts nothing', async () => {
@@ -90,6 +93,9 @@ describe('uproxy command line', () => {
     expect(result.stdout).not.toContain(client);
     expect(result.stdout).not.toContain(admin);
     expect((await uproxy(['ps'], dir)).stdout).toMatch(/No fleet is running here/);
+    const accel = await uproxy(['up', '--dry-run', '--accel', 'kvm'], dir);
+    expect(accel.exitCode, accel.stderr).toBe(0);
+    expect(accel.stderr).toContain('Note: --accel is only used by the qemu runtime; the host runtime ignores it');
   });
 
   it('refuses before building when the host cannot run the fleet, as a user error', { timeout: 60_000 }, async () => {
