@@ -17,6 +17,8 @@ export function register(program: Command): void {
       const { initProject } = await import('../core/init.js');
       const { curlLine } = await import('../core/output.js');
       const result = initProject(dir, options);
+      // A VM fleet's proxy has an address of its own, known once it runs: `up` prints its curl line.
+      const then = options.runtime === 'host' ? curlLine(`127.0.0.1:${result.port}`) : 'the curl line `up` prints (the proxy runs on its own address)';
       process.stdout.write(
         [
           `Created a ${options.runtime} fleet project in ${result.dir}`,
@@ -25,7 +27,7 @@ export function register(program: Command): void {
           `  ${result.clientToken}`,
           '',
           `Next: ${dir === '.' ? '' : `cd ${dir} && `}uproxy up`,
-          `Then: ${curlLine(`127.0.0.1:${result.port}`)}`,
+          `Then: ${then}`,
           '',
         ].join('\n'),
       );

@@ -34,6 +34,9 @@ describe('uproxy command line', () => {
     const token = readFileSync(join(root, 'demo/.uproxy/client-token'), 'utf8').trim();
     expect(result.stdout.split(token)).toHaveLength(2);
     expect(result.stdout).toContain('curl -H "X-Auth-Token: $(cat .uproxy/client-token)" http://127.0.0.1:8080/');
+    const vm = await uproxy(['init', 'vm', '--runtime', 'qemu'], root);
+    expect(vm.stdout).not.toContain('http://127.0.0.1');
+    expect(vm.stdout).toMatch(/^Then: the curl line `up` prints/m);
     const again = await uproxy(['init', 'demo'], root);
     expect(again.exitCode).toBe(1);
     expect(again.stderr).toMatch(/^uproxy: .*already has uproxy\.json.*--force/);
