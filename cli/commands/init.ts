@@ -15,7 +15,7 @@ export function register(program: Command): void {
     .addHelpText('after', '\nExample:\n  $ uproxy init demo --backends 3 && cd demo && uproxy up')
     .action(async (dir: string, options: { runtime: 'host' | 'qemu' | 'kraft'; backends: number; name?: string; force: boolean; unikraft: 'native' | 'elfloader'; vendorLlhttp: boolean }) => {
       const { initProject } = await import('../core/init.js');
-      const { curlLine } = await import('../core/output.js');
+      const { curlLine, uproxyCommand } = await import('../core/output.js');
       const result = initProject(dir, options);
       // A VM fleet's proxy has an address of its own, known once it runs: `up` prints its curl line.
       const then = options.runtime === 'host' ? curlLine(`127.0.0.1:${result.port}`) : 'the curl line `up` prints (the proxy runs on its own address)';
@@ -26,7 +26,7 @@ export function register(program: Command): void {
           `Client token (shown once; also in .uproxy/client-token, mode 0600):`,
           `  ${result.clientToken}`,
           '',
-          `Next: ${dir === '.' ? '' : `cd ${dir} && `}uproxy up`,
+          `Next: ${dir === '.' ? '' : `cd ${dir} && `}${uproxyCommand(result.dir)} up`,
           `Then: ${then}`,
           '',
         ].join('\n'),

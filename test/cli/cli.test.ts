@@ -34,6 +34,11 @@ describe('uproxy command line', () => {
     const token = readFileSync(join(root, 'demo/.uproxy/client-token'), 'utf8').trim();
     expect(result.stdout.split(token)).toHaveLength(2);
     expect(result.stdout).toContain('curl -H "X-Auth-Token: $(cat .uproxy/client-token)" http://127.0.0.1:8080/');
+    // The "Next:" line works as printed, whether or not uproxy is on PATH.
+    const next = /^Next: (cd demo && .+) up$/m.exec(result.stdout)?.[1];
+    expect(next, result.stdout).toBeDefined();
+    const ran = await execa(`${next} --version`, { shell: true, cwd: root, reject: false });
+    expect(ran.exitCode, ran.stderr).toBe(0);
     const vm = await uproxy(['init', 'vm', '--runtime', 'qemu'], root);
     expect(vm.stdout).not.toContain('http://127.0.0.1');
     expect(vm.stdout).toMatch(/^Then: the curl line `up` prints/m);
