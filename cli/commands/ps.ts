@@ -8,12 +8,11 @@ export function register(program: Command): void {
     .option('--json', 'print JSON instead of a table', false)
     .addHelpText('after', '\nExamples:\n  $ uproxy ps\n  $ uproxy ps --json | jq ".machines[].pid"')
     .action(async (options: { json: boolean }, command: Command) => {
-      const { listMachines } = await import('../core/ps.js');
+      const { listingJson, listMachines } = await import('../core/ps.js');
       const { machineTable, curlLine } = await import('../core/output.js');
       const listing = await listMachines(projectDir(command));
       if (options.json) {
-        const json = { fleet: listing.state?.fleet ?? null, runtime: listing.state?.runtime ?? null, proxy: listing.state?.proxy ?? null, machines: listing.machines };
-        process.stdout.write(`${JSON.stringify(json, null, 2)}\n`);
+        process.stdout.write(`${JSON.stringify(listingJson(listing), null, 2)}\n`);
         return;
       }
       if (!listing.state) {

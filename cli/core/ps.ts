@@ -35,3 +35,9 @@ export async function listMachines(dir: string): Promise<Listing> {
     return { state, machines, healthUnknown: (error as Error).message };
   }
 }
+
+/** The `ps --json` document: null fields when no fleet runs here. */
+export function listingJson(listing: Listing): unknown {
+  const { state, machines } = listing;
+  return { fleet: state?.fleet ?? null, runtime: state?.runtime ?? null, proxy: state?.proxy ?? null, machines };
+}

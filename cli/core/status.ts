@@ -1,0 +1,71 @@
+import { resolve } from 'node:path';
+import { readToken } from '../config/tokens.js';
+import { readState, statePath } from '../fleet/state.js';
+import type { StatsSeries } from '../stats/rates.js';
+import { fetchStats, setBackendDrain, type AdminEndpoint } from '../stats/client.js';
+import type { ProxyStats } from '../stats/schema.js';
+import type { FleetInfo } from '../tui/Header.js';
+import type { DrainOutcome } from '../tui/Status.js';
+import { UserError } from '../errors.js';
+
+/**
+ * `uproxy status`: which proxy to watch (from the state file and the admin token), one snapshot
+ * of it for scripts, or the live screen. The command only parses options and prints.
+ */
+
+interface Watched {
+  fleet: FleetInfo;
+  admin: string;
+  endpoint: AdminEndpoint;
+  fetch: () => Promise<ProxyStats>;
+}
+
+function watch(dir: string, intervalMs: number): Watched {
+  const projectDir = resolve(dir);
+  const state = readState(projectDir);
+  if (!state) throw new UserError(`no fleet is running in ${projectDir} (${statePath(projectDir)} does not exist); start one with \`uproxy up\``);
+  const endpoint = { url: `http://${state.proxy.admin}`, token: readToken(projectDir, 'admin') };
+  return {
+    fleet: { name: state.fleet, runtime: state.runtime, proxyAddress: state.proxy.listen },
+    admin: state.proxy.admin,
+    endpoint,
+    fetch: () => fetchStats(endpoint, Math.max(2000, intervalMs)),
+  };
+}
+
+export interface StatusSnapshot {
+  fleet: FleetInfo;
+  admin: string;
+  intervalMs: number;
+  /** Two samples one interval apart: rates are deltas of the proxy's counters. */
+  series: StatsSeries;
+}
+
+export async function statusSnapshot(dir: string, intervalMs: number): Promise<StatusSnapshot> {
+  const { fleet, admin, fetch } = watch(dir, intervalMs);
+  const { sampleTwice } = await import('../tui/poller.js');
+  const series = await sampleTwice(fetch, intervalMs).catch((error: Error) => {
+    throw new UserError(`${error.message}; is the fleet up? \`uproxy ps\` shows its machines`);
+  });
+  return { fleet, admin, intervalMs, series };
+}
+
+/** The `--json` document: the fleet, the latest stats and the rates. */
+export function statusJson(snapshot: StatusSnapshot): unknown {
+  const { fleet, admin, intervalMs, series } = snapshot;
+  return { fleet: { ...fleet, admin }, intervalMs, stats: series.latest.stats, rates: series.rates };
+}
+
+/** The live screen until the user quits; `d` drains or undrains through the admin API. */
+export async function liveStatus(dir: string, intervalMs: number): Promise<void> {
+  const { fleet, endpoint, fetch } = watch(dir, intervalMs);
+  const drain = async (name: string, drain: boolean): Promise<DrainOutcome> => {
+    try {
+      return (await setBackendDrain(endpoint, name, drain)) ? { kind: 'done' } : { kind: 'unavailable' };
+    } catch (error) {
+      return { kind: 'failed', message: (error as Error).message };
+    }
+  };
+  const { runLiveStatus } = await import('../tui/status-app.js');
+  await runLiveStatus({ fleet, intervalMs, fetch, drain });
+}
