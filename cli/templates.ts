@@ -17,8 +17,8 @@ export const PACKAGE_ROOT = fileURLToPath(new URL('..', import.meta.url));
 /** npm leaves files named `.gitignore` out of packages, so the template has no dot. */
 const RENAMED: Readonly<Record<string, string>> = { gitignore: '.gitignore' };
 
-/** Build output and local files of the package's proxy/ that are no source. */
-const SKIPPED = new Set(['build', '.unikraft', 'node_modules']);
+/** Build output and local files of the package's proxy/ that are no source, and its fuzz harness (package development only). */
+const SKIPPED = new Set(['build', '.unikraft', 'node_modules', 'fuzz']);
 
 export interface TemplateFile {
   /** Absolute source path. */

@@ -67,8 +67,9 @@ describe('uproxy init', () => {
     expect(readFileSync(join(root, 'backend/src/server.c'), 'utf8')).not.toBe('/* mine */');
   });
 
-  it('never copies build output of the package proxy', () => {
+  it('never copies build output or the fuzz harness of the package proxy', () => {
     expect(templateFiles().some((f) => f.to.includes('/build/'))).toBe(false);
+    expect(templateFiles().filter((f) => f.to.startsWith('proxy/fuzz/'))).toEqual([]);
   });
 
   it('derives a valid fleet name from any directory name', () => {
