@@ -21,7 +21,7 @@
 
 #define ADMIN_IN 4096
 #define ADMIN_IDLE_MS 30000
-#define VERSION "0.1.0"
+#define VERSION UPROXY_VERSION /* -DUPROXY_VERSION: the Makefile reads it from proxy/VERSION */
 
 struct sbuf {
     char *p;

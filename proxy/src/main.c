@@ -22,7 +22,7 @@
 #include "sha256.h"
 #include "upstream.h"
 
-#define VERSION "0.1.0"
+#define VERSION UPROXY_VERSION /* -DUPROXY_VERSION: the Makefile reads it from proxy/VERSION */
 
 struct runtime runtime;
 
