@@ -10,11 +10,24 @@ export function register(program: Command): void {
     .option('--backends <n>', 'number of backends `up` starts', integerIn(1, 64), 3)
     .option('--name <name>', 'fleet name (default: from the directory name)')
     .option('--force', 'overwrite existing files (and make new tokens)', false)
+    .option('--tokens-only', 'in an existing project, make new client and admin tokens and change only their hashes in uproxy.json', false)
     .option('--unikraft <mode>', 'how the apps become unikernels: native (compiled into the kernel) or elfloader (a static-pie binary on the prebuilt base kernel)', unikraftMode, 'native')
     .option('--vendor-llhttp', "copy the local llhttp sources (Debian's node-llhttp) into proxy/llhttp/ so unikernel builds need no network", false)
-    .addHelpText('after', '\nExample:\n  $ uproxy init demo --backends 3 && cd demo && uproxy up')
-    .action(async (dir: string, options: { runtime: 'host' | 'qemu' | 'kraft'; backends: number; name?: string; force: boolean; unikraft: 'native' | 'elfloader'; vendorLlhttp: boolean }) => {
-      const { initProject } = await import('../core/init.js');
+    .addHelpText('after', '\nExamples:\n  $ uproxy init demo --backends 3 && cd demo && uproxy up\n  $ uproxy init --tokens-only      # lost or leaked tokens: new ones, nothing else touched')
+    .action(async (dir: string, options: { runtime: 'host' | 'qemu' | 'kraft'; backends: number; name?: string; force: boolean; tokensOnly: boolean; unikraft: 'native' | 'elfloader'; vendorLlhttp: boolean }) => {
+      const { initProject, regenerateTokens } = await import('../core/init.js');
+      if (options.tokensOnly) {
+        const tokens = regenerateTokens(dir);
+        process.stdout.write(
+          [
+            `New tokens for ${tokens.dir}: .uproxy/admin-token, and .uproxy/client-token for client token "${tokens.clientTokenName}" (shown once):`,
+            `  ${tokens.clientToken}`,
+            'Only their hashes changed in uproxy.json. Run `uproxy up` to restart a running proxy with them.',
+            '',
+          ].join('\n'),
+        );
+        return;
+      }
       const { curlLine, uproxyCommand } = await import('../core/output.js');
       const result = initProject(dir, options);
       // A VM fleet's proxy has an address of its own, known once it runs: `up` prints its curl line.

@@ -4,9 +4,8 @@ import { writeFileAtomic } from '../files.js';
 import { CONFIG_FILE } from './load.js';
 
 /**
- * `up --backends N` remembers N as `backends.count` in uproxy.json, so a later plain `up`
- * keeps the fleet at that size. The file is the user's: only that one number changes, every
- * other byte (key order, spacing, other keys) stays as it was.
+ * Edits of the user's uproxy.json that leave every other byte as it was. `up --backends N` remembers N as `backends.count` in uproxy.json, so a later plain `up`
+ * keeps the fleet at that size; `init --tokens-only` swaps token hashes.
  */
 
 /** Writes `backends.count` when it differs; returns whether the file changed. */
@@ -84,4 +83,12 @@ function scan(text: string, from: number, onKey: (depth: number, index: number, 
       i = end;
     }
   }
+}
+
+/**
+ * The JSON text with each old SHA-256 string value replaced by its new one (for
+ * `init --tokens-only`); a digest is 64 hex digits, so it cannot be mistaken for other text.
+ */
+export function withReplacedHashes(text: string, replacements: readonly { from: string; to: string }[]): string {
+  return replacements.reduce((edited, { from, to }) => edited.split(`"${from}"`).join(`"${to}"`), text);
 }

@@ -35,6 +35,6 @@ export function readToken(projectDir: string, kind: TokenKind): string {
   try {
     return readFileSync(file, 'utf8').trim();
   } catch {
-    throw new UserError(`cannot read the ${kind} token ${file}: run \`uproxy init --force\` to make new tokens (this rewrites uproxy.json)`);
+    throw new UserError(`cannot read the ${kind} token ${file}: run \`uproxy init --tokens-only\` to make new tokens (only the tokens and their hashes in uproxy.json change; \`uproxy up\` then restarts the proxy with them)`);
   }
 }

@@ -1,6 +1,7 @@
 import { basename, join, resolve } from 'node:path';
-import { mkdirSync } from 'node:fs';
-import { CONFIG_FILE, SCHEMA_FILE } from '../config/load.js';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { withReplacedHashes } from '../config/edit.js';
+import { CONFIG_FILE, loadConfig, SCHEMA_FILE } from '../config/load.js';
 import { configJsonSchema, machineNamePattern, uproxyConfig, type RuntimeName, type UproxyConfigInput } from '../config/schema.js';
 import { generateToken, sha256Hex, writeToken } from '../config/tokens.js';
 import { writeFileAtomic } from '../files.js';
@@ -60,6 +61,28 @@ export function initProject(dirArgument: string, options: InitOptions): InitResu
   writeToken(dir, 'client', clientToken);
   writeToken(dir, 'admin', adminToken);
   return { dir, files: [...generated, ...files, '.uproxy/client-token', '.uproxy/admin-token'], clientToken, port: checked.data.proxy.port };
+}
+
+/**
+ * New client and admin tokens for an existing project, and nothing else: the plaintext files
+ * are rewritten, and in uproxy.json only the two hashes change (the `default` client token, or
+ * the first one, and the admin token). Sources, templates and other tokens stay as they are.
+ */
+export function regenerateTokens(dirArgument: string): { dir: string; clientToken: string; clientTokenName: string } {
+  const dir = resolve(dirArgument);
+  const config = loadConfig(dir);
+  const client = config.proxy.tokens.find((t) => t.name === 'default') ?? config.proxy.tokens[0]!;
+  const clientToken = generateToken();
+  const adminToken = generateToken();
+  const file = join(dir, CONFIG_FILE);
+  const text = withReplacedHashes(readFileSync(file, 'utf8'), [
+    { from: client.sha256, to: sha256Hex(clientToken) },
+    { from: config.proxy.adminTokenSha256, to: sha256Hex(adminToken) },
+  ]);
+  writeToken(dir, 'client', clientToken);
+  writeToken(dir, 'admin', adminToken);
+  writeFileAtomic(file, text);
+  return { dir, clientToken, clientTokenName: client.name };
 }
 
 /** `My Demo_2` -> `my-demo-2`; a name that cannot be made valid becomes `fleet`. */

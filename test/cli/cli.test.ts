@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -140,5 +141,35 @@ describe('uproxy command line', () => {
     expect(kraft.stderr).toMatch(/^uproxy: kraft is not installed or not on PATH \(the kraft runtime runs it\): install kraftkit/);
     noStack(kraft.stderr);
     expect(existsSync(join(dir, 'proxy/build'))).toBe(false);
+  });
+
+  it('init --tokens-only makes new tokens and changes nothing else; a missing token points at it', { timeout: 60_000 }, async () => {
+    const dir = join(root, 'tokens');
+    await uproxy(['init', dir], root);
+    const configBefore = readFileSync(join(dir, 'uproxy.json'), 'utf8');
+    const server = join(dir, 'backend/src/server.c');
+    writeFileSync(server, `${readFileSync(server, 'utf8')}/* my change */\n`);
+    const serverBefore = readFileSync(server, 'utf8');
+
+    // A lost admin token: the message names the command that makes a new one.
+    rmSync(join(dir, '.uproxy/admin-token'));
+    const state = { version: 1, fleet: 'tokens', runtime: 'host', proxy: { listen: '127.0.0.1:1', admin: '127.0.0.1:1' }, machines: [], resources: {} };
+    writeFileSync(join(dir, '.uproxy/state.json'), JSON.stringify(state));
+    const ps = await uproxy(['ps'], dir);
+    expect(ps.stdout).toMatch(/cannot read the admin token .*run `uproxy init --tokens-only`/);
+
+    const result = await uproxy(['init', '--tokens-only'], dir);
+    expect(result.exitCode, result.stderr).toBe(0);
+    const client = readFileSync(join(dir, '.uproxy/client-token'), 'utf8').trim();
+    const admin = readFileSync(join(dir, '.uproxy/admin-token'), 'utf8').trim();
+    expect(result.stdout.split(client)).toHaveLength(2);
+    expect(result.stdout).not.toContain(admin);
+    const config = readFileSync(join(dir, 'uproxy.json'), 'utf8');
+    const parsed = JSON.parse(config);
+    const before = JSON.parse(configBefore);
+    expect(parsed.proxy.tokens[0].sha256).toBe(createHash('sha256').update(client).digest('hex'));
+    expect(parsed.proxy.adminTokenSha256).toBe(createHash('sha256').update(admin).digest('hex'));
+    expect(config.replace(parsed.proxy.tokens[0].sha256, before.proxy.tokens[0].sha256).replace(parsed.proxy.adminTokenSha256, before.proxy.adminTokenSha256)).toBe(configBefore);
+    expect(readFileSync(server, 'utf8')).toBe(serverBefore);
   });
 });
