@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import { accessSync, closeSync, constants, mkdirSync, openSync, readdirSync, readFileSync } from 'node:fs';
 import { delimiter, dirname, join } from 'node:path';
 import type { CommandLine } from '../fleet/argv.js';
+import { UserError } from '../errors.js';
 
 /**
  * Host processes started by uproxy: detached, output to a log file, and recognised later only
@@ -93,9 +94,28 @@ export async function stopProcesses(targets: readonly { pid: number | null; argv
     alive = alive.filter((t) => isOurProcess(t.pid, t.argv));
   }
   for (const target of alive) signal(target.pid, 'SIGKILL');
-  while (alive.length > 0) {
+  await waitForExit(alive.map((t) => t.pid), (pid) => isOurProcess(pid, alive.find((t) => t.pid === pid)!.argv));
+}
+
+/** SIGKILL cannot be ignored, but a process stuck in the kernel (state D) only dies once it gets out. */
+export const EXIT_AFTER_KILL_MS = 10_000;
+
+/**
+ * Waits until no PID of `pids` is `alive` any more; after `timeoutMs`, fails with the PIDs
+ * that are left instead of waiting forever.
+ */
+export async function waitForExit(pids: readonly number[], alive: (pid: number) => boolean, timeoutMs = EXIT_AFTER_KILL_MS): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let left = pids.filter(alive);
+  while (left.length > 0) {
+    if (Date.now() >= deadline) {
+      throw new UserError(
+        `${left.length === 1 ? 'pid' : 'pids'} ${left.join(', ')} did not exit within ${timeoutMs >= 1000 ? `${Math.round(timeoutMs / 1000)} s` : `${timeoutMs} ms`} of SIGKILL ` +
+          `(probably stuck in the kernel: \`ps -o pid,stat,wchan -p ${left.join(',')}\` shows state D); run \`uproxy down --force\` again once ${left.length === 1 ? 'it is' : 'they are'} gone`,
+      );
+    }
     await sleep(20);
-    alive = alive.filter((t) => isOurProcess(t.pid, t.argv));
+    left = left.filter(alive);
   }
 }
 

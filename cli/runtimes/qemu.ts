@@ -39,7 +39,7 @@ import {
   forgetMachines, isUnchanged, machineNames, planChanges, processStatuses, recordRunning, recordStarting, recordStopping, type Wanted,
 } from './machines.js';
 import { BUSYBOX, chooseAccel, isStaticElf } from './probe.js';
-import { findProcessesByArgv, isOurProcess, sleep } from './processes.js';
+import { findProcessesByArgv, isOurProcess, sleep, waitForExit } from './processes.js';
 import { QmpClient } from './qmp.js';
 import type { DownOptions, Runtime, RuntimeContext, UpOptions } from './runtime.js';
 
@@ -332,11 +332,9 @@ async function stopMachine(machine: MachineState, qmpSocket: string, options: Do
       // Already gone between the check and the kill.
     }
   }
-  while (alive().length > 0) await sleep(20);
   // An exiting QEMU drops its command line before it is gone: wait for the PID itself, so
   // that `down` returning means no QEMU of ours is left.
-  const exitDeadline = Date.now() + 10_000;
-  while (ours.some(exists) && Date.now() < exitDeadline) await sleep(20);
+  await waitForExit(ours, exists);
 }
 
 function exists(pid: number): boolean {

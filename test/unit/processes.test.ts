@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { findProcessesByArgv, isOurProcess, logTail, spawnDetached, stopProcesses } from '../../cli/runtimes/processes.js';
+import { findProcessesByArgv, isOurProcess, logTail, spawnDetached, stopProcesses, waitForExit } from '../../cli/runtimes/processes.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'uproxy-proc-'));
 const started: number[] = [];
@@ -53,6 +53,20 @@ describe('host processes', () => {
     await stopProcesses([{ pid, argv }], 300);
     expect(Date.now() - before).toBeGreaterThanOrEqual(300);
     expect(isOurProcess(pid, argv)).toBe(false);
+  });
+
+  it('gives up waiting for a process that does not exit, naming its PID, instead of hanging', async () => {
+    const argv = argvFor('uproxy-test-stuck', false);
+    const log = join(dir, 'stuck.log');
+    const pid = spawnDetached({ file: argv[0]!, args: argv.slice(1) }, log, dir);
+    started.push(pid);
+    await waitForOutput(log);
+    // Never signalled, it stands for a process stuck in the kernel after SIGKILL.
+    await expect(waitForExit([pid], (p) => isOurProcess(p, argv), 300)).rejects.toThrow(
+      new RegExp(`^pid ${pid} did not exit within 300 ms of SIGKILL .*uproxy down --force`),
+    );
+    await stopProcesses([{ pid, argv }], 5000);
+    await expect(waitForExit([pid], (p) => isOurProcess(p, argv), 300)).resolves.toBeUndefined();
   });
 
   it('never signals a PID whose command line is not the recorded one', async () => {
