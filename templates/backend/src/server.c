@@ -29,6 +29,8 @@
 #define IN_BUFFER 8192
 #define OUT_BUFFER 8192
 #define NAME_MAX_LEN 64
+#define ACCEPT_BACKOFF_MIN_MS 10
+#define ACCEPT_BACKOFF_MAX_MS 1000
 
 struct client {
     int fd;
@@ -42,6 +44,8 @@ struct client {
 
 struct server {
     int listen_fd;
+    unsigned accept_backoff_ms;
+    long long accept_resume_ms; /* 0 while accepting */
     char name[NAME_MAX_LEN];
     unsigned long long requests;
     time_t started;
@@ -284,6 +288,43 @@ static void read_client(struct client *c)
     process_input(c);
 }
 
+static long long now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * When accept() fails for lack of descriptors or memory (EMFILE, ENFILE, ENOBUFS), the
+ * connection stays queued and poll() reports the listener readable again at once: a 100% CPU
+ * spin. Stop polling the listener for a while instead, doubling the pause while it lasts.
+ */
+static void pause_accept(int err)
+{
+    srv.accept_backoff_ms = srv.accept_backoff_ms ? srv.accept_backoff_ms * 2 : ACCEPT_BACKOFF_MIN_MS;
+    if (srv.accept_backoff_ms > ACCEPT_BACKOFF_MAX_MS)
+        srv.accept_backoff_ms = ACCEPT_BACKOFF_MAX_MS;
+    srv.accept_resume_ms = now_ms() + srv.accept_backoff_ms;
+    fprintf(stderr, "backend %s: accept failed (%s), retrying in %u ms\n", srv.name, strerror(err),
+            srv.accept_backoff_ms);
+}
+
+/* How long poll() may wait: forever, or until the paused listener is polled again. */
+static int poll_timeout(void)
+{
+    long long left;
+
+    if (srv.accept_resume_ms == 0)
+        return -1;
+    left = srv.accept_resume_ms - now_ms();
+    if (left > 0)
+        return (int)left;
+    srv.accept_resume_ms = 0;
+    return -1;
+}
+
 static void accept_clients(void)
 {
     for (;;) {
@@ -291,8 +332,14 @@ static void accept_clients(void)
         int one = 1;
         int slot;
 
-        if (fd < 0)
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO)
+                continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK)
+                pause_accept(errno);
             return;
+        }
+        srv.accept_backoff_ms = 0;
         for (slot = 0; slot < MAX_CLIENTS && srv.clients[slot].fd >= 0; slot++)
             ;
         if (slot == MAX_CLIENTS || set_nonblocking(fd) < 0) {
@@ -315,8 +362,10 @@ static void run(void)
 
     for (;;) {
         nfds_t n = 0;
+        int timeout = poll_timeout();
 
-        fds[n].fd = srv.listen_fd;
+        /* poll() skips a negative descriptor: the listener, while accepting is paused. */
+        fds[n].fd = srv.accept_resume_ms != 0 ? -1 : srv.listen_fd;
         fds[n].events = POLLIN;
         owner[n++] = -1;
         for (int i = 0; i < MAX_CLIENTS; i++) {
@@ -328,7 +377,7 @@ static void run(void)
             fds[n].events = c->out_len > 0 ? POLLOUT : POLLIN;
             owner[n++] = i;
         }
-        if (poll(fds, n, -1) < 0) {
+        if (poll(fds, n, timeout) < 0) {
             if (errno == EINTR)
                 continue;
             perror("poll");
