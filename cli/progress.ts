@@ -36,7 +36,7 @@ export async function createProgress(options: ProgressOptions = {}): Promise<Pro
   return new PlainProgress(stream, verbose);
 }
 
-/** One line when a step starts and one when it ends, with its duration: fit for logs and CI. */
+/** One line per step once it ends (✓ or ✗), with its duration: fit for logs and CI. */
 export class PlainProgress implements ProgressSession {
   constructor(
     private readonly stream: NodeJS.WritableStream,
@@ -45,7 +45,6 @@ export class PlainProgress implements ProgressSession {
 
   async step<T>(title: string, work: () => Promise<T>): Promise<T> {
     const started = performance.now();
-    this.stream.write(`• ${title}\n`);
     try {
       const result = await work();
       this.stream.write(`✓ ${title} (${formatDuration(performance.now() - started)})\n`);

@@ -14,7 +14,7 @@ export function register(program: Command): void {
       const progress = await createProgress();
       try {
         const stopped = await down({ dir: projectDir(command), force: options.force, timeoutMs: options.timeout * 1000 }, progress);
-        process.stdout.write(stopped === 0 ? 'Nothing to stop: no fleet is running here.\n' : `Stopped ${stopped} machines.\n`);
+        process.stdout.write(stopped === 0 ? 'Nothing to stop: no fleet is running here.\n' : `Stopped ${stopped} ${stopped === 1 ? 'machine' : 'machines'}.\n`);
       } finally {
         await progress.close();
       }

@@ -1,4 +1,6 @@
+import { statSync } from 'node:fs';
 import { InvalidArgumentError, type Command } from 'commander';
+import { UserError } from '../errors.js';
 import { RUNTIMES, type RuntimeName } from '../config/runtimes.js';
 
 /** Option parsers and shared lookups for the command files (kept free of heavy imports). */
@@ -24,5 +26,15 @@ export function runtime(value: string): RuntimeName {
 
 /** The project directory: the global `-C DIR`, else the current directory. */
 export function projectDir(command: Command): string {
-  return (command.optsWithGlobals() as { dir?: string }).dir ?? '.';
+  const dir = (command.optsWithGlobals() as { dir?: string }).dir ?? '.';
+  if (!isDirectory(dir)) throw new UserError(`-C ${dir}: no such directory`);
+  return dir;
+}
+
+function isDirectory(dir: string): boolean {
+  try {
+    return statSync(dir).isDirectory();
+  } catch {
+    return false;
+  }
 }

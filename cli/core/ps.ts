@@ -3,7 +3,7 @@ import { readToken } from '../config/tokens.js';
 import { readState, type FleetState } from '../fleet/state.js';
 import { fetchStats } from '../stats/client.js';
 import type { Progress } from '../progress.js';
-import { loadRuntime } from '../runtimes/runtime.js';
+import { loadRuntime, type MachineStatus } from '../runtimes/runtime.js';
 import { runtimeContext } from './context.js';
 import type { MachineRow } from './output.js';
 
@@ -22,7 +22,12 @@ export async function listMachines(dir: string): Promise<Listing> {
   const state = readState(projectDir);
   if (!state) return { state: null, machines: [] };
   const runtime = await loadRuntime(state.runtime);
-  const machines: MachineRow[] = await runtime.inspect(state, runtimeContext(projectDir, silent));
+  return withHealth(projectDir, state, await runtime.inspect(state, runtimeContext(projectDir, silent)));
+}
+
+/** The machines with the proxy's view of each (`up`/`down`/`draining`, `serving` for the proxy itself). */
+export async function withHealth(projectDir: string, state: FleetState, inspected: readonly MachineStatus[]): Promise<Listing> {
+  const machines: MachineRow[] = inspected.map((m) => ({ ...m }));
   try {
     const stats = await fetchStats({ url: `http://${state.proxy.admin}`, token: readToken(projectDir, 'admin') }, 1000);
     for (const machine of machines) {

@@ -6,9 +6,11 @@ import { toShell } from '../fleet/argv.js';
 import { planFleet } from '../fleet/plan.js';
 import { readState, withLock, type FleetState } from '../fleet/state.js';
 import type { Progress } from '../progress.js';
-import { loadRuntime, type MachineStatus } from '../runtimes/runtime.js';
+import { loadRuntime } from '../runtimes/runtime.js';
 import { UserError } from '../errors.js';
 import { runtimeContext } from './context.js';
+import type { MachineRow } from './output.js';
+import { withHealth } from './ps.js';
 
 export interface UpRequest {
   dir: string;
@@ -21,7 +23,7 @@ export interface UpRequest {
 
 export type UpResult =
   | { kind: 'dry-run'; commands: string[]; notes: string[] }
-  | { kind: 'up'; state: FleetState; machines: MachineStatus[]; notes: string[]; savedBackendsCount?: number };
+  | { kind: 'up'; state: FleetState; machines: MachineRow[]; notes: string[]; savedBackendsCount?: number };
 
 /** Builds and starts (or reconciles) the fleet the project describes. */
 export async function up(request: UpRequest, progress: Progress): Promise<UpResult> {
@@ -46,6 +48,7 @@ export async function up(request: UpRequest, progress: Progress): Promise<UpResu
     const state = await runtime.up(plan, previous, ctx, { timeoutMs: request.timeoutMs, extra: request.extra });
     // `--backends N` is the new size of the fleet, not a one-off: a later plain `up` keeps it.
     const saved = request.backends !== undefined && saveBackendsCount(projectDir, request.backends);
-    return { kind: 'up', state, machines: await runtime.inspect(state, ctx), notes, ...(saved ? { savedBackendsCount: request.backends } : {}) };
+    const { machines } = await withHealth(projectDir, state, await runtime.inspect(state, ctx));
+    return { kind: 'up', state, machines, notes, ...(saved ? { savedBackendsCount: request.backends } : {}) };
   });
 }

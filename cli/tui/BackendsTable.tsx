@@ -121,9 +121,11 @@ function BackendRow({
 }) {
   const share = rates?.share ?? null;
   const shareBar = bar(share ?? 0, layout.bar);
-  const latency = layout.splitLatency
-    ? `${fit(formatLatency(b.latency_ms.p50), 9, 'right')}${fit(formatLatency(b.latency_ms.p99), 9, 'right')}`
-    : fit(`${formatLatency(b.latency_ms.p50)}/${formatLatency(b.latency_ms.p99)}`, 12, 'right');
+  // A backend no request has reached has no latency; 0.0 would claim it is instant.
+  const idle = b.requests === 0 && b.errors === 0;
+  const p50 = idle ? '—' : formatLatency(b.latency_ms.p50);
+  const p99 = idle ? '—' : formatLatency(b.latency_ms.p99);
+  const latency = layout.splitLatency ? `${fit(p50, 9, 'right')}${fit(p99, 9, 'right')}` : fit(`${p50}/${p99}`, 12, 'right');
   return (
     <Text wrap="truncate" inverse={selected}>
       {selected ? '› ' : '  '}

@@ -69,6 +69,9 @@ describe('uproxy command line', () => {
     expect(result.stderr).toMatch(/^uproxy: no uproxy\.json in .*run `uproxy init`/);
     const ps = await uproxy(['ps'], root);
     expect(ps.stdout).toMatch(/No fleet is running here/);
+    const missing = await uproxy(['-C', join(root, 'nonexistent'), 'ps'], root);
+    expect(missing.exitCode).toBe(1);
+    expect(missing.stderr).toBe(`uproxy: -C ${join(root, 'nonexistent')}: no such directory`);
     const down = await uproxy(['down'], root);
     expect(down.exitCode).toBe(0);
     expect(down.stdout).toMatch(/Nothing to stop/);

@@ -147,7 +147,10 @@ describe('a fleet on the host runtime', () => {
     state = readState(dir);
     expect(state.machines.map((m) => m.name).sort()).toEqual(['backend-1', 'backend-2', 'backend-3', 'proxy']);
     expect(result.stdout).toMatch(/^NAME\s+ROLE\s+ADDRESS\s+PID\s+STATE$/m);
-    for (const m of state.machines) expect(result.stdout).toMatch(new RegExp(`^${m.name}\\s+${m.role}\\s+${m.address}\\s+${m.pid}\\s+running`, 'm'));
+    // The same STATE column as ps: process state, then the proxy's view of the machine.
+    for (const m of state.machines) {
+      expect(result.stdout).toMatch(new RegExp(`^${m.name}\\s+${m.role}\\s+${m.address}\\s+${m.pid}\\s+running, ${m.role === 'proxy' ? 'serving' : 'up'}$`, 'm'));
+    }
     expect(result.stdout).toContain(`curl -H "X-Auth-Token: $(cat .uproxy/client-token)" http://${state.proxy.listen}/`);
     expect(result.stdout + result.stderr).not.toContain(token);
     for (const m of state.machines) expect(readFileSync(`/proc/${m.pid}/cmdline`, 'utf8')).not.toContain(token);

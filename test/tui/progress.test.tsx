@@ -2,6 +2,7 @@ import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { render } from 'ink-testing-library';
 import { UserError } from '../../cli/errors.js';
+import { PlainProgress } from '../../cli/progress.js';
 import { InkProgress } from '../../cli/tui/ink-progress.js';
 import { ProgressView } from '../../cli/tui/Progress.js';
 
@@ -91,5 +92,17 @@ describe('InkProgress', () => {
     const text = plain(terminal.text);
     expect(text).toMatch(/✗ build backend/);
     expect(text).not.toContain('missing_symbol');
+  });
+});
+
+describe('PlainProgress (not a terminal)', () => {
+  it('prints one line per step, when it ends: ✓ or ✗ with the duration', async () => {
+    const out = new Terminal();
+    const progress = new PlainProgress(out, false);
+    await progress.step('build proxy', async () => {});
+    await progress.step('start backend-1', async () => {
+      throw new UserError('no');
+    }).catch(() => {});
+    expect(out.text.split('\n').filter(Boolean).map((l) => l.replace(/\(\d+ ms\)/, '(N)'))).toEqual(['✓ build proxy (N)', '✗ start backend-1 (N)']);
   });
 });

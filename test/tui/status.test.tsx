@@ -126,6 +126,15 @@ describe('StatusScreen', () => {
     expect(frame).not.toMatch(/(^|\s)-\d/m);
   });
 
+  it('shows dashes, not 0.0, as the latency of a backend that has served nothing', () => {
+    const sample = (served: number) => stats({ backends: [backend('backend-1', 9001, { requests: served }), backend('backend-2', 9002)] });
+    const series = advance(advance(undefined, { atMs: 0, stats: sample(10) }), { atMs: 1000, stats: sample(20) });
+    const frame = plain(screen({ series }, 160, 40).lastFrame());
+    expect(lineOf(frame, 'backend-1')).toMatch(/0\.4\s+2\.1/);
+    expect(lineOf(frame, 'backend-2')).toMatch(/—\s+—/);
+    expect(lineOf(frame, 'backend-2')).not.toMatch(/0\.4|2\.1/);
+  });
+
   it('shows dashes, not zeros, before the second sample', () => {
     const first = advance(undefined, { atMs: 0, stats: stats({ accepted: 5, backends: [backend('backend-1', 9001)] }) });
     const frame = plain(screen({ series: first }).lastFrame());
