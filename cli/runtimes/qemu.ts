@@ -350,12 +350,25 @@ function sha256(text: string): string {
   return createHash('sha256').update(text).digest('hex');
 }
 
-/** The host TSC frequency, needed only by the `microvm` board under TCG. */
-function hostTscKhz(): number | undefined {
-  try {
-    const match = /^cpu MHz\s*:\s*([\d.]+)/m.exec(readFileSync('/proc/cpuinfo', 'utf8'));
-    return match ? Math.round(Number(match[1]) * 1000) : undefined;
-  } catch {
-    return undefined;
-  }
+/**
+ * The host TSC frequency, needed only by the `microvm` board under TCG. The kernel's own
+ * measurement when it exports one; else `cpu MHz`, which on a host with frequency scaling is
+ * the current core clock and only an approximation of the TSC rate.
+ */
+export function hostTscKhz(read: (path: string) => string = (path) => readFileSync(path, 'utf8')): number | undefined {
+  const attempt = (path: string, parse: (text: string) => number | undefined): number | undefined => {
+    try {
+      const khz = parse(read(path));
+      return khz !== undefined && Number.isFinite(khz) && khz > 0 ? khz : undefined;
+    } catch {
+      return undefined;
+    }
+  };
+  return (
+    attempt('/sys/devices/system/cpu/cpu0/tsc_freq_khz', (text) => (/^\d+$/.test(text.trim()) ? Number(text.trim()) : undefined)) ??
+    attempt('/proc/cpuinfo', (text) => {
+      const match = /^cpu MHz\s*:\s*([\d.]+)/m.exec(text);
+      return match ? Math.round(Number(match[1]) * 1000) : undefined;
+    })
+  );
 }
