@@ -48,7 +48,7 @@ describe('proxy C code under musl', () => {
     ];
     const objects = sources.map((source) => {
       const object = join(work, `${source.startsWith(LLHTTP.src) ? 'llhttp-' : ''}${basename(source, '.c')}.o`);
-      execFileSync('musl-gcc', ['-std=c11', '-D_GNU_SOURCE', '-O2', '-static', `-I${LLHTTP.include}`, `-I${join(PROXY, 'src')}`, '-c', source, '-o', object]);
+      execFileSync('musl-gcc', ['-std=c11', '-D_GNU_SOURCE', '-DUPROXY_VERSION="test"', '-O2', '-static', `-I${LLHTTP.include}`, `-I${join(PROXY, 'src')}`, '-c', source, '-o', object]);
       return object;
     });
     const defined = new Set(nm(['--defined-only'], objects));
