@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 export function register(program: Command): void {
   program
     .command('doctor')
-    .description('Check what this host can run: QEMU, KVM, tun/tap, bridges, CAP_NET_ADMIN, a guest kernel, kraft, BuildKit')
+    .description('Check what this host can run: compilers and llhttp, QEMU, KVM, tun/tap, bridges, CAP_NET_ADMIN, a guest kernel, kraft, BuildKit')
     .option('--json', 'print JSON instead of lines', false)
     .action(async (options: { json: boolean }) => {
       const { hostChecks } = await import('../runtimes/probe.js');

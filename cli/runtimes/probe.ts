@@ -13,6 +13,7 @@ import { commandLine, renderOptions, type CommandLine, type Options } from '../f
 import type { Accel } from '../fleet/qemu-command.js';
 import { hasNetAdmin, NET_ADMIN_FIX } from '../net/capability.js';
 import { writeCpio } from './initramfs.js';
+import { findOnPath } from './processes.js';
 import { DEBIAN_KERNEL_PACKAGE, defaultCacheDir, findGuestKernel } from './kernel.js';
 
 export const QEMU_BINARY = 'qemu-system-x86_64';
@@ -287,14 +288,37 @@ function socketAnswers(path: string): Promise<boolean> {
   });
 }
 
+/**
+ * What the default `host` runtime needs to build the proxy and the backend, then what the
+ * qemu runtime's static builds add. Each with the Debian package that provides it.
+ */
+export function buildChecks(path = process.env.PATH ?? '', llhttpDir = '/usr/share/llhttp'): Check[] {
+  const program = (name: string, what: string, pkg: string): Check => {
+    const found = findOnPath(name, path);
+    return found
+      ? { name, ok: true, detail: `${found}: ${what}` }
+      : { name, ok: false, detail: `not on PATH: ${what}`, fix: `apt-get install ${pkg}` };
+  };
+  const llhttp = existsSync(join(llhttpDir, 'llhttp.c'))
+    ? { name: 'llhttp', ok: true, detail: `${llhttpDir}: the proxy's HTTP parser, compiled in` }
+    : { name: 'llhttp', ok: false, detail: `no sources in ${llhttpDir}: the proxy compiles llhttp in`, fix: 'apt-get install node-llhttp' };
+  return [
+    program('cc', 'the host runtime compiles the proxy and the backend', 'build-essential'),
+    program('make', 'every app is built with make', 'make'),
+    llhttp,
+    program('musl-gcc', 'the qemu runtime builds static guest programs (make static)', 'musl-tools'),
+  ];
+}
+
 export async function hostChecks(): Promise<Check[]> {
   const [qemu, tun, bridge, kernel, busybox, kraft, buildkit] = await Promise.all([
     checkQemu(), checkTun(), checkBridge(), checkGuestKernel(), checkBusybox(), checkKraft(), checkBuildkit(),
   ]);
   const probeKernel = busybox.ok ? kernel.kernel : undefined;
-  const emulation = qemu.ok ? [await checkKvm(probeKernel), await checkTcg(probeKernel)] : [];
+  // Each probe may run into its deadline (KVM hangs on nested hosts): at the same time, they cost the longer one, not the sum.
+  const emulation = qemu.ok ? await Promise.all([checkKvm(probeKernel), checkTcg(probeKernel)]) : [];
   const { kernel: _path, ...kernelCheck } = kernel;
-  return [qemu, ...emulation, tun, bridge, checkNetAdmin(), kernelCheck, busybox, kraft, buildkit];
+  return [...buildChecks(), qemu, ...emulation, tun, bridge, checkNetAdmin(), kernelCheck, busybox, kraft, buildkit];
 }
 
 /** True for an ELF file without a program interpreter, i.e. one that runs in an empty initramfs. */
