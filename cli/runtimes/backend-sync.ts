@@ -46,7 +46,11 @@ export function withoutBackendList(args: readonly string[]): string[] {
 
 /** Brings the running proxy's backends to `wanted`: adds first, then drains and removes. */
 export async function syncBackends(sync: BackendSync): Promise<void> {
-  const listed = (await fetchStats(sync.endpoint)).backends;
+  let listed: ProxyStats['backends'] = [];
+  await waitForProxy(sync, 'its backends', (stats) => {
+    listed = stats.backends;
+    return null;
+  });
   const isWanted = (b: SyncedBackend): boolean => sync.wanted.some((w) => w.name === b.name && w.address === b.address);
   const added = sync.wanted.filter((w) => !listed.some((b) => b.name === w.name && b.address === w.address));
   const stale = listed.filter((b) => !isWanted(b)).map((b) => b.name);

@@ -231,6 +231,20 @@ describe('a fleet on the host runtime', () => {
     expect(readState(dir)).toEqual(state);
   });
 
+  it('restarts a proxy that died with the whole current backend list', { timeout: 120_000 }, async () => {
+    const proxy = state.machines.find((m) => m.role === 'proxy')!;
+    process.kill(proxy.pid!, 'SIGKILL');
+    const result = await uproxy(['up'], dir);
+    expect(result.exitCode, result.stderr).toBe(0);
+    const after = readState(dir);
+    const restarted = after.machines.find((m) => m.role === 'proxy')!;
+    expect(restarted.pid).not.toBe(proxy.pid);
+    const argv = readFileSync(`/proc/${restarted.pid}/cmdline`, 'utf8').split('\0');
+    expect(argv.filter((word, i) => argv[i - 1] === '--backend').map((b) => b.split('=')[0])).toEqual(['backend-1', 'backend-2']);
+    expect(Object.keys(await spread(after.proxy.listen, token, 20)).sort()).toEqual(['backend-1', 'backend-2']);
+    state = after;
+  });
+
   it('ps and logs show the fleet', async () => {
     const ps = await uproxy(['ps', '--json'], dir);
     const listing = JSON.parse(ps.stdout);
