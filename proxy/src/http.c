@@ -4,7 +4,6 @@
 #include <string.h>
 #include <strings.h>
 
-
 static llhttp_settings_t request_settings, response_settings;
 static char *scratch;
 static size_t scratch_cap;
@@ -17,7 +16,6 @@ static struct http_line lines[MAX_LINES];
 
 /* Header names the proxy acts on. */
 enum header_kind { H_OTHER, H_HOP_BY_HOP, H_CONNECTION, H_TOKEN, H_FORWARDED_FOR, H_FORWARDED_PROTO, H_FRAMING };
-
 
 static int on_header_field_complete(llhttp_t *p)
 {
@@ -206,8 +204,7 @@ static void add_connection_tokens(const struct http_line *l, struct conn_tokens 
     }
 }
 
-/* One pass over the head: its header lines into `lines`, the names Connection lists, the
- * target and the client token. */
+/* One pass over the head: its header lines into `lines`, and the names Connection lists. */
 static void scan_head(const char *head, size_t len, struct head_scan *h)
 {
     h->head = head;

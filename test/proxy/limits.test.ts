@@ -104,6 +104,22 @@ describe('proxy: limits and timeouts', () => {
     expect(ms).toBeLessThan(5_000);
   });
 
+  it('counts --idle-timeout-ms from the last request on a connection, not the first', async () => {
+    const p = await start(['--idle-timeout-ms', '1500']);
+    const sock = await connect(p.port);
+    const closed = untilClosed(sock, 20_000);
+    // Six requests 300 ms apart span longer than the idle timeout: each one must push it out.
+    const started = Date.now();
+    for (let i = 0; i < 6; i++) {
+      if (i > 0) await new Promise((r) => setTimeout(r, 300));
+      sock.write(`GET /tick${i} HTTP/1.1\r\nHost: t\r\n${T}\r\n`);
+    }
+    const sentLastAt = Date.now() - started;
+    const { got, ms } = await closed;
+    expect(splitResponses(got).map((r) => r.status)).toEqual([200, 200, 200, 200, 200, 200]);
+    expect(ms - sentLastAt).toBeGreaterThanOrEqual(1_400);
+  });
+
   it('answers 504 when the backend does not answer within --response-timeout-ms', async () => {
     const p = await start(['--response-timeout-ms', '300']);
     const t0 = Date.now();
