@@ -85,7 +85,9 @@ afterAll(async () => {
 describe('uproxy status in tmux', () => {
   it('shows the backends and rising counters, and q exits and restores the terminal', async () => {
     tmux('new-session', '-d', '-s', PANE, '-x', '100', '-y', '30', '-c', project, 'bash --norc --noprofile');
-    tmux('send-keys', '-t', PANE, `PS1='$ '; clear; ${process.execPath} ${BIN} status --interval 0.5; echo "status exited $?"`, 'Enter');
+    // The pane plays a person's terminal: CI runs this suite with CI=true, and Ink draws nothing
+    // live while CI or CONTINUOUS_INTEGRATION is set, so the pane's shell drops both.
+    tmux('send-keys', '-t', PANE, `PS1='$ '; unset CI CONTINUOUS_INTEGRATION; clear; ${process.execPath} ${BIN} status --interval 0.5; echo "status exited $?"`, 'Enter');
 
     await untilScreen((text) => {
       expect(text).toContain('● live');
