@@ -8,6 +8,11 @@ export function stateDir(projectDir: string): string {
   return join(projectDir, STATE_DIR);
 }
 
+/** The fleet's state file (read and written by fleet/state.ts); here so callers can test for it without loading zod. */
+export function statePath(projectDir: string): string {
+  return join(stateDir(projectDir), 'state.json');
+}
+
 /** Atomic: a reader sees the old or the new content, never half of it (`<file>.<pid>.tmp`, then a rename). */
 export function writeFileAtomic(file: string, text: string, mode = 0o644): void {
   mkdirSync(join(file, '..'), { recursive: true });

@@ -1,10 +1,10 @@
+import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { readToken } from '../config/tokens.js';
-import { readState, type FleetState } from '../fleet/state.js';
-import { fetchStats } from '../stats/client.js';
+import { statePath } from '../files.js';
+import type { FleetState } from '../fleet/state.js';
 import type { Progress } from '../progress.js';
 import { loadRuntime, type MachineStatus } from '../runtimes/runtime.js';
-import { runtimeContext } from './context.js';
 import type { MachineRow } from './output.js';
 
 export interface Listing {
@@ -19,6 +19,9 @@ const silent: Progress = { step: (_title, work) => work(), log: () => {} };
 /** The recorded machines, each with its process state and, when the proxy answers, its health. */
 export async function listMachines(dir: string): Promise<Listing> {
   const projectDir = resolve(dir);
+  // No fleet is the common case: answer it without loading zod, the state schema or a runtime.
+  if (!existsSync(statePath(projectDir))) return { state: null, machines: [] };
+  const [{ readState }, { runtimeContext }] = await Promise.all([import('../fleet/state.js'), import('./context.js')]);
   const state = readState(projectDir);
   if (!state) return { state: null, machines: [] };
   const runtime = await loadRuntime(state.runtime);
@@ -29,6 +32,7 @@ export async function listMachines(dir: string): Promise<Listing> {
 export async function withHealth(projectDir: string, state: FleetState, inspected: readonly MachineStatus[]): Promise<Listing> {
   const machines: MachineRow[] = inspected.map((m) => ({ ...m }));
   try {
+    const { fetchStats } = await import('../stats/client.js');
     const stats = await fetchStats({ url: `http://${state.proxy.admin}`, token: readToken(projectDir, 'admin') }, 1000);
     for (const machine of machines) {
       const seen = stats.backends.find((b) => b.name === machine.name);

@@ -1,9 +1,11 @@
 import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { runtimeName } from '../config/schema.js';
+import { RUNTIMES } from '../config/runtimes.js';
 import { UserError } from '../errors.js';
-import { stateDir, writeFileAtomic } from '../files.js';
+import { stateDir, statePath, writeFileAtomic } from '../files.js';
+
+export { statePath };
 
 /**
  * `.uproxy/state.json`: what a fleet's runtime has started. It is written BEFORE every side
@@ -30,7 +32,8 @@ export type MachineState = z.infer<typeof machineState>;
 export const fleetState = z.object({
   version: z.literal(1),
   fleet: z.string(),
-  runtime: runtimeName,
+  /** The list from config/runtimes.ts: reading the state must not build the whole config schema (`ps` start-up). */
+  runtime: z.enum(RUNTIMES),
   /** The proxy's client and admin listeners, as `host:port`. */
   proxy: z.object({ listen: z.string(), admin: z.string() }),
   machines: z.array(machineState),
@@ -38,10 +41,6 @@ export const fleetState = z.object({
   resources: z.record(z.string(), z.unknown()).default({}),
 });
 export type FleetState = z.infer<typeof fleetState>;
-
-export function statePath(projectDir: string): string {
-  return join(stateDir(projectDir), 'state.json');
-}
 
 export function readState(projectDir: string): FleetState | null {
   const file = statePath(projectDir);
