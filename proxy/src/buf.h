@@ -23,4 +23,13 @@ void buf_compact(struct buf *b);
 static inline size_t buf_free_space(const struct buf *b) { return b->cap - b->end; }
 static inline size_t buf_pending(const struct buf *b) { return b->parsed - b->start; }
 
+/* Drops consumed bytes so the buffer can take more: reset when empty, compact when full. */
+static inline void buf_tidy(struct buf *b)
+{
+    if (b->start == b->end)
+        b->start = b->parsed = b->end = 0;
+    else if (b->end == b->cap && b->start > 0)
+        buf_compact(b);
+}
+
 #endif

@@ -4,19 +4,80 @@
  * dispatched, its body streamed to the backend while the response streams back, and only
  * when both are complete does the next (possibly already pipelined) request start, so
  * responses always leave in request order. Each direction moves through one buffer with
- * backpressure: a full buffer stops reading from that side until the other side drains it. */
+ * backpressure: a full buffer stops reading from that side until the other side drains it.
+ *
+ * conn.c owns the connection and its request side; relay.c the exchange with a backend;
+ * reply.c the proxy's own answers. struct conn is shared by those three files only. */
 #ifndef UPROXY_CONN_H
 #define UPROXY_CONN_H
 
+#include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
+#include "auth.h"
+#include "buf.h"
+#include "http.h"
+#include "loop.h"
 #include "upstream.h"
 
-int conn_listen(void);
-void conn_upstream_event(struct upstream *u, uint32_t events);
-void conn_upstream_timeout(struct upstream *u);
-/* Stops accepting and closes idle connections; busy ones close after their response. */
-void conn_begin_shutdown(void);
+#define LOG_PATH_MAX 256
+
+enum conn_state {
+    C_IDLE,    /* between requests, no buffer held */
+    C_HEAD,    /* reading a request head */
+    C_PROXY,   /* exchange with a backend in progress */
+    C_LOCAL,   /* answering from the proxy itself (401, 503, ...) */
+    C_LINGER,  /* response sent, write side shut: waiting for the client to close first */
+};
+
+/* What one step of the state machine did; STEP_CLOSED means the connection is gone. */
+enum step { STEP_IDLE = 0, STEP_PROGRESS = 1, STEP_CLOSED = -1 };
+
+struct conn {
+    struct watcher w;
+    struct timer timer;
+    struct conn *prev, *next; /* all client connections, for shutdown */
+    enum conn_state state;
+    struct buf *in;
+    struct http_msg req;
+    struct upstream *up;
+    struct backend *backend;
+    char ip[48];
+    struct auth_cache auth;
+    int trusted;
+    int client_eof;
+    /* per exchange */
+    int req_parsed_all, req_done;
+    int resp_head_done, resp_parsed_all, resp_done;
+    int resp_started; /* bytes of the response reached the client */
+    int resp_seen;    /* bytes of a response arrived from the backend */
+    int replayable;   /* the whole request forwarded so far still sits in `in` from offset 0 */
+    int repeatable;   /* idempotent method without a body: safe to send twice */
+    int retried;
+    int close_after, upstream_reusable;
+    int keep_alive_req, http10, method;
+    int status, token_index;
+    size_t resp_msg_start;
+    uint64_t started_us, forwarded_us, bytes_to_client;
+    uint64_t body_bytes, active_ms;
+    char local[384];
+    size_t local_len, local_sent;
+    char path[LOG_PATH_MAX];
+    size_t path_len;
+};
+
+/* For the listener and main.c. */
+void conn_accept(int fd, const struct sockaddr_storage *peer);
 unsigned long conn_count(void);
+/* At shutdown: closes idle connections; busy ones close after their response. */
+void conn_close_idle(void);
+
+/* For relay.c and reply.c. */
+void conn_destroy(struct conn *c);
+/* Runs the state machine until it waits for I/O, then updates what epoll watches. */
+void conn_advance(struct conn *c);
+/* Parses request body bytes; they become sendable (or, for local answers, are dropped). */
+int conn_parse_request_body(struct conn *c);
 
 #endif

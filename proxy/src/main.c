@@ -16,6 +16,7 @@
 #include "config.h"
 #include "conn.h"
 #include "http.h"
+#include "listener.h"
 #include "log.h"
 #include "loop.h"
 #include "runtime.h"
@@ -62,7 +63,8 @@ static void begin_shutdown(void)
               cfg.shutdown_timeout_ms);
     for (size_t i = 0; i < nbackends; i++)
         health_stop(backends[i]);
-    conn_begin_shutdown();
+    listener_close();
+    conn_close_idle();
     loop_timer_init(&drain_deadline, on_drain_deadline);
     loop_timer_set(&drain_deadline, cfg.shutdown_timeout_ms);
 }
@@ -114,7 +116,7 @@ static int start(void)
         fprintf(stderr, "uproxy-proxy: --access-log: cannot open '%s': %s\n", cfg.access_log, strerror(errno));
         return 2;
     }
-    if (conn_listen() < 0) {
+    if (listener_open() < 0) {
         fprintf(stderr, "uproxy-proxy: --listen: cannot listen on %s: %s\n", cfg.listen_text, strerror(errno));
         return 1;
     }

@@ -7,9 +7,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "conn.h"
 #include "log.h"
 #include "net.h"
+#include "relay.h"
 #include "runtime.h"
 
 #define EWMA_ALPHA 0.2
@@ -170,12 +170,12 @@ static void idle_expired(struct timer *t)
 
 static void busy_event(struct watcher *w, uint32_t events)
 {
-    conn_upstream_event(upstream_of_watcher(w), events);
+    relay_upstream_event(upstream_of_watcher(w), events);
 }
 
 static void busy_timeout(struct timer *t)
 {
-    conn_upstream_timeout(upstream_of_timer(t));
+    relay_upstream_timeout(upstream_of_timer(t));
 }
 
 static struct upstream *pop_idle(struct backend *b)
