@@ -23,6 +23,8 @@ import type { DownOptions, Runtime, RuntimeContext, UpOptions } from './runtime.
  */
 
 const DEFAULT_UP_TIMEOUT_MS = 30_000;
+/** Local processes come up in milliseconds and /stats on 127.0.0.1 is cheap: poll it often. */
+const ADMIN_POLL_MS = 50;
 
 export const runtime: Runtime = {
   name: 'host',
@@ -96,7 +98,7 @@ async function reconcile(plan: FleetPlan, previous: FleetState | null, ctx: Runt
   const backends = processes.filter((p) => p.role === 'backend').map((p) => ({ name: p.name, address: p.address }));
   const proxyKept = !toStart.some((w) => w.plan.role === 'proxy');
   const sync = (): Promise<void> =>
-    syncBackends({ endpoint: { url: `http://${state.proxy.admin}`, token: ctx.adminToken() }, wanted: backends, timeoutMs, pollMs: 150, progress: ctx.progress });
+    syncBackends({ endpoint: { url: `http://${state.proxy.admin}`, token: ctx.adminToken() }, wanted: backends, timeoutMs, pollMs: ADMIN_POLL_MS, progress: ctx.progress });
 
   if (isUnchanged(changes)) {
     await sync();
@@ -236,7 +238,7 @@ async function freePorts(count: number, taken: ReadonlySet<number>): Promise<num
 function waitHealthy(plan: FleetPlan, state: FleetState, started: readonly MachineState[], ctx: RuntimeContext, timeoutMs: number): Promise<void> {
   return waitUntilHealthy({ plan, state, ctx }, {
     timeoutMs,
-    pollMs: 150,
+    pollMs: ADMIN_POLL_MS,
     deadMachine: async () => {
       const dead = started.find((m) => !isOurProcess(m.pid, m.command));
       return dead && { what: `${dead.name} exited right after it was started`, log: dead.log };
