@@ -1,4 +1,3 @@
-import { request } from 'node:http';
 import { proxyStats, type ProxyStats } from './schema.js';
 
 /** Where a fleet's admin API listens and the bearer token it wants. */
@@ -66,24 +65,14 @@ export async function adminRequest(
 }
 
 /**
- * One request with node:http. Not the undici package (importing it costs ~80 ms, which `uproxy ps`
- * would pay on every run) nor the built-in fetch (it refuses "bad ports" such as 6000 or 10080,
- * which a user may well give the admin API). `timeoutMs` bounds each wait for the proxy: for the
- * connection and the headers, then between parts of the body.
+ * One request through undici, imported on first use: loading it costs ~100 ms, which commands
+ * that never talk to the proxy (`ps` with no fleet, `--help`) should not pay. `timeoutMs`
+ * bounds each wait for the proxy: for the headers, then between parts of the body.
  */
-function send(url: string, method: string, headers: Record<string, string>, body: string | undefined, timeoutMs: number): Promise<{ status: number; text: string }> {
-  return new Promise((resolve, reject) => {
-    const req = request(url, { method, headers, timeout: timeoutMs }, (res) => {
-      let text = '';
-      res.setEncoding('utf8');
-      res.on('data', (chunk: string) => (text += chunk));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
-      res.on('error', reject);
-    });
-    req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
-    req.on('error', reject);
-    req.end(body);
-  });
+async function send(url: string, method: 'GET' | 'POST' | 'DELETE', headers: Record<string, string>, body: string | undefined, timeoutMs: number): Promise<{ status: number; text: string }> {
+  const { request } = await import('undici');
+  const response = await request(url, { method, headers, body, headersTimeout: timeoutMs, bodyTimeout: timeoutMs });
+  return { status: response.statusCode, text: await response.body.text() };
 }
 
 /**
