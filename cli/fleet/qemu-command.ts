@@ -47,7 +47,7 @@ export interface QemuGuest {
 }
 
 /** The smallest memory each kind was measured to boot and serve with (see shared/notes/vm-guests.md). */
-export const MIN_MEMORY_MIB: Record<GuestKind, number> = { microvm: 72, unikraft: 4 };
+export const MIN_MEMORY_MIB: Record<GuestKind, number> = { microvm: 72, unikraft: 8 };
 
 export function qemuCommand(guest: QemuGuest): CommandLine {
   validate(guest);
