@@ -28,8 +28,9 @@ describe('uproxy init', () => {
     }
     expect(result.files.filter((f) => f.startsWith('proxy/src/')).length).toBeGreaterThan(0);
     expect(readFileSync(join(dir, '.gitignore'), 'utf8')).toMatch(/^\.uproxy\/$/m);
-    // The build outputs: make's, kraft's, and the elfloader directory rootfs.
-    for (const output of ['build/', '.unikraft/', 'rootfs/']) expect(readFileSync(join(dir, '.gitignore'), 'utf8')).toMatch(new RegExp(`^${output.replace('.', '\\.')}$`, 'm'));
+    // The build outputs: make's, kraft's (and its kconfig), and the elfloader directory rootfs.
+    const ignored = readFileSync(join(dir, '.gitignore'), 'utf8').split('\n');
+    for (const output of ['build/', '.unikraft/', '.config*', 'rootfs/']) expect(ignored).toContain(output);
     expect(readFileSync(join(dir, 'proxy/Dockerfile'), 'utf8')).toMatch(/FROM scratch/);
     expect(readFileSync(join(dir, 'backend/Kraftfile'), 'utf8')).toMatch(/^spec: v0\.6$/m);
 
