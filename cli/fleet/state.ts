@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { RUNTIMES } from '../config/runtimes.js';
 import { UserError } from '../errors.js';
 import { stateDir, statePath, writeFileAtomic } from '../files.js';
+import { pidExists } from '../pid.js';
 
 export { statePath };
 
@@ -100,7 +101,7 @@ function acquire(file: string, command: string): void {
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
     }
     const holder = readLockHolder(file);
-    if (holder && isAlive(holder.pid)) {
+    if (holder && pidExists(holder.pid)) {
       throw new UserError(
         `another \`uproxy ${holder.command}\` (pid ${holder.pid}) is working on this project; wait for it to finish` +
           ` (if that process is not uproxy, delete ${file})`,
@@ -129,14 +130,5 @@ function readLockHolder(file: string): { pid: number; command: string } | null {
     return { pid: holder.pid, command: typeof holder.command === 'string' ? holder.command : 'up/down' };
   } catch {
     return null;
-  }
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
   }
 }

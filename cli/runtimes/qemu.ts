@@ -22,6 +22,7 @@ import { networkCommands, ownerMark } from '../fleet/network-plan.js';
 import { appBuildCommands, type FleetPlan } from '../fleet/plan.js';
 import { qemuCommand, type Accel } from '../fleet/qemu-command.js';
 import { stateDir } from '../files.js';
+import { pidExists } from '../pid.js';
 import type { FleetState, MachineState } from '../fleet/state.js';
 import { planVmFleet, staticBinary, type VmFleetPlan, type VmInputs, type VmMachinePlan } from '../fleet/vm-plan.js';
 import { applyNetwork, removeNetwork, type NetworkResource } from '../net/apply.js';
@@ -334,17 +335,9 @@ async function stopMachine(machine: MachineState, qmpSocket: string, options: Do
   }
   // An exiting QEMU drops its command line before it is gone: wait for the PID itself, so
   // that `down` returning means no QEMU of ours is left.
-  await waitForExit(ours, exists);
+  await waitForExit(ours, pidExists);
 }
 
-function exists(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 function sha256(text: string): string {
   return createHash('sha256').update(text).digest('hex');
