@@ -13,10 +13,17 @@ export function integerIn(min: number, max: number): (value: string) => number {
   };
 }
 
-export function seconds(value: string): number {
-  const n = Number(value);
-  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError(`expected a number of seconds greater than 0, got "${value}"`);
-  return n;
+/** A timeout: any positive number of seconds (a millisecond at least, the finest the runtimes wait). */
+export const seconds = secondsIn(0.001);
+
+/** A number of seconds within [min, max]; `max` Infinity for no upper bound. */
+export function secondsIn(min: number, max = Infinity): (value: string) => number {
+  const range = max === Infinity ? `of at least ${min}` : `from ${min} to ${max}`;
+  return (value) => {
+    const n = Number(value);
+    if (value.trim() === '' || !Number.isFinite(n) || n < min || n > max) throw new InvalidArgumentError(`expected a number of seconds ${range}, got "${value}"`);
+    return n;
+  };
 }
 
 export function runtime(value: string): RuntimeName {

@@ -1,5 +1,5 @@
-import { InvalidArgumentError, type Command } from 'commander';
-import { projectDir } from './options.js';
+import type { Command } from 'commander';
+import { projectDir, secondsIn } from './options.js';
 
 interface StatusOptions {
   interval: number;
@@ -7,19 +7,11 @@ interface StatusOptions {
   json: boolean;
 }
 
-function intervalSeconds(value: string): number {
-  const n = Number(value);
-  if (!Number.isFinite(n) || n < 0.1 || n > 3600) {
-    throw new InvalidArgumentError(`expected a number of seconds from 0.1 to 3600, got "${value}"`);
-  }
-  return n;
-}
-
 export function register(program: Command): void {
   program
     .command('status')
     .description('Live view of the fleet: auth and balancing, refreshed every interval (q quits)')
-    .option('--interval <seconds>', 'time between two samples of the proxy stats', intervalSeconds, 1)
+    .option('--interval <seconds>', 'time between two samples of the proxy stats', secondsIn(0.1, 3600), 1)
     .option('--once', 'print one plain-text snapshot and exit (also when stdout is not a terminal)', false)
     .option('--json', 'print one snapshot as JSON (stats and rates) and exit', false)
     .addHelpText(
