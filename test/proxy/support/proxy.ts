@@ -4,8 +4,8 @@ import { existsSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { request } from 'undici';
-import { proxyStats, type ProxyStats } from '../../../cli/stats/schema.js';
+import { fetchStats as fetchAdminStats } from '../../../cli/stats/client.js';
+import type { ProxyStats } from '../../../cli/stats/schema.js';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 
@@ -85,9 +85,9 @@ async function pollUntil<T>(what: string, fn: () => Promise<T | undefined>, time
   throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
 }
 
-export async function fetchStats(adminUrl: string): Promise<ProxyStats> {
-  const res = await request(`${adminUrl}/stats`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
-  return proxyStats.parse(await res.body.json());
+/** The real proxy's /stats through the CLI's own admin client, so it is parsed with the CLI's schema. */
+export function fetchStats(adminUrl: string): Promise<ProxyStats> {
+  return fetchAdminStats({ url: adminUrl, token: ADMIN_TOKEN });
 }
 
 async function spawnOnce(opts: ProxyOptions): Promise<RunningProxy | 'port-taken'> {
