@@ -44,10 +44,18 @@ static void reject(int fd)
 {
     static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
                                "Content-Length: 32\r\nConnection: close\r\n\r\n{\"error\":\"too many connections\"}";
+    char sink[4096];
     stats.conn_rejected++;
     if (send(fd, busy, sizeof busy - 1, MSG_NOSIGNAL) < 0) {
         /* Nothing more to tell a client we cannot serve. */
     }
+    /* close() with unread bytes sends a reset that can destroy the 503 before the client reads
+     * it. The FIN goes out first and the request that already arrived is dropped, so the close
+     * is orderly; anything arriving later meets a client that has already seen the end. */
+    shutdown(fd, SHUT_WR);
+    for (int i = 0; i < 4; i++)
+        if (recv(fd, sink, sizeof sink, MSG_DONTWAIT) <= 0)
+            break;
     close(fd);
 }
 

@@ -175,6 +175,25 @@ describe('proxy: limits and timeouts', () => {
     }
   });
 
+  it('answers 503, not a reset, to over-limit requests that arrived before the proxy accepted them', async () => {
+    const p = await start(['--max-connections', '1']);
+    const held = await connect(p.port);
+    try {
+      await pollUntil('the proxy to hold its one connection', async () => (await p.stats()).connections.active === 1);
+      // Stopped, the proxy cannot accept: each request below is already in its socket when the
+      // proxy accepts and rejects it. Closing such a socket unread resets it, and the client
+      // may see ECONNRESET instead of the 503.
+      p.child.kill('SIGSTOP');
+      const answers = Array.from({ length: 50 }, (_, i) => rawExchange(p.port, `GET /burst${i} HTTP/1.1\r\nHost: t\r\n${T}\r\n`));
+      await new Promise((r) => setTimeout(r, 300));
+      p.child.kill('SIGCONT');
+      for (const got of await Promise.all(answers)) expect(got).toMatch(/^HTTP\/1\.1 503 /);
+    } finally {
+      p.child.kill('SIGCONT');
+      held.destroy();
+    }
+  });
+
   describe('upstream connect timeout', () => {
     /** A backend that passed its first health check, then stopped accepting (a full accept queue). */
     const frozenBackend = async (): Promise<{ frozen: BackendProcess; fillers: net.Socket[] }> => {
