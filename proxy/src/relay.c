@@ -60,7 +60,10 @@ static int attach(struct conn *c, struct backend *be, struct buf *ub)
     be->requests++;
     stats.requests_in_flight++;
     c->forwarded_us = loop_now_us();
-    loop_timer_set(&u->timer, u->connecting ? runtime.cfg->connect_timeout_ms : runtime.cfg->response_timeout_ms);
+    /* The response timer starts once the whole request is out (pump_request): a slow upload
+     * is the stream timeout's business, not a backend failing to answer. */
+    if (u->connecting)
+        loop_timer_set(&u->timer, runtime.cfg->connect_timeout_ms);
     return 0;
 }
 
@@ -205,6 +208,8 @@ static int pump_request(struct conn *c)
     }
     if (c->req_parsed_all && b->start == b->parsed) {
         c->req_done = 1;
+        if (!c->resp_head_done)
+            loop_timer_set(&c->up->timer, runtime.cfg->response_timeout_ms);
         progress = STEP_PROGRESS;
     }
     tidy_request(c);
@@ -431,7 +436,7 @@ void relay_upstream_event(struct upstream *u, uint32_t events)
             fail_upstream(c, 502, "{\"error\":\"cannot connect to backend\"}", FAIL_CONNECT);
         } else {
             u->connecting = 0;
-            loop_timer_set(&u->timer, runtime.cfg->response_timeout_ms);
+            loop_timer_clear(&u->timer);
         }
     } else if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
         upstream_read(c, events);

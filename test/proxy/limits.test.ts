@@ -130,6 +130,21 @@ describe('proxy: limits and timeouts', () => {
     expect(Date.now() - t0).toBeGreaterThanOrEqual(250);
   });
 
+  it('starts --response-timeout-ms once the request is forwarded, so a slow upload is not a 504', async () => {
+    const p = await start(['--response-timeout-ms', '400']);
+    const sock = await connect(p.port);
+    const closed = untilClosed(sock);
+    sock.write(`POST /upload HTTP/1.1\r\nHost: t\r\n${T}Content-Length: 6\r\nConnection: close\r\n\r\n`);
+    // Six body bytes over ~1.5 s: the backend is receiving all along and answers at the end.
+    for (let i = 0; i < 6; i++) {
+      await new Promise((r) => setTimeout(r, 250));
+      sock.write('x');
+    }
+    const [res] = splitResponses((await closed).got);
+    expect(res!.status).toBe(200);
+    expect(JSON.parse(res!.body)).toMatchObject({ url: '/upload', bodyBytes: 6 });
+  });
+
   it('answers 413 and closes for a body over --max-body-bytes (Content-Length or chunked)', async () => {
     const p = await start(['--max-body-bytes', '1000']);
     const ok = await request(`${p.url}/small`, { method: 'POST', headers: { 'x-auth-token': CLIENT_TOKEN }, body: 'x'.repeat(1000) });
