@@ -4,11 +4,12 @@
  * on nested setups /dev/kvm opens fine and guests then hang, so opening it proves nothing.
  */
 import { constants, existsSync } from 'node:fs';
-import { access, mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
+import { access, mkdir, mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
 import { createConnection } from 'node:net';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
+import { z } from 'zod';
 import { commandLine, renderOptions, type CommandLine, type Options } from '../fleet/argv.js';
 import type { Accel } from '../fleet/qemu-command.js';
 import { hasNetAdmin, NET_ADMIN_FIX } from '../net/capability.js';
@@ -113,7 +114,7 @@ async function linuxProbeInitramfs(): Promise<Buffer> {
  * Boots a probe guest (the Linux kernel given, else the boot sector); ok when it ran to its
  * end within the deadline.
  */
-export async function probeGuestBoots(accel: Accel, deadlineMs: number, kernel?: string): Promise<{ ok: boolean; detail: string }> {
+export async function probeGuestBoots(accel: Accel, deadlineMs: number, kernel?: string): Promise<{ ok: boolean; timedOut?: boolean; detail: string }> {
   const dir = await mkdtemp(join(tmpdir(), 'uproxy-probe-'));
   try {
     const log = join(dir, 'serial.log');
@@ -136,7 +137,7 @@ export async function probeGuestBoots(accel: Accel, deadlineMs: number, kernel?:
     const printed = existsSync(log) && (await readFile(log, 'latin1')).includes(PROBE_MESSAGE.trim());
     const what = kernel === undefined ? 'a boot-sector probe (no Linux kernel cached yet, so Linux was not tried)' : 'a Linux probe guest';
     if (result.exitCode === expectedStatus && printed) return { ok: true, detail: `${what} booted under ${accel} in ${elapsed} ms` };
-    if (result.timedOut) return { ok: false, detail: `a probe guest did not finish booting under ${accel} within ${deadlineMs} ms (nested virtualization often hangs like this)` };
+    if (result.timedOut) return { ok: false, timedOut: true, detail: `a probe guest did not finish booting under ${accel} within ${deadlineMs} ms (nested virtualization often hangs like this)` };
     return { ok: false, detail: `the probe guest failed under ${accel}: ${(result.all ?? '').trim().split('\n').at(-1) || `exit ${result.exitCode}`}` };
   } finally {
     await rm(dir, { recursive: true, force: true });
@@ -145,23 +146,62 @@ export async function probeGuestBoots(accel: Accel, deadlineMs: number, kernel?:
 
 export const KVM_PROBE_DEADLINE_MS = 10_000;
 
-/** `--accel auto`: KVM only when /dev/kvm opens and a probe guest boots under it in time. */
+/**
+ * `--accel auto`: KVM only when /dev/kvm opens and a probe guest boots under it in time. The
+ * probe's verdict is kept until the host reboots: where KVM guests hang, every probe costs the
+ * whole deadline, and that answer does not change between two `up`s.
+ */
 export async function chooseAccel(requested: 'auto' | Accel, kernel?: string): Promise<{ accel: Accel; reason: string }> {
   if (requested !== 'auto') return { accel: requested, reason: `--accel ${requested}` };
-  const kvm = await checkKvm(kernel);
+  const kvm = await checkKvm(kernel, { reuse: true });
   return kvm.ok ? { accel: 'kvm', reason: kvm.detail } : { accel: 'tcg', reason: `using TCG (software emulation, slower): ${kvm.detail}` };
 }
 
-async function checkKvm(kernel?: string): Promise<Check> {
+const kvmVerdict = z.object({ bootId: z.string(), kernel: z.string().nullable(), ok: z.boolean(), detail: z.string() });
+
+function kvmVerdictFile(): string {
+  return join(defaultCacheDir(), 'kvm-probe.json');
+}
+
+async function bootId(): Promise<string> {
+  return (await readFile('/proc/sys/kernel/random/boot_id', 'utf8')).trim();
+}
+
+async function rememberedVerdict(kernel: string | null): Promise<{ ok: boolean; detail: string } | undefined> {
+  try {
+    const seen = kvmVerdict.safeParse(JSON.parse(await readFile(kvmVerdictFile(), 'utf8')));
+    if (seen.success && seen.data.bootId === (await bootId()) && seen.data.kernel === kernel) return seen.data;
+  } catch {
+    // No verdict yet (or an unreadable one): probe.
+  }
+  return undefined;
+}
+
+/** Only verdicts about KVM itself are kept: a probe that failed for another reason (say, no QEMU yet) is not. */
+async function rememberVerdict(kernel: string | null, boot: { ok: boolean; timedOut?: boolean; detail: string }): Promise<void> {
+  if (!boot.ok && !boot.timedOut) return;
+  await mkdir(defaultCacheDir(), { recursive: true });
+  await writeFile(kvmVerdictFile(), `${JSON.stringify({ bootId: await bootId(), kernel, ok: boot.ok, detail: boot.detail })}\n`);
+}
+
+/** With `reuse`, this boot's earlier verdict stands in for a new probe (`uproxy doctor` always probes afresh). */
+async function checkKvm(kernel?: string, { reuse = false } = {}): Promise<Check> {
   const name = 'KVM';
+  const fix = 'uproxy will use TCG (--accel tcg); nothing to do unless you need the speed';
   try {
     const handle = await open('/dev/kvm', 'r+');
     await handle.close();
   } catch (error) {
     return { name, ok: false, detail: `/dev/kvm cannot be opened (${(error as NodeJS.ErrnoException).code})`, fix: 'enable virtualization in the firmware, load kvm_intel/kvm_amd, or add your user to the kvm group; TCG works without it, slower' };
   }
+  const remembered = reuse ? await rememberedVerdict(kernel ?? null) : undefined;
+  if (remembered) {
+    const detail = `${remembered.detail} (probed earlier since this boot; \`uproxy doctor\` probes again)`;
+    return { name, ok: remembered.ok, detail, fix: remembered.ok ? undefined : fix };
+  }
   const boot = await probeGuestBoots('kvm', KVM_PROBE_DEADLINE_MS, kernel);
-  return { name, ok: boot.ok, detail: boot.detail, fix: boot.ok ? undefined : 'uproxy will use TCG (--accel tcg); nothing to do unless you need the speed' };
+  await rememberVerdict(kernel ?? null, boot);
+  return { name, ok: boot.ok, detail: boot.detail, fix: boot.ok ? undefined : fix };
 }
 
 async function checkQemu(): Promise<Check> {
