@@ -10,7 +10,7 @@
  * so a scaling that an earlier, interrupted `up` left half done is completed too.
  */
 import type { Progress } from '../progress.js';
-import { adminRequest, AdminApiError, fetchStats, type AdminEndpoint } from '../stats/client.js';
+import { adminRequest, AdminApiError, fetchStats, setBackendDrain, type AdminEndpoint } from '../stats/client.js';
 import type { ProxyStats } from '../stats/schema.js';
 import { UserError } from '../errors.js';
 import { sleep } from './processes.js';
@@ -70,6 +70,30 @@ export async function syncBackends(sync: BackendSync): Promise<void> {
   if (removed.length > 0) await removeBackends(sync, removed);
 }
 
+/**
+ * Replaces running backends one at a time behind a running proxy, so the others carry the
+ * traffic meanwhile: drain it (no new requests; in-flight ones finish, idle pooled
+ * connections close), `replace` it (resolves once the new one accepts connections), undrain,
+ * and wait until the proxy's health checks report it up.
+ */
+export async function rollBackends(sync: Omit<BackendSync, 'wanted'>, names: readonly string[], replace: (name: string) => Promise<void>): Promise<void> {
+  for (const name of names) {
+    await sync.progress.step(`restart ${name} (changed), drained first`, async () => {
+      await setBackendDrain(sync.endpoint, name, true);
+      await waitForProxy(sync, `${name} drained`, (stats) => {
+        const backend = stats.backends.find((b) => b.name === name);
+        return !backend || backend.in_flight === 0 ? null : `${name} still has ${backend.in_flight} requests in flight`;
+      });
+      await replace(name);
+      await setBackendDrain(sync.endpoint, name, false);
+      await waitForProxy(sync, `${name} up again`, (stats) => {
+        const state = stats.backends.find((b) => b.name === name)?.state ?? 'not listed';
+        return state === 'up' ? null : `${name} is ${state}`;
+      });
+    });
+  }
+}
+
 async function removeBackends(sync: BackendSync, removed: readonly string[]): Promise<void> {
   await sync.progress.step(`drain and remove ${removed.join(', ')} from the proxy`, async () => {
     for (const name of removed) await deleteBackend(sync.endpoint, name);
@@ -98,7 +122,7 @@ async function deleteBackend(endpoint: AdminEndpoint, name: string): Promise<voi
 }
 
 /** Polls `/stats` until `problem` returns null; a timeout is an error naming the last problem. */
-async function waitForProxy(sync: BackendSync, goal: string, problem: (stats: ProxyStats) => string | null): Promise<void> {
+async function waitForProxy(sync: Omit<BackendSync, 'wanted'>, goal: string, problem: (stats: ProxyStats) => string | null): Promise<void> {
   const deadline = Date.now() + sync.timeoutMs;
   let last = 'the proxy has not answered yet';
   while (Date.now() < deadline) {

@@ -1,17 +1,18 @@
 import { createHash } from 'node:crypto';
-import { createServer } from 'node:net';
+import { createConnection, createServer } from 'node:net';
 import { join } from 'node:path';
 import { appBuildCommands, LOOPBACK, planHostProcesses, type FleetPlan, type HostPorts, type HostProcessPlan } from '../fleet/plan.js';
 import { stateDir } from '../files.js';
 import type { FleetState, MachineState } from '../fleet/state.js';
 import { UserError } from '../errors.js';
-import { syncBackends, withoutBackendList } from './backend-sync.js';
+import type { AdminEndpoint } from '../stats/client.js';
+import { rollBackends, syncBackends, withoutBackendList } from './backend-sync.js';
 import { buildApp, fileHash } from './build.js';
 import { waitUntilHealthy } from './health-wait.js';
 import {
   forgetMachines, isUnchanged, machineNames, planChanges, processStatuses, recordRunning, recordStarting, recordStopping,
 } from './machines.js';
-import { findProcessesByArgv, isOurProcess, spawnDetached, stopProcesses } from './processes.js';
+import { findProcessesByArgv, isOurProcess, sleep, spawnDetached, stopProcesses } from './processes.js';
 import type { DownOptions, Runtime, RuntimeContext, UpOptions } from './runtime.js';
 
 /**
@@ -97,8 +98,9 @@ async function reconcile(plan: FleetPlan, previous: FleetState | null, ctx: Runt
   const timeoutMs = options.timeoutMs ?? DEFAULT_UP_TIMEOUT_MS;
   const backends = processes.filter((p) => p.role === 'backend').map((p) => ({ name: p.name, address: p.address }));
   const proxyKept = !toStart.some((w) => w.plan.role === 'proxy');
+  const adminEndpoint = (): AdminEndpoint => ({ url: `http://${state.proxy.admin}`, token: ctx.adminToken() });
   const sync = (): Promise<void> =>
-    syncBackends({ endpoint: { url: `http://${state.proxy.admin}`, token: ctx.adminToken() }, wanted: backends, timeoutMs, pollMs: ADMIN_POLL_MS, progress: ctx.progress });
+    syncBackends({ endpoint: adminEndpoint(), wanted: backends, timeoutMs, pollMs: ADMIN_POLL_MS, progress: ctx.progress });
 
   if (isUnchanged(changes)) {
     await sync();
@@ -107,18 +109,28 @@ async function reconcile(plan: FleetPlan, previous: FleetState | null, ctx: Runt
   }
 
   const stopOptions = { timeoutMs: 5_000, force: false };
-  if (replaced.length > 0) {
-    await ctx.progress.step(`stop ${machineNames(replaced)} (changed or exited)`, () => stopMachines(state, replaced, ctx, stopOptions));
+  // Behind a proxy that stays, a changed backend that still runs is restarted one at a time,
+  // drained first; one that exited has no requests to lose.
+  const rolled = proxyKept ? replaced.filter((m) => m.role === 'backend' && isOurProcess(m.pid, m.command)) : [];
+  const stoppedAtOnce = replaced.filter((m) => !rolled.includes(m));
+  if (stoppedAtOnce.length > 0) {
+    await ctx.progress.step(`stop ${machineNames(stoppedAtOnce)} (changed or exited)`, () => stopMachines(state, stoppedAtOnce, ctx, stopOptions));
   }
   const started: MachineState[] = [];
   try {
-    for (const want of toStart) {
+    for (const want of toStart.filter((w) => !rolled.some((m) => m.name === w.plan.name))) {
       await ctx.progress.step(`start ${want.plan.name} on ${want.plan.address}`, async () => {
         started.push(startMachine(state, want.plan, want.fingerprint, ctx));
       });
     }
     // A proxy started now has the whole list already; a running one is told through its admin API.
     if (proxyKept) await sync();
+    await rollBackends({ endpoint: adminEndpoint(), timeoutMs, pollMs: ADMIN_POLL_MS, progress: ctx.progress }, rolled.map((m) => m.name), async (name) => {
+      const want = toStart.find((w) => w.plan.name === name)!;
+      await stopMachines(state, rolled.filter((m) => m.name === name), ctx, stopOptions);
+      started.push(startMachine(state, want.plan, want.fingerprint, ctx));
+      await waitUntilAccepting(want.plan.address, timeoutMs);
+    });
     await ctx.progress.step(`wait until the proxy reports ${plan.backends.length} backends up`, () =>
       waitHealthy(plan, state, started, ctx, timeoutMs),
     );
@@ -208,6 +220,26 @@ function isPortFree(port: number): Promise<boolean> {
     const server = createServer();
     server.once('error', () => resolve(false));
     server.listen({ host: LOOPBACK, port, exclusive: true }, () => server.close(() => resolve(true)));
+  });
+}
+
+/** Resolves once something accepts TCP connections at `address` (host:port). */
+async function waitUntilAccepting(address: string, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await accepts(address))) {
+    if (Date.now() > deadline) throw new UserError(`nothing accepted connections at ${address} within ${Math.round(timeoutMs / 1000)} s; see .uproxy/logs/`);
+    await sleep(ADMIN_POLL_MS);
+  }
+}
+
+function accepts(address: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = createConnection({ host: LOOPBACK, port: portOf(address) });
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
   });
 }
 

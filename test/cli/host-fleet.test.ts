@@ -231,6 +231,28 @@ describe('a fleet on the host runtime', () => {
     expect(readState(dir)).toEqual(state);
   });
 
+  it('restarts backends whose app changed one at a time, drained first, without failing a request', { timeout: 300_000 }, async () => {
+    const proxyPid = state.machines.find((m) => m.role === 'proxy')!.pid;
+    const load = keepAliveLoad(state.proxy.listen, token, { clients: 4, maxMs: 240_000, maxRequests: 200_000 });
+    expect(await waitFor(() => load.ok() >= 50, 30_000)).toBe(true);
+    const source = join(dir, 'backend/src/server.c');
+    writeFileSync(source, readFileSync(source, 'utf8').replace('<h1>Hello from %s</h1>', '<h1>Hello from %s, rebuilt</h1>'));
+    const result = await uproxy(['up'], dir);
+    expect(result.exitCode, result.stderr).toBe(0);
+    for (const name of ['backend-1', 'backend-2']) expect(result.stderr).toContain(`restart ${name} (changed), drained first`);
+    const after = readState(dir);
+    for (const name of ['backend-1', 'backend-2']) {
+      expect(after.machines.find((m) => m.name === name)?.pid, name).not.toBe(state.machines.find((m) => m.name === name)?.pid);
+    }
+    expect(after.machines.find((m) => m.role === 'proxy')!.pid).toBe(proxyPid);
+    expect((await get(`http://${after.proxy.listen}/`, token)).body).toContain(', rebuilt</h1>');
+    const okAfterRestart = load.ok();
+    expect(await waitFor(() => load.ok() >= okAfterRestart + 50, 30_000)).toBe(true);
+    const { ok, failures } = await load.stop();
+    expect(failures.slice(0, 5), `${failures.length} of ${ok + failures.length} requests failed`).toEqual([]);
+    state = after;
+  });
+
   it('restarts a proxy that died with the whole current backend list', { timeout: 120_000 }, async () => {
     const proxy = state.machines.find((m) => m.role === 'proxy')!;
     process.kill(proxy.pid!, 'SIGKILL');
