@@ -1,6 +1,6 @@
 import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { z } from 'zod';
+import * as z from 'zod';
 import { RUNTIMES } from '../config/runtimes.js';
 import { UserError } from '../errors.js';
 import { stateDir, statePath, writeFileAtomic } from '../files.js';

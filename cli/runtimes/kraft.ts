@@ -9,7 +9,7 @@ import { createWriteStream, existsSync, readFileSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { z } from 'zod';
+import * as z from 'zod';
 import { toShell, type CommandLine } from '../fleet/argv.js';
 import {
   KRAFT, kernelCommandLineProblem, kraftCommand, planKraftFleet, type KraftApp, type KraftFleetPlan, type KraftMachinePlan,

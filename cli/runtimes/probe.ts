@@ -9,7 +9,7 @@ import { createConnection } from 'node:net';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { z } from 'zod';
+import * as z from 'zod';
 import { commandLine, renderOptions, type CommandLine, type Options } from '../fleet/argv.js';
 import type { Accel } from '../fleet/qemu-command.js';
 import { hasNetAdmin, NET_ADMIN_FIX } from '../net/capability.js';

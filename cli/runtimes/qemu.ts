@@ -15,7 +15,7 @@ import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { z } from 'zod';
+import * as z from 'zod';
 import { toShell } from '../fleet/argv.js';
 import { planAddressing, tapName } from '../fleet/addressing.js';
 import { networkCommands, ownerMark } from '../fleet/network-plan.js';

@@ -74,20 +74,18 @@ export interface MachineStatus {
 
 /**
  * Runtimes are loaded on demand so `uproxy --help` never pays for them. A runtime lives in
- * `cli/runtimes/<name>.ts` and exports `runtime: Runtime`; nothing else needs registering.
+ * `cli/runtimes/<name>.ts`, exports `runtime: Runtime`, and is listed here: literal import
+ * paths let the bundler (scripts/build.mjs) split each runtime into its own lazy chunk.
  */
+const RUNTIME_MODULES: Readonly<Record<RuntimeName, () => Promise<{ runtime: Runtime }>>> = {
+  host: () => import('./host.js'),
+  qemu: () => import('./qemu.js'),
+  kraft: () => import('./kraft.js'),
+};
+
 export async function loadRuntime(name: RuntimeName): Promise<Runtime> {
-  const specifier = `./${name}.js`;
-  let module: { runtime?: Runtime };
-  try {
-    module = (await import(specifier)) as { runtime?: Runtime };
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    if (code === 'ERR_MODULE_NOT_FOUND' && (error as Error).message.includes(`runtimes/${name}.js`)) {
-      throw new UserError(`the "${name}" runtime is not available in this version of uproxy; use "runtime": "host" in uproxy.json or --runtime host`);
-    }
-    throw error;
+  if (!Object.hasOwn(RUNTIME_MODULES, name)) {
+    throw new UserError(`the "${name}" runtime is not available in this version of uproxy; use "runtime": "host" in uproxy.json or --runtime host`);
   }
-  if (!module.runtime) throw new Error(`cli/runtimes/${name}.ts does not export \`runtime\``);
-  return module.runtime;
+  return (await RUNTIME_MODULES[name]()).runtime;
 }

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 
 /**
  * The JSON of the proxy's `GET /stats`, as documented in proxy/README.md.
