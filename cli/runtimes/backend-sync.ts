@@ -73,10 +73,14 @@ export async function syncBackends(sync: BackendSync): Promise<void> {
 /**
  * Replaces running backends one at a time behind a running proxy, so the others carry the
  * traffic meanwhile: drain it (no new requests; in-flight ones finish, idle pooled
- * connections close), `replace` it (resolves once the new one accepts connections), undrain,
- * and wait until the proxy's health checks report it up.
+ * connections close), `replace` it, wait until a health check of the proxy passes on the new
+ * instance (checks go on while draining), undrain, and wait until the proxy reports it up.
  */
 export async function rollBackends(sync: Omit<BackendSync, 'wanted'>, names: readonly string[], replace: (name: string) => Promise<void>): Promise<void> {
+  const passedChecks = (stats: ProxyStats, name: string): number => {
+    const health = stats.backends.find((b) => b.name === name)?.health;
+    return health ? health.checks - health.failures : 0;
+  };
   for (const name of names) {
     await sync.progress.step(`restart ${name} (changed), drained first`, async () => {
       await setBackendDrain(sync.endpoint, name, true);
@@ -85,6 +89,9 @@ export async function rollBackends(sync: Omit<BackendSync, 'wanted'>, names: rea
         return !backend || backend.in_flight === 0 ? null : `${name} still has ${backend.in_flight} requests in flight`;
       });
       await replace(name);
+      const before = passedChecks(await fetchStats(sync.endpoint), name);
+      await waitForProxy(sync, `a passing health check of the new ${name}`, (stats) =>
+        passedChecks(stats, name) > before ? null : `no health check of the new ${name} has passed yet`);
       await setBackendDrain(sync.endpoint, name, false);
       await waitForProxy(sync, `${name} up again`, (stats) => {
         const state = stats.backends.find((b) => b.name === name)?.state ?? 'not listed';

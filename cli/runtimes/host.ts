@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { createConnection, createServer } from 'node:net';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { appBuildCommands, LOOPBACK, planHostProcesses, type FleetPlan, type HostPorts, type HostProcessPlan } from '../fleet/plan.js';
 import { stateDir } from '../files.js';
@@ -12,7 +12,7 @@ import { waitUntilHealthy } from './health-wait.js';
 import {
   forgetMachines, isUnchanged, machineNames, planChanges, processStatuses, recordRunning, recordStarting, recordStopping,
 } from './machines.js';
-import { findProcessesByArgv, isOurProcess, sleep, spawnDetached, stopProcesses } from './processes.js';
+import { findProcessesByArgv, isOurProcess, spawnDetached, stopProcesses } from './processes.js';
 import type { DownOptions, Runtime, RuntimeContext, UpOptions } from './runtime.js';
 
 /**
@@ -129,7 +129,6 @@ async function reconcile(plan: FleetPlan, previous: FleetState | null, ctx: Runt
       const want = toStart.find((w) => w.plan.name === name)!;
       await stopMachines(state, rolled.filter((m) => m.name === name), ctx, stopOptions);
       started.push(startMachine(state, want.plan, want.fingerprint, ctx));
-      await waitUntilAccepting(want.plan.address, timeoutMs);
     });
     await ctx.progress.step(`wait until the proxy reports ${plan.backends.length} backends up`, () =>
       waitHealthy(plan, state, started, ctx, timeoutMs),
@@ -220,26 +219,6 @@ function isPortFree(port: number): Promise<boolean> {
     const server = createServer();
     server.once('error', () => resolve(false));
     server.listen({ host: LOOPBACK, port, exclusive: true }, () => server.close(() => resolve(true)));
-  });
-}
-
-/** Resolves once something accepts TCP connections at `address` (host:port). */
-async function waitUntilAccepting(address: string, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await accepts(address))) {
-    if (Date.now() > deadline) throw new UserError(`nothing accepted connections at ${address} within ${Math.round(timeoutMs / 1000)} s; see .uproxy/logs/`);
-    await sleep(ADMIN_POLL_MS);
-  }
-}
-
-function accepts(address: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = createConnection({ host: LOOPBACK, port: portOf(address) });
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once('error', () => resolve(false));
   });
 }
 

@@ -29,7 +29,8 @@ import { applyNetwork, removeNetwork, type NetworkResource } from '../net/apply.
 import { requireNetAdmin } from '../net/capability.js';
 import { localRunner } from '../net/exec.js';
 import { UserError } from '../errors.js';
-import { syncBackends, withoutBackendList } from './backend-sync.js';
+import type { AdminEndpoint } from '../stats/client.js';
+import { rollBackends, syncBackends, withoutBackendList } from './backend-sync.js';
 import { buildApp, fileHash } from './build.js';
 import { guestInit } from './guest-init.js';
 import { waitUntilHealthy } from './health-wait.js';
@@ -108,8 +109,8 @@ export const runtime: Runtime = {
     const networkFingerprint = sha256(JSON.stringify(vm.network));
     const timeoutMs = options.timeoutMs ?? DEFAULT_UP_TIMEOUT_MS;
     const backends = vm.machines.filter((m) => m.role === 'backend').map((m) => ({ name: m.name, address: m.serves }));
-    const sync = (): Promise<void> =>
-      syncBackends({ endpoint: { url: `http://${state.proxy.admin}`, token: ctx.adminToken() }, wanted: backends, timeoutMs, pollMs: 500, progress: ctx.progress });
+    const endpoint = (): AdminEndpoint => ({ url: `http://${state.proxy.admin}`, token: ctx.adminToken() });
+    const sync = (): Promise<void> => syncBackends({ endpoint: endpoint(), wanted: backends, timeoutMs, pollMs: 500, progress: ctx.progress });
     if (isUnchanged(changes) && resources.networkFingerprint === networkFingerprint) {
       await sync();
       await ctx.progress.step('fleet already up to date; checking health', () => waitHealthy(plan, state, ctx, UNCHANGED_CHECK_MS));
@@ -120,18 +121,27 @@ export const runtime: Runtime = {
     const before = new Set(state.machines);
     try {
       if (resources.networkFingerprint !== networkFingerprint) await applyFleetNetwork(vm, state, resources, networkFingerprint, ctx);
-      if (changes.replaced.length > 0) {
-        await ctx.progress.step(`stop ${machineNames(changes.replaced)} (changed or exited)`, () => stopMachines(state, changes.replaced, ctx));
+      const proxyKept = !changes.toStart.some((w) => w.plan.machine.role === 'proxy');
+      // Behind a proxy that stays, a changed backend that still runs is restarted one at a
+      // time, drained first; one that exited has no requests to lose.
+      const rolled = proxyKept ? changes.replaced.filter((m) => m.role === 'backend' && isOurProcess(m.pid, m.command)) : [];
+      const stoppedAtOnce = changes.replaced.filter((m) => !rolled.includes(m));
+      if (stoppedAtOnce.length > 0) {
+        await ctx.progress.step(`stop ${machineNames(stoppedAtOnce)} (changed or exited)`, () => stopMachines(state, stoppedAtOnce, ctx));
       }
       mkdirSync(join(stateDir(ctx.projectDir), 'vm'), { recursive: true });
       mkdirSync(join(stateDir(ctx.projectDir), 'logs'), { recursive: true });
-      for (const want of changes.toStart) {
+      for (const want of changes.toStart.filter((w) => !rolled.some((m) => m.name === w.plan.machine.name))) {
         const { machine } = want.plan;
         await ctx.progress.step(`start ${machine.name} (${machine.address.ip}, ${inputs.accel}, ${machine.guest.memoryMiB} MiB)`, () =>
           startMachine(state, want, ctx));
       }
       // A proxy VM started now boots with the whole list; a running one is told through its admin API.
-      if (!changes.toStart.some((w) => w.plan.machine.role === 'proxy')) await sync();
+      if (proxyKept) await sync();
+      await rollBackends({ endpoint: endpoint(), timeoutMs, pollMs: 500, progress: ctx.progress }, rolled.map((m) => m.name), async (name) => {
+        await stopMachines(state, rolled.filter((m) => m.name === name), ctx);
+        await startMachine(state, changes.toStart.find((w) => w.plan.machine.name === name)!, ctx);
+      });
       await ctx.progress.step(`wait until the proxy reports ${plan.backends.length} backends up`, () =>
         waitHealthy(plan, state, ctx, timeoutMs));
     } catch (error) {

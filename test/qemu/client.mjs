@@ -1,9 +1,11 @@
 // Runs inside a test's network namespace (`ip netns exec <ns> node client.mjs ...`), where the
 // test process itself cannot reach: sends `count` sequential GETs and prints, as JSON, how
 // many got each status and which backend answered (the default backend names itself in <title>).
+import { existsSync } from 'node:fs';
 import { request } from 'node:http';
 
-const [url, token, countText, timeoutText = '5000'] = process.argv.slice(2);
+// With `untilFile`, it stops early once that file exists (the test's "enough" signal).
+const [url, token, countText, timeoutText = '5000', untilFile] = process.argv.slice(2);
 const count = Number(countText);
 const timeout = Number(timeoutText);
 const statuses = {};
@@ -24,7 +26,7 @@ function get() {
   });
 }
 
-for (let i = 0; i < count; i++) {
+for (let i = 0; i < count && !(untilFile && existsSync(untilFile)); i++) {
   const result = await get();
   if (result.error) {
     errors.push(result.error);

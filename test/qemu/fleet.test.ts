@@ -35,9 +35,10 @@ interface ClientResult {
 }
 
 /** Sends `count` requests from inside namespace `ns`. */
-async function requests(ns: string, url: string, count: number, withToken = token, timeoutMs = 5000): Promise<ClientResult> {
+async function requests(ns: string, url: string, count: number, withToken = token, timeoutMs = 5000, untilFile?: string): Promise<ClientResult> {
   const [file, ...wrap] = netnsWrap(ns);
-  const result = await execa(file!, [...wrap, 'node', CLIENT, url, withToken, String(count), String(timeoutMs)], { reject: false, timeout: 120_000 });
+  const args = [...wrap, 'node', CLIENT, url, withToken, String(count), String(timeoutMs), ...(untilFile ? [untilFile] : [])];
+  const result = await execa(file!, args, { reject: false, timeout: 300_000 });
   expect(result.exitCode, result.stderr).toBe(0);
   return JSON.parse(result.stdout) as ClientResult;
 }
@@ -196,6 +197,25 @@ describe.skipIf(skip !== undefined)(`qemu runtime: a fleet of microvm guests${sk
     const narrow = await requests(inner, 'http://172.44.0.2:8080/', 20);
     expect(narrow.statuses).toEqual({ 200: 20 });
     expect(Object.keys(narrow.backends).sort()).toEqual(['backend-1', 'backend-2']);
+  }, 330_000);
+
+  it('restarts backend VMs whose app changed one at a time, drained first, while a client gets only 200s', async () => {
+    const before = machinePids();
+    const enough = join(root, 'rolled');
+    const load = requests(inner, 'http://172.44.0.2:8080/', 100_000, token, 5000, enough);
+    const source = join(dir, 'backend/src/server.c');
+    writeFileSync(source, readFileSync(source, 'utf8').replace('<h1>Hello from %s</h1>', '<h1>Hello from %s, rebuilt</h1>'));
+    const up = await uproxyInside(['up', '--runtime', 'qemu', '--accel', 'tcg']);
+    writeFileSync(enough, '');
+    const during = await load;
+    expect(up.exitCode, up.all).toBe(0);
+    for (const name of ['backend-1', 'backend-2']) expect(up.all).toContain(`restart ${name} (changed), drained first`);
+    const after = machinePids();
+    for (const name of ['backend-1', 'backend-2']) expect(after[name], name).not.toBe(before[name]);
+    expect(after.proxy).toBe(before.proxy);
+    expect(during.errors).toEqual([]);
+    expect(Object.keys(during.statuses)).toEqual(['200']);
+    expect(during.statuses[200]).toBeGreaterThan(20);
   }, 330_000);
 
   it('down leaves no QEMU process, tap, bridge, nftables table or state file', async () => {
