@@ -1,6 +1,8 @@
 import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import * as z from 'zod';
+// zod/mini: every `ps` with a fleet reads this file, and loading all of zod (for messages
+// nobody sees here: a bad state file gets one clear error) would cost its start-up.
+import * as z from 'zod/mini';
 import { RUNTIMES } from '../config/runtimes.js';
 import { UserError } from '../errors.js';
 import { stateDir, statePath, writeFileAtomic } from '../files.js';
@@ -20,9 +22,9 @@ export const machineState = z.object({
   /** Where it serves, `host:port` (the client port for the proxy). */
   address: z.string(),
   /** null until the process exists. */
-  pid: z.number().int().positive().nullable(),
+  pid: z.nullable(z.int().check(z.positive())),
   /** Exactly what was run: `down --force` finds leftovers by this command line. */
-  command: z.array(z.string()).min(1),
+  command: z.array(z.string()).check(z.minLength(1)),
   log: z.string(),
   /** Changes whenever the machine would have to be restarted (command or binary changed). */
   fingerprint: z.string(),
@@ -39,7 +41,7 @@ export const fleetState = z.object({
   proxy: z.object({ listen: z.string(), admin: z.string() }),
   machines: z.array(machineState),
   /** Whatever else a runtime created (bridges, taps, networks), recorded by that runtime. */
-  resources: z.record(z.string(), z.unknown()).default({}),
+  resources: z._default(z.record(z.string(), z.unknown()), {}),
 });
 export type FleetState = z.infer<typeof fleetState>;
 

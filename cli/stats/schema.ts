@@ -1,11 +1,16 @@
-import * as z from 'zod';
+import { en } from 'zod/locales';
+import * as z from 'zod/mini';
+
+// zod/mini, as in fleet/state.ts: `ps` validates /stats without loading all of zod. It ships
+// no messages of its own; English ones make a bad answer say what is wrong.
+z.config(en());
 
 /**
  * The JSON of the proxy's `GET /stats`, as documented in proxy/README.md.
  * Every counter is cumulative since the proxy started, so clients derive rates from deltas;
  * a counter that goes down means the proxy restarted.
  */
-const count = z.number().int().nonnegative();
+const count = z.int().check(z.nonnegative());
 
 export const backendState = z.enum(['up', 'down', 'draining']);
 export type BackendState = z.infer<typeof backendState>;
@@ -22,7 +27,7 @@ export const backendStats = z.object({
   errors: count,
   bytes_in: count,
   bytes_out: count,
-  latency_ms: z.object({ p50: z.number().nonnegative(), p90: z.number().nonnegative(), p99: z.number().nonnegative() }),
+  latency_ms: z.object({ p50: z.number().check(z.nonnegative()), p90: z.number().check(z.nonnegative()), p99: z.number().check(z.nonnegative()) }),
   health: z.object({ checks: count, failures: count, last_change_ms: count }),
 });
 export type BackendStats = z.infer<typeof backendStats>;
