@@ -68,7 +68,8 @@ static void request_path(const uint8_t *input, size_t size, size_t split)
         http_scan_request(buf, head, &info);
         if (info.token_count == 1)
             (void)auth_check(info.token, info.token_len);
-        struct rewrite rw = {.client_ip = "127.0.0.1", .trusted = (size & 1) != 0, .add_keep_alive = (size & 2) != 0};
+        struct rewrite rw = {.client_ip = "127.0.0.1", .trusted = (size & 1) != 0, .add_keep_alive = (size & 2) != 0,
+                             .upgrade = (size & 4) != 0};
         long n = http_rewrite_request(buf, head, size - head, CAP, &rw);
         if (n > 0)
             drain_body(&m, buf + n, size - head);
@@ -85,7 +86,7 @@ static void response_path(const uint8_t *input, size_t size, size_t split)
     m.skip_body = (size & 4) != 0;
     size_t head = parse_head(&m, buf, size, split);
     if (head) {
-        struct rewrite rw = {.client_ip = "127.0.0.1", .add_close = (size & 8) != 0};
+        struct rewrite rw = {.client_ip = "127.0.0.1", .add_close = (size & 8) != 0, .upgrade = (size & 16) != 0};
         long n = http_rewrite_response(buf, head, size - head, CAP, &rw);
         if (n > 0)
             drain_body(&m, buf + n, size - head);

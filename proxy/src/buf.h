@@ -7,7 +7,9 @@
 #ifndef UPROXY_BUF_H
 #define UPROXY_BUF_H
 
+#include <errno.h>
 #include <stddef.h>
+#include <sys/socket.h>
 
 struct buf {
     size_t start, parsed, end, cap;
@@ -30,6 +32,19 @@ static inline void buf_tidy(struct buf *b)
         b->start = b->parsed = b->end = 0;
     else if (b->end == b->cap && b->start > 0)
         buf_compact(b);
+}
+
+/* Sends [start, upto) of b to fd. Returns bytes sent, 0 when the socket is full, -1 on error.
+ * Inline: it is on every request's path, twice. */
+static inline long buf_send(struct buf *b, int fd, size_t upto)
+{
+    if (upto <= b->start)
+        return 0;
+    ssize_t n = send(fd, b->data + b->start, upto - b->start, MSG_NOSIGNAL);
+    if (n < 0)
+        return (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) ? 0 : -1;
+    b->start += (size_t)n;
+    return n;
 }
 
 #endif

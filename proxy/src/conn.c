@@ -14,6 +14,7 @@
 #include "reply.h"
 #include "runtime.h"
 #include "stats.h"
+#include "tunnel.h"
 
 #define LINGER_MS 2000
 
@@ -34,6 +35,10 @@ static struct conn *conn_of_watcher(struct watcher *w)
 
 void conn_destroy(struct conn *c)
 {
+    /* However a tunnel ends (both sides closed, a reset, the idle timeout), it is counted here,
+     * exactly once. An ordinary exchange cut short is not: it never got its response. */
+    if (c->state == C_TUNNEL)
+        conn_count_exchange(c);
     loop_timer_clear(&c->timer);
     if (c->up)
         relay_detach(c, 0);
@@ -134,6 +139,14 @@ static int request_shape_ok(const llhttp_t *p, const struct request_info *info)
     return info->path_len > 0 && info->path[0] == '/';
 }
 
+/* A protocol switch is proxied for what WebSocket (RFC 6455) needs and no more: an HTTP/1.1
+ * GET without a body. Other requests naming Upgrade are forwarded as ordinary ones, without it. */
+static int may_upgrade(const llhttp_t *p)
+{
+    return p->method == HTTP_GET && p->http_major == 1 && p->http_minor == 1 && !(p->flags & F_CHUNKED) &&
+           p->content_length == 0;
+}
+
 static int is_idempotent(int method)
 {
     return method == HTTP_GET || method == HTTP_HEAD || method == HTTP_OPTIONS || method == HTTP_PUT ||
@@ -174,6 +187,7 @@ static void note_request(struct conn *c, size_t head_len, struct request_info *i
     c->http10 = p->http_major == 1 && p->http_minor == 0;
     c->keep_alive_req = llhttp_should_keep_alive(p);
     c->method = p->method;
+    c->upgrade = c->req.upgrade && may_upgrade(p);
     http_scan_request(c->in->data, head_len, info);
     if (access_log_enabled()) {
         c->path_len = info->path_len < LOG_PATH_MAX ? info->path_len : LOG_PATH_MAX;
@@ -215,7 +229,8 @@ static int admit(struct conn *c, const struct request_info *info)
 static int rewrite_head(struct conn *c, const struct request_info *info, size_t head_len, size_t body_n)
 {
     struct buf *b = c->in;
-    struct rewrite rw = {.client_ip = c->ip, .trusted = c->trusted, .add_keep_alive = c->http10, .add_close = 0};
+    struct rewrite rw = {.client_ip = c->ip, .trusted = c->trusted, .add_keep_alive = c->http10, .add_close = 0,
+                         .upgrade = c->upgrade};
     long new_len = http_rewrite_scanned_request(info, b->data, head_len, b->end - head_len, b->cap, &rw);
     if (new_len < 0) {
         if (new_len == HTTP_REWRITE_MALFORMED)
@@ -320,11 +335,16 @@ static int start_linger(struct conn *c)
     return STEP_IDLE;
 }
 
-static int finish_exchange(struct conn *c)
+void conn_count_exchange(struct conn *c)
 {
     stats_count_response(c->status);
     if (access_log_enabled())
         write_access_log(c);
+}
+
+static int finish_exchange(struct conn *c)
+{
+    conn_count_exchange(c);
     if (c->up)
         relay_detach(c, c->upstream_reusable);
     if (c->close_after || runtime.shutting_down || c->client_eof)
@@ -363,6 +383,9 @@ static int step(struct conn *c)
         if (r == STEP_CLOSED)
             return r;
         break;
+    case C_TUNNEL: /* just switched: from here on tunnel.c's own events drive it */
+        tunnel_advance(c);
+        return STEP_TUNNEL;
     default:
         return STEP_IDLE;
     }
@@ -392,7 +415,7 @@ void conn_advance(struct conn *c)
     c->active_ms = loop_now_ms();
     for (;;) {
         int r = step(c);
-        if (r == STEP_CLOSED)
+        if (r < 0) /* STEP_CLOSED or STEP_TUNNEL: nothing left to do here */
             return;
         if (r == STEP_IDLE)
             break;
@@ -474,6 +497,10 @@ static void conn_timeout(struct timer *t)
     }
     if (c->state == C_PROXY) {
         relay_stream_timeout(c);
+        return;
+    }
+    if (c->state == C_TUNNEL) {
+        tunnel_timeout(c);
         return;
     }
     /* Idle keep-alive expired, or a lingering client never closed. */

@@ -7,7 +7,8 @@
  * backpressure: a full buffer stops reading from that side until the other side drains it.
  *
  * conn.c owns the connection and its request side; relay.c the exchange with a backend;
- * reply.c the proxy's own answers. struct conn is shared by those three files only. */
+ * reply.c the proxy's own answers; tunnel.c the connection after a backend switched protocols.
+ * struct conn is shared by those four files only. */
 #ifndef UPROXY_CONN_H
 #define UPROXY_CONN_H
 
@@ -29,10 +30,12 @@ enum conn_state {
     C_PROXY,   /* exchange with a backend in progress */
     C_LOCAL,   /* answering from the proxy itself (401, 503, ...) */
     C_LINGER,  /* response sent, write side shut: waiting for the client to close first */
+    C_TUNNEL,  /* the backend switched protocols (101): bytes relayed both ways unparsed */
 };
 
-/* What one step of the state machine did; STEP_CLOSED means the connection is gone. */
-enum step { STEP_IDLE = 0, STEP_PROGRESS = 1, STEP_CLOSED = -1 };
+/* What one step of the state machine did; STEP_CLOSED means the connection is gone,
+ * STEP_TUNNEL that tunnel.c drives it from now on (it may be gone too). */
+enum step { STEP_IDLE = 0, STEP_PROGRESS = 1, STEP_CLOSED = -1, STEP_TUNNEL = -2 };
 
 struct conn {
     struct watcher w;
@@ -57,6 +60,8 @@ struct conn {
     int retried;
     int close_after, upstream_reusable;
     int keep_alive_req, http10, method;
+    int upgrade;      /* the request may switch protocols: forwarded with Upgrade */
+    int shut_to_client, shut_to_backend; /* tunnel: our write side to that peer is shut */
     int status, token_index;
     size_t resp_msg_start;
     uint64_t started_us, forwarded_us, bytes_to_client;
@@ -79,5 +84,7 @@ void conn_destroy(struct conn *c);
 void conn_advance(struct conn *c);
 /* Parses request body bytes; they become sendable (or, for local answers, are dropped). */
 int conn_parse_request_body(struct conn *c);
+/* Counts the exchange's response in the stats and writes its access log line. */
+void conn_count_exchange(struct conn *c);
 
 #endif

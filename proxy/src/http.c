@@ -14,8 +14,9 @@ static size_t scratch_cap;
 #define MAX_LINES 1024
 static struct http_line lines[MAX_LINES];
 
-/* Header names the proxy acts on. */
-enum header_kind { H_OTHER, H_HOP_BY_HOP, H_CONNECTION, H_TOKEN, H_FORWARDED_FOR, H_FORWARDED_PROTO, H_FRAMING };
+/* Header names the proxy acts on. H_HOP_BY_HOP to H_CONNECTION are adjacent: is_hop_by_hop()
+ * tells them from ordinary lines with one range check. */
+enum header_kind { H_OTHER, H_HOP_BY_HOP, H_UPGRADE, H_CONNECTION, H_TOKEN, H_FORWARDED_FOR, H_FORWARDED_PROTO, H_FRAMING };
 
 static int on_header_field_complete(llhttp_t *p)
 {
@@ -28,9 +29,13 @@ static int on_header_field_complete(llhttp_t *p)
 static int on_request_headers_complete(llhttp_t *p)
 {
     struct http_msg *m = (struct http_msg *)p;
-    /* Upgrade is hop-by-hop and dropped on the way in, so the body is plain HTTP. */
-    if (p->method != HTTP_CONNECT)
+    /* llhttp would stop at the end of an upgrade request; the proxy decides whether it really
+     * switches (only on the backend's 101), so the request is parsed as plain HTTP and the
+     * wish is only noted. CONNECT keeps llhttp's flag: it is refused anyway. */
+    if (p->method != HTTP_CONNECT) {
+        m->upgrade = p->upgrade;
         p->upgrade = 0;
+    }
     m->event = HTTP_HEAD_DONE;
     return HPE_PAUSED;
 }
@@ -72,6 +77,7 @@ void http_msg_init(struct http_msg *m, llhttp_type_t type, unsigned max_headers)
     m->skip_body = 0;
     m->paused = 0;
     m->event = 0;
+    m->upgrade = 0;
 }
 
 static enum http_progress after_execute(struct http_msg *m, llhttp_errno_t rc, const char *data,
@@ -128,7 +134,7 @@ static enum header_kind classify(const struct http_line *l)
     switch (l->name_len) {
     case 2: return name_is(l, "te") ? H_HOP_BY_HOP : H_OTHER;
     case 4: return name_is(l, "host") ? H_FRAMING : H_OTHER; /* kept even when Connection names it */
-    case 7: return name_is(l, "upgrade") ? H_HOP_BY_HOP : H_OTHER;
+    case 7: return name_is(l, "upgrade") ? H_UPGRADE : H_OTHER;
     case 10:
         if (name_is(l, "connection"))
             return H_CONNECTION;
@@ -267,11 +273,12 @@ static int listed_in_connection(const struct http_line *l, const struct conn_tok
 }
 
 /* Hop-by-hop: the fixed list, Connection itself, and every name Connection lists (RFC 9110
- * 7.6.1), framing headers excepted: the body is forwarded with its own framing. */
-static int is_hop_by_hop(const struct http_line *l, const struct conn_tokens *ct)
+ * 7.6.1), framing headers excepted: the body is forwarded with its own framing. Upgrade is
+ * kept for a protocol switch (the caller then sends its own `Connection: upgrade`). */
+static int is_hop_by_hop(const struct http_line *l, const struct conn_tokens *ct, int keep_upgrade)
 {
-    if (l->kind == H_HOP_BY_HOP || l->kind == H_CONNECTION)
-        return 1;
+    if (l->kind >= H_HOP_BY_HOP && l->kind <= H_CONNECTION)
+        return !(keep_upgrade && l->kind == H_UPGRADE);
     return l->kind != H_FRAMING && ct->count && listed_in_connection(l, ct);
 }
 
@@ -361,7 +368,7 @@ long http_rewrite_scanned_request(const struct request_info *info, char *data, s
     put(&o, data, h->first_line_len);
     for (int i = 0; i < h->count; i++) {
         const struct http_line *l = &h->lines[i];
-        if (is_hop_by_hop(l, &h->ct) || l->kind == H_TOKEN || l->kind == H_FORWARDED_FOR)
+        if (is_hop_by_hop(l, &h->ct, rw->upgrade) || l->kind == H_TOKEN || l->kind == H_FORWARDED_FOR)
             continue;
         if (l->kind == H_FORWARDED_PROTO) {
             /* A trusted proxy knows the scheme the client really used; keep its first value. */
@@ -375,7 +382,9 @@ long http_rewrite_scanned_request(const struct request_info *info, char *data, s
     put_forwarded_for(&o, h, rw);
     if (!kept_proto)
         put_str(&o, "X-Forwarded-Proto: http\r\n");
-    if (rw->add_keep_alive)
+    if (rw->upgrade)
+        put_str(&o, "Connection: upgrade\r\n");
+    else if (rw->add_keep_alive)
         put_str(&o, "Connection: keep-alive\r\n");
     put(&o, "\r\n", 2);
     return commit(&o, data, head_len, body_len, cap);
@@ -397,10 +406,12 @@ long http_rewrite_response(char *data, size_t head_len, size_t body_len, size_t 
         return HTTP_REWRITE_MALFORMED;
     put(&o, data, h.first_line_len);
     for (int i = 0; i < h.count; i++)
-        if (!is_hop_by_hop(&h.lines[i], &h.ct))
+        if (!is_hop_by_hop(&h.lines[i], &h.ct, rw->upgrade))
             put_header(&o, &h.lines[i]);
     flush_run(&o);
-    if (rw->add_close)
+    if (rw->upgrade)
+        put_str(&o, "Connection: upgrade\r\n");
+    else if (rw->add_close)
         put_str(&o, "Connection: close\r\n");
     else if (rw->add_keep_alive)
         put_str(&o, "Connection: keep-alive\r\n");

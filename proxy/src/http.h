@@ -22,6 +22,7 @@ struct http_msg {
     int skip_body;   /* response to HEAD */
     int paused;
     int event;       /* HTTP_HEAD_DONE or HTTP_MSG_DONE when paused */
+    int upgrade;     /* request head asked to switch protocols (Connection: upgrade + Upgrade) */
 };
 
 enum http_progress { HTTP_NEED_MORE, HTTP_HEAD_DONE, HTTP_MSG_DONE, HTTP_TOO_MANY_HEADERS, HTTP_ERROR };
@@ -76,6 +77,7 @@ struct rewrite {
     int trusted;        /* keep and extend incoming X-Forwarded-* */
     int add_keep_alive; /* HTTP/1.0 peer that should keep the connection */
     int add_close;      /* tell the peer this connection ends after this message */
+    int upgrade;        /* keep Upgrade and send Connection: upgrade (a protocol switch) */
 };
 
 #define HTTP_REWRITE_TOO_LARGE (-1)

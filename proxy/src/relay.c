@@ -9,6 +9,7 @@
 #include "reply.h"
 #include "runtime.h"
 #include "stats.h"
+#include "tunnel.h"
 
 /* How an exchange with a backend failed decides whether the request may be sent elsewhere. */
 enum failure {
@@ -16,18 +17,6 @@ enum failure {
     FAIL_EARLY_CLOSE,  /* closed or reset before any response byte */
     FAIL_OTHER,        /* a bad response, a timeout waiting for it, ... */
 };
-
-/* Sends [start, upto) of b to fd. Returns bytes sent, 0 when the socket is full, -1 on error. */
-static long send_pending(int fd, struct buf *b, size_t upto)
-{
-    if (upto <= b->start)
-        return 0;
-    ssize_t n = send(fd, b->data + b->start, upto - b->start, MSG_NOSIGNAL);
-    if (n < 0)
-        return (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) ? 0 : -1;
-    b->start += (size_t)n;
-    return n;
-}
 
 /* --- attaching, retrying, failing --- */
 
@@ -196,7 +185,7 @@ static int pump_request(struct conn *c)
     int over = body_over_limit(c);
     if (over)
         return over;
-    long n = send_pending(c->up->w.fd, b, b->parsed);
+    long n = buf_send(b, c->up->w.fd, b->parsed);
     if (n < 0) {
         fail_upstream(c, 502, "{\"error\":\"backend closed the connection\"}",
                       c->resp_seen ? FAIL_OTHER : FAIL_EARLY_CLOSE);
@@ -231,15 +220,28 @@ static void tidy_response(struct conn *c)
     c->resp_msg_start = c->resp_msg_start >= shift ? c->resp_msg_start - shift : 0;
 }
 
+/* The backend answered an upgrade request without switching: after this response the client
+ * may send anything (the protocol it hoped for), so its connection ends; and a backend may have
+ * handed the connection over to its protocol handler, so the upstream is not pooled either. */
+static void refused_upgrade(struct conn *c)
+{
+    c->close_after = 1;
+    c->upstream_reusable = 0;
+}
+
 static int on_response_head(struct conn *c)
 {
     struct upstream *u = c->up;
     struct buf *r = u->in;
     int status = u->resp.parser.status_code;
-    int interim = status >= 100 && status < 200;
-    if (status == 101) {
-        fail_upstream(c, 502, "{\"error\":\"backend switched protocols\"}", FAIL_OTHER);
-        return STEP_PROGRESS;
+    int switching = 0, interim = 0;
+    if ((unsigned)(status - 100) < 100) { /* 1xx; one comparison on every response's path */
+        if (status == 101 && !c->upgrade) {
+            fail_upstream(c, 502, "{\"error\":\"backend switched protocols\"}", FAIL_OTHER);
+            return STEP_PROGRESS;
+        }
+        switching = status == 101;
+        interim = !switching;
     }
     if (!interim) {
         c->status = status;
@@ -249,10 +251,12 @@ static int on_response_head(struct conn *c)
         c->backend->sm.fail_streak = 0; /* a served response counts as a passing check */
         c->close_after = !c->keep_alive_req || llhttp_message_needs_eof(&u->resp.parser) ||
                          runtime.shutting_down || c->client_eof;
+        if (c->upgrade && !switching)
+            refused_upgrade(c);
     }
     struct rewrite rw = {.client_ip = c->ip, .trusted = 0,
                          .add_keep_alive = !interim && c->http10 && !c->close_after,
-                         .add_close = !interim && c->close_after};
+                         .add_close = !interim && c->close_after, .upgrade = switching};
     size_t head_len = r->parsed - c->resp_msg_start;
     long new_len = http_rewrite_response(r->data + c->resp_msg_start, head_len, r->end - r->parsed,
                                          r->cap - c->resp_msg_start, &rw);
@@ -264,6 +268,8 @@ static int on_response_head(struct conn *c)
     }
     r->end = c->resp_msg_start + (size_t)new_len + (r->end - r->parsed);
     r->parsed = c->resp_msg_start + (size_t)new_len;
+    if (switching)
+        tunnel_start(c);
     return STEP_PROGRESS;
 }
 
@@ -327,7 +333,7 @@ static int pump_response(struct conn *c)
         return progress;
     struct buf *r = c->up->in;
     /* Only whole heads leave: a head still arriving may yet be rewritten or refused. */
-    long n = send_pending(c->w.fd, r, c->resp_head_done ? r->parsed : c->resp_msg_start);
+    long n = buf_send(r, c->w.fd, c->resp_head_done ? r->parsed : c->resp_msg_start);
     if (n < 0) {
         conn_destroy(c);
         return STEP_CLOSED;

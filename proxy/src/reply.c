@@ -55,7 +55,9 @@ static void text_put_uint(struct text *t, unsigned v)
 void reply_start(struct conn *c, int status, const char *json, int must_close)
 {
     c->status = status;
-    c->close_after = must_close || !c->keep_alive_req || runtime.shutting_down || c->client_eof;
+    /* After an upgrade request the client may already be sending the protocol it asked for, so
+     * whatever follows is not parsed as HTTP: the connection ends with the answer. */
+    c->close_after = must_close || !c->keep_alive_req || runtime.shutting_down || c->client_eof || c->upgrade;
     const char *conn_hdr = c->close_after ? "Connection: close\r\n"
                            : c->http10    ? "Connection: keep-alive\r\n"
                                           : "";
