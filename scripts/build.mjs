@@ -1,18 +1,17 @@
 // Builds the shipped CLI into dist/: cli/main.ts and its dependencies as one ESM bundle, with
-// every dynamic import() (a runtime, Ink/React for `status`, undici, zod's users) split into a
+// every dynamic import() (a runtime, Ink/React for `status`, execa, zod's users) split into a
 // chunk loaded only when it runs. Node then reads a few files instead of resolving and
 // compiling hundreds of modules on each start. `npm run build` type-checks with tsc first;
 // esbuild only strips types.
 import { build } from 'esbuild';
-import { rmSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
+const dist = join(root, 'dist');
 
-// Chunks are content-hashed: without this, chunks of an earlier build would pile up.
-rmSync(new URL('../dist', import.meta.url), { recursive: true, force: true });
-
-await build({
+const result = await build({
   absWorkingDir: root,
   entryPoints: ['cli/main.ts'],
   // Every chunk sits directly in dist/, so `new URL('..', import.meta.url)` (templates.ts,
@@ -32,4 +31,13 @@ await build({
   // ES module does not have.
   banner: { js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);" },
   logLevel: 'warning',
+  // Written below, once the build succeeded: a failed build leaves the last good dist/.
+  write: false,
 });
+
+// Chunks are content-hashed: the old dist/ goes, or chunks of earlier builds would pile up.
+rmSync(dist, { recursive: true, force: true });
+for (const file of result.outputFiles) {
+  mkdirSync(dirname(file.path), { recursive: true });
+  writeFileSync(file.path, file.contents);
+}
