@@ -21,10 +21,12 @@ import { applyNetwork, removeNetwork, type NetworkResource } from '../net/apply.
 import { networkCommands, nftTableName, ownerMark, type NetworkPlan } from '../fleet/network-plan.js';
 import { localRunner } from '../net/exec.js';
 import { UserError } from '../errors.js';
+import type { AdminEndpoint } from '../stats/client.js';
+import { rollBackends, syncBackends, withoutBackendList } from './backend-sync.js';
 import { fileHash } from './build.js';
 import { readKraftfileNames } from './kraftfile.js';
 import { waitUntilHealthy } from './health-wait.js';
-import { forgetMachines, isUnchanged, machineNames, planChanges, recordRunning, recordStarting, recordStopping } from './machines.js';
+import { forgetMachines, inFleetOrder, isUnchanged, machineNames, planChanges, recordRunning, recordStarting, recordStopping } from './machines.js';
 import { findOnPath, logTail } from './processes.js';
 import type { MachineStatus, Runtime, RuntimeContext } from './runtime.js';
 
@@ -82,23 +84,39 @@ export const runtime: Runtime = {
 
     const listed = await listMachines(kraftPlan.list);
     const wanted = kraftPlan.machines.map((m) => ({ plan: m, fingerprint: fingerprint(m) }));
-    const changes = planChanges(state.machines, wanted, (m) => listed.get(instanceOf(state, m))?.status === 'running');
+    const isRunning = (m: MachineState): boolean => listed.get(instanceOf(state, m))?.status === 'running';
+    const changes = planChanges(state.machines, wanted, isRunning);
     const { toStart, removed } = changes;
+    const timeoutMs = options.timeoutMs ?? DEFAULT_UP_TIMEOUT_MS;
+    const endpoint = (): AdminEndpoint => ({ url: `http://${state.proxy.admin}`, token: ctx.adminToken() });
+    const backends = kraftPlan.machines.filter((m) => m.role === 'backend').map((m) => ({ name: m.name, address: m.serves }));
+    const sync = (): Promise<void> => syncBackends({ endpoint: endpoint(), wanted: backends, timeoutMs, pollMs: 500, progress: ctx.progress });
     if (isUnchanged(changes)) {
+      await sync();
       await ctx.progress.step('fleet already up to date; checking health', () => waitHealthy(plan, state, kraftPlan, ctx, 10_000));
       return state;
     }
 
+    const proxyKept = !toStart.some((w) => w.plan.role === 'proxy');
+    // Behind a proxy that stays, a changed backend that still runs is restarted one at a time,
+    // drained first; one that exited has no requests to lose.
+    const rolled = proxyKept ? changes.replaced.filter((m) => m.role === 'backend' && isRunning(m)) : [];
     const started: MachineState[] = [];
     try {
-      for (const want of toStart) {
+      for (const want of toStart.filter((w) => !rolled.some((m) => m.name === w.plan.name))) {
         const m = want.plan;
         await ctx.progress.step(`start ${m.instance} (${m.ip}, ${m.memoryMiB} MiB)`, async () => {
           started.push(await startMachine(state, m, want.fingerprint, listed.has(m.instance), ctx));
         });
       }
+      // A proxy started now boots with the whole list; a running one is told through its admin API.
+      if (proxyKept) await sync();
+      await rollBackends({ endpoint: endpoint(), timeoutMs, pollMs: 500, progress: ctx.progress }, rolled.map((m) => m.name), async (name) => {
+        const want = toStart.find((w) => w.plan.name === name)!;
+        started.push(await startMachine(state, want.plan, want.fingerprint, true, ctx));
+      });
       await ctx.progress.step(`wait until the proxy reports ${plan.backends.length} backends up`, () =>
-        waitHealthy(plan, state, kraftPlan, ctx, options.timeoutMs ?? DEFAULT_UP_TIMEOUT_MS));
+        waitHealthy(plan, state, kraftPlan, ctx, timeoutMs));
     } catch (error) {
       await removeMachines(state, started, ctx);
       if (state.machines.length === 0) await removeNetworkAndState(state, ctx);
@@ -110,13 +128,13 @@ export const runtime: Runtime = {
 
   async down(state, ctx) {
     previousResources(state, ctx);
-    await removeMachines(state, state.machines, ctx);
+    await removeMachines(state, inFleetOrder(state.machines), ctx);
     await removeNetworkAndState(state, ctx);
   },
 
   async inspect(state) {
     const listed = await listMachines(planListCommand()).catch(() => new Map<string, KraftMachine>());
-    return state.machines.map((m): MachineStatus => {
+    return inFleetOrder(state.machines).map((m): MachineStatus => {
       const row = listed.get(instanceOf(state, m));
       const pid = row?.pid ? Number(row.pid) : null;
       return {
@@ -211,10 +229,14 @@ async function removeNetworkAndState(state: FleetState, ctx: RuntimeContext): Pr
   ctx.clearState();
 }
 
-/** SHA-256 of the command and of the built artifact: either changing restarts the machine. */
+/**
+ * SHA-256 of the command and of the built artifact: either changing restarts the machine. The
+ * proxy's backend list is left out: a running proxy gets a new one through its admin API.
+ */
 function fingerprint(machine: KraftMachinePlan): string {
   const artifact = existsSync(machine.app.artifact) ? fileHash(machine.app.artifact) : 'missing';
-  return createHash('sha256').update(JSON.stringify([machine.run.file, ...machine.run.args, artifact])).digest('hex');
+  const args = machine.role === 'proxy' ? withoutBackendList(machine.run.args) : machine.run.args;
+  return createHash('sha256').update(JSON.stringify([machine.run.file, ...args, artifact])).digest('hex');
 }
 
 

@@ -151,7 +151,7 @@ describe('kraft runtime', () => {
     expect(result.stderr).toMatch(/kraft is not installed or not on PATH/);
   });
 
-  it.skipIf(!canUseNetns)('up --backends 3 builds, makes the network, runs every machine in order; down removes them all', async () => {
+  it.skipIf(!canUseNetns)('up --backends 3 builds, makes the network, runs every machine in order; scales and rebuilds behind the same proxy; down removes them all', async () => {
     execFileSync('ip', ['netns', 'add', NETNS]);
     execFileSync('ip', ['-n', NETNS, 'link', 'set', 'lo', 'up']);
     const project = await newProject('fleet');
@@ -186,13 +186,41 @@ describe('kraft runtime', () => {
     expect(again.exitCode, again.stderr).toBe(0);
     expect(invocations(project).filter((c) => c[0] === 'run')).toHaveLength(4);
 
+    // Scaling goes through the running proxy's admin API: the proxy machine is never run again.
+    const callsSince = (from: number): string[] => summary(invocations(project).slice(from)).filter((s) => !s.startsWith('ps') && !s.startsWith('build'));
+    let mark = invocations(project).length;
+    const four = await run(project, ['up', '--backends', '4'], true);
+    expect(four.exitCode, four.stderr).toBe(0);
+    expect(callsSince(mark)).toEqual(['run fleet-backend-4 uproxy0:172.44.0.6/24:172.44.0.1 12Mi']);
+    mark = invocations(project).length;
+    const two = await run(project, ['up', '--backends', '2'], true);
+    expect(two.exitCode, two.stderr).toBe(0);
+    expect(callsSince(mark)).toEqual(['stop fleet-backend-3', 'rm fleet-backend-3', 'stop fleet-backend-4', 'rm fleet-backend-4']);
+    const health = async (): Promise<string[]> => {
+      const ps = await run(project, ['ps', '--json'], true);
+      return (JSON.parse(ps.stdout) as { machines: { name: string; health?: string }[] }).machines.map((m) => `${m.name}:${m.health}`);
+    };
+    expect(await health()).toEqual(['backend-1:up', 'backend-2:up', 'proxy:serving']);
+
+    // A rebuilt backend restarts one at a time behind the same proxy, drained first.
+    const source = join(project.dir, 'backend/src/server.c');
+    writeFileSync(source, readFileSync(source, 'utf8').replace('<h1>Hello from %s</h1>', '<h1>Hello from %s, rebuilt</h1>'));
+    mark = invocations(project).length;
+    const rebuilt = await run(project, ['up'], true);
+    expect(rebuilt.exitCode, rebuilt.stderr).toBe(0);
+    for (const name of ['backend-1', 'backend-2']) expect(rebuilt.stderr).toContain(`restart ${name} (changed), drained first`);
+    expect(callsSince(mark)).toEqual([
+      'stop fleet-backend-1', 'rm fleet-backend-1', 'run fleet-backend-1 uproxy0:172.44.0.3/24:172.44.0.1 12Mi',
+      'stop fleet-backend-2', 'rm fleet-backend-2', 'run fleet-backend-2 uproxy0:172.44.0.4/24:172.44.0.1 12Mi',
+    ]);
+    expect(await health()).toEqual(['backend-1:up', 'backend-2:up', 'proxy:serving']);
+
     const before = invocations(project).length;
     const down = await run(project, ['down'], true);
     expect(down.exitCode, down.stderr).toBe(0);
     expect(summary(invocations(project).slice(before)).filter((s) => !s.startsWith('ps'))).toEqual([
       'stop fleet-backend-1', 'rm fleet-backend-1',
       'stop fleet-backend-2', 'rm fleet-backend-2',
-      'stop fleet-backend-3', 'rm fleet-backend-3',
       'stop fleet-proxy', 'rm fleet-proxy',
       'net rm uproxy0',
     ]);
