@@ -76,19 +76,20 @@ export async function syncBackends(sync: BackendSync): Promise<void> {
  * connections close), `replace` it, wait until a health check of the proxy passes on the new
  * instance (checks go on while draining), undrain, and wait until the proxy reports it up.
  */
-export async function rollBackends(sync: Omit<BackendSync, 'wanted'>, names: readonly string[], replace: (name: string) => Promise<void>): Promise<void> {
+export async function rollBackends<R extends { machine: { name: string } }>(sync: Omit<BackendSync, 'wanted'>, rolled: readonly R[], replace: (backend: R) => Promise<void>): Promise<void> {
   const passedChecks = (stats: ProxyStats, name: string): number => {
     const health = stats.backends.find((b) => b.name === name)?.health;
     return health ? health.checks - health.failures : 0;
   };
-  for (const name of names) {
+  for (const backend of rolled) {
+    const { name } = backend.machine;
     await sync.progress.step(`restart ${name} (changed), drained first`, async () => {
       await setBackendDrain(sync.endpoint, name, true);
       await waitForProxy(sync, `${name} drained`, (stats) => {
         const backend = stats.backends.find((b) => b.name === name);
         return !backend || backend.in_flight === 0 ? null : `${name} still has ${backend.in_flight} requests in flight`;
       });
-      await replace(name);
+      await replace(backend);
       const before = passedChecks(await fetchStats(sync.endpoint), name);
       await waitForProxy(sync, `a passing health check of the new ${name}`, (stats) =>
         passedChecks(stats, name) > before ? null : `no health check of the new ${name} has passed yet`);

@@ -93,7 +93,7 @@ async function reconcile(plan: FleetPlan, previous: FleetState | null, ctx: Runt
     resources: previous?.resources ?? {},
   };
   const changes = planChanges(state.machines, wanted, (m) => isOurProcess(m.pid, m.command));
-  const { toStart, replaced, removed } = changes;
+  const { toStart, replaced, rolled, removed } = changes;
 
   const timeoutMs = options.timeoutMs ?? DEFAULT_UP_TIMEOUT_MS;
   const backends = processes.filter((p) => p.role === 'backend').map((p) => ({ name: p.name, address: p.address }));
@@ -109,25 +109,20 @@ async function reconcile(plan: FleetPlan, previous: FleetState | null, ctx: Runt
   }
 
   const stopOptions = { timeoutMs: 5_000, force: false };
-  // Behind a proxy that stays, a changed backend that still runs is restarted one at a time,
-  // drained first; one that exited has no requests to lose.
-  const rolled = proxyKept ? replaced.filter((m) => m.role === 'backend' && isOurProcess(m.pid, m.command)) : [];
-  const stoppedAtOnce = replaced.filter((m) => !rolled.includes(m));
-  if (stoppedAtOnce.length > 0) {
-    await ctx.progress.step(`stop ${machineNames(stoppedAtOnce)} (changed or exited)`, () => stopMachines(state, stoppedAtOnce, ctx, stopOptions));
+  if (replaced.length > 0) {
+    await ctx.progress.step(`stop ${machineNames(replaced)} (changed or exited)`, () => stopMachines(state, replaced, ctx, stopOptions));
   }
   const started: MachineState[] = [];
   try {
-    for (const want of toStart.filter((w) => !rolled.some((m) => m.name === w.plan.name))) {
+    for (const want of toStart) {
       await ctx.progress.step(`start ${want.plan.name} on ${want.plan.address}`, async () => {
         started.push(startMachine(state, want.plan, want.fingerprint, ctx));
       });
     }
     // A proxy started now has the whole list already; a running one is told through its admin API.
     if (proxyKept) await sync();
-    await rollBackends({ endpoint: adminEndpoint(), timeoutMs, pollMs: ADMIN_POLL_MS, progress: ctx.progress }, rolled.map((m) => m.name), async (name) => {
-      const want = toStart.find((w) => w.plan.name === name)!;
-      await stopMachines(state, rolled.filter((m) => m.name === name), ctx, stopOptions);
+    await rollBackends({ endpoint: adminEndpoint(), timeoutMs, pollMs: ADMIN_POLL_MS, progress: ctx.progress }, rolled, async ({ machine, want }) => {
+      await stopMachines(state, [machine], ctx, stopOptions);
       started.push(startMachine(state, want.plan, want.fingerprint, ctx));
     });
     await ctx.progress.step(`wait until the proxy reports ${plan.backends.length} backends up`, () =>

@@ -86,7 +86,7 @@ export const runtime: Runtime = {
     const wanted = kraftPlan.machines.map((m) => ({ plan: m, fingerprint: fingerprint(m) }));
     const isRunning = (m: MachineState): boolean => listed.get(instanceOf(state, m))?.status === 'running';
     const changes = planChanges(state.machines, wanted, isRunning);
-    const { toStart, removed } = changes;
+    const { toStart, rolled, removed } = changes;
     const timeoutMs = options.timeoutMs ?? DEFAULT_UP_TIMEOUT_MS;
     const endpoint = (): AdminEndpoint => ({ url: `http://${state.proxy.admin}`, token: ctx.adminToken() });
     const backends = kraftPlan.machines.filter((m) => m.role === 'backend').map((m) => ({ name: m.name, address: m.serves }));
@@ -97,22 +97,17 @@ export const runtime: Runtime = {
       return state;
     }
 
-    const proxyKept = !toStart.some((w) => w.plan.role === 'proxy');
-    // Behind a proxy that stays, a changed backend that still runs is restarted one at a time,
-    // drained first; one that exited has no requests to lose.
-    const rolled = proxyKept ? changes.replaced.filter((m) => m.role === 'backend' && isRunning(m)) : [];
     const started: MachineState[] = [];
     try {
-      for (const want of toStart.filter((w) => !rolled.some((m) => m.name === w.plan.name))) {
+      for (const want of toStart) {
         const m = want.plan;
         await ctx.progress.step(`start ${m.instance} (${m.ip}, ${m.memoryMiB} MiB)`, async () => {
           started.push(await startMachine(state, m, want.fingerprint, listed.has(m.instance), ctx));
         });
       }
       // A proxy started now boots with the whole list; a running one is told through its admin API.
-      if (proxyKept) await sync();
-      await rollBackends({ endpoint: endpoint(), timeoutMs, pollMs: 500, progress: ctx.progress }, rolled.map((m) => m.name), async (name) => {
-        const want = toStart.find((w) => w.plan.name === name)!;
+      if (!toStart.some((w) => w.plan.role === 'proxy')) await sync();
+      await rollBackends({ endpoint: endpoint(), timeoutMs, pollMs: 500, progress: ctx.progress }, rolled, async ({ want }) => {
         started.push(await startMachine(state, want.plan, want.fingerprint, true, ctx));
       });
       await ctx.progress.step(`wait until the proxy reports ${plan.backends.length} backends up`, () =>

@@ -14,10 +14,16 @@ export interface Wanted<P extends { name: string }> {
 }
 
 export interface MachineChanges<P extends { name: string }> {
-  /** Planned machines not running as planned: new, changed or dead. In plan order. */
+  /** Planned machines not running as planned: new, changed or dead, except the rolled ones. In plan order. */
   toStart: Wanted<P>[];
   /** Recorded machines that are planned but must be restarted: stopped before the new ones start. */
   replaced: MachineState[];
+  /**
+   * Changed backends still running behind a proxy that stays: restarted one at a time, drained
+   * first (backend-sync.ts `rollBackends`), so the others carry the traffic meanwhile. A
+   * backend that died has no requests to lose and is simply replaced.
+   */
+  rolled: { machine: MachineState; want: Wanted<P> }[];
   /** Recorded machines the plan no longer has (scaled down): stopped once the new fleet is healthy. */
   removed: MachineState[];
 }
@@ -28,19 +34,24 @@ export function planChanges<P extends { name: string }>(
   wanted: readonly Wanted<P>[],
   isRunning: (machine: MachineState) => boolean,
 ): MachineChanges<P> {
+  const wantOf = (m: MachineState): Wanted<P> | undefined => wanted.find((w) => w.plan.name === m.name);
   const isCurrent = (m: MachineState): boolean => {
-    const want = wanted.find((w) => w.plan.name === m.name);
+    const want = wantOf(m);
     return want !== undefined && m.status === 'running' && m.fingerprint === want.fingerprint && isRunning(m);
   };
+  const proxyKept = recorded.some((m) => m.role === 'proxy' && isCurrent(m));
+  const restarted = recorded.filter((m) => !isCurrent(m) && wantOf(m) !== undefined);
+  const rolls = (m: MachineState): boolean => proxyKept && m.role === 'backend' && m.status === 'running' && isRunning(m);
   return {
-    toStart: wanted.filter((w) => !recorded.some((m) => m.name === w.plan.name && isCurrent(m))),
-    replaced: recorded.filter((m) => !isCurrent(m) && wanted.some((w) => w.plan.name === m.name)),
-    removed: recorded.filter((m) => !wanted.some((w) => w.plan.name === m.name)),
+    toStart: wanted.filter((w) => !recorded.some((m) => m.name === w.plan.name && (isCurrent(m) || rolls(m)))),
+    replaced: restarted.filter((m) => !rolls(m)),
+    rolled: restarted.filter(rolls).map((machine) => ({ machine, want: wantOf(machine)! })),
+    removed: recorded.filter((m) => wantOf(m) === undefined),
   };
 }
 
 export function isUnchanged(changes: MachineChanges<{ name: string }>): boolean {
-  return changes.toStart.length === 0 && changes.removed.length === 0;
+  return changes.toStart.length === 0 && changes.rolled.length === 0 && changes.removed.length === 0;
 }
 
 /** Records a machine about to start (status `starting`, no PID yet) in place of any machine of that name. */

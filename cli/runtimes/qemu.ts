@@ -121,26 +121,21 @@ export const runtime: Runtime = {
     const before = new Set(state.machines);
     try {
       if (resources.networkFingerprint !== networkFingerprint) await applyFleetNetwork(vm, state, resources, networkFingerprint, ctx);
-      const proxyKept = !changes.toStart.some((w) => w.plan.machine.role === 'proxy');
-      // Behind a proxy that stays, a changed backend that still runs is restarted one at a
-      // time, drained first; one that exited has no requests to lose.
-      const rolled = proxyKept ? changes.replaced.filter((m) => m.role === 'backend' && isOurProcess(m.pid, m.command)) : [];
-      const stoppedAtOnce = changes.replaced.filter((m) => !rolled.includes(m));
-      if (stoppedAtOnce.length > 0) {
-        await ctx.progress.step(`stop ${machineNames(stoppedAtOnce)} (changed or exited)`, () => stopMachines(state, stoppedAtOnce, ctx));
+      if (changes.replaced.length > 0) {
+        await ctx.progress.step(`stop ${machineNames(changes.replaced)} (changed or exited)`, () => stopMachines(state, changes.replaced, ctx));
       }
       mkdirSync(join(stateDir(ctx.projectDir), 'vm'), { recursive: true });
       mkdirSync(join(stateDir(ctx.projectDir), 'logs'), { recursive: true });
-      for (const want of changes.toStart.filter((w) => !rolled.some((m) => m.name === w.plan.machine.name))) {
+      for (const want of changes.toStart) {
         const { machine } = want.plan;
         await ctx.progress.step(`start ${machine.name} (${machine.address.ip}, ${inputs.accel}, ${machine.guest.memoryMiB} MiB)`, () =>
           startMachine(state, want, ctx));
       }
       // A proxy VM started now boots with the whole list; a running one is told through its admin API.
-      if (proxyKept) await sync();
-      await rollBackends({ endpoint: endpoint(), timeoutMs, pollMs: 500, progress: ctx.progress }, rolled.map((m) => m.name), async (name) => {
-        await stopMachines(state, rolled.filter((m) => m.name === name), ctx);
-        await startMachine(state, changes.toStart.find((w) => w.plan.machine.name === name)!, ctx);
+      if (!changes.toStart.some((w) => w.plan.machine.role === 'proxy')) await sync();
+      await rollBackends({ endpoint: endpoint(), timeoutMs, pollMs: 500, progress: ctx.progress }, changes.rolled, async ({ machine, want }) => {
+        await stopMachines(state, [machine], ctx);
+        await startMachine(state, want, ctx);
       });
       await ctx.progress.step(`wait until the proxy reports ${plan.backends.length} backends up`, () =>
         waitHealthy(plan, state, ctx, timeoutMs));
