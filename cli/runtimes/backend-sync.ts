@@ -1,5 +1,5 @@
 /**
- * Scaling a running fleet without restarting its proxy (host and qemu runtimes). The proxy
+ * Scaling a running fleet without restarting its proxy (host, qemu and kraft runtimes). The proxy
  * gets its backend list on its command line only when it starts; after that, the backends a
  * plan adds are POSTed to its admin API and waited for until up, and the ones a plan drops
  * are DELETEd (the proxy drains them: no new requests, in-flight ones finish) and waited for
@@ -68,6 +68,14 @@ export async function syncBackends(sync: BackendSync): Promise<void> {
   }
   const removed = stale.filter((name) => !moved.includes(name));
   if (removed.length > 0) await removeBackends(sync, removed);
+  // A backend `up` wants is not left draining: a restart one at a time that was interrupted
+  // (or a drain from `status`) would otherwise keep it out of rotation for good.
+  const drained = listed.filter((b) => b.state === 'draining' && isWanted(b)).map((b) => b.name);
+  if (drained.length > 0) {
+    await sync.progress.step(`undrain ${drained.join(', ')}`, async () => {
+      for (const name of drained) await setBackendDrain(sync.endpoint, name, false);
+    });
+  }
 }
 
 /**

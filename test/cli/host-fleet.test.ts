@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Agent, request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { fetchStats, setBackendDrain } from '../../cli/stats/client.js';
 import { BIN, uproxy } from './run.js';
 
 /**
@@ -251,6 +252,17 @@ describe('a fleet on the host runtime', () => {
     const { ok, failures } = await load.stop();
     expect(failures.slice(0, 5), `${failures.length} of ${ok + failures.length} requests failed`).toEqual([]);
     state = after;
+  });
+
+  it('up undrains a backend left draining (an interrupted restart, or a drain from status)', { timeout: 120_000 }, async () => {
+    const endpoint = { url: `http://${state.proxy.admin}`, token: readFileSync(join(dir, '.uproxy/admin-token'), 'utf8').trim() };
+    expect(await setBackendDrain(endpoint, 'backend-1', true)).toBe(true);
+    expect((await fetchStats(endpoint)).backends.find((b) => b.name === 'backend-1')?.state).toBe('draining');
+    const result = await uproxy(['up'], dir);
+    expect(result.exitCode, result.stderr).toBe(0);
+    expect(result.stderr).toContain('undrain backend-1');
+    expect((await fetchStats(endpoint)).backends.map((b) => `${b.name}:${b.state}`)).toEqual(['backend-1:up', 'backend-2:up']);
+    expect(readState(dir)).toEqual(state);
   });
 
   it('restarts a proxy that died with the whole current backend list', { timeout: 120_000 }, async () => {
