@@ -32,8 +32,8 @@ export async function listMachines(dir: string): Promise<Listing> {
 export async function withHealth(projectDir: string, state: FleetState, inspected: readonly MachineStatus[]): Promise<Listing> {
   const machines: MachineRow[] = inspected.map((m) => ({ ...m }));
   try {
-    const { fetchStats } = await import('../stats/client.js');
-    const stats = await fetchStats({ url: `http://${state.proxy.admin}`, token: readToken(projectDir, 'admin') }, 1000);
+    const { adminEndpointOf, fetchStats } = await import('../stats/client.js');
+    const stats = await fetchStats(adminEndpointOf(state, readToken(projectDir, 'admin')), 1000);
     for (const machine of machines) {
       const seen = stats.backends.find((b) => b.name === machine.name);
       if (seen) machine.health = seen.state;

@@ -2,7 +2,7 @@ import { resolve } from 'node:path';
 import { readToken } from '../config/tokens.js';
 import { readState, statePath } from '../fleet/state.js';
 import type { StatsSeries } from '../stats/rates.js';
-import { fetchStats, setBackendDrain, type AdminEndpoint } from '../stats/client.js';
+import { adminEndpointOf, fetchStats, setBackendDrain, type AdminEndpoint } from '../stats/client.js';
 import type { ProxyStats } from '../stats/schema.js';
 import type { FleetInfo } from '../tui/Header.js';
 import type { DrainOutcome } from '../tui/Status.js';
@@ -24,7 +24,7 @@ function watch(dir: string, intervalMs: number): Watched {
   const projectDir = resolve(dir);
   const state = readState(projectDir);
   if (!state) throw new UserError(`no fleet is running in ${projectDir} (${statePath(projectDir)} does not exist); start one with \`uproxy up\``);
-  const endpoint = { url: `http://${state.proxy.admin}`, token: readToken(projectDir, 'admin') };
+  const endpoint = adminEndpointOf(state, readToken(projectDir, 'admin'));
   return {
     fleet: { name: state.fleet, runtime: state.runtime, proxyAddress: state.proxy.listen },
     admin: state.proxy.admin,

@@ -6,7 +6,7 @@
  */
 import type { FleetPlan } from '../fleet/plan.js';
 import type { FleetState } from '../fleet/state.js';
-import { fetchStats } from '../stats/client.js';
+import { adminEndpointOf, fetchStats } from '../stats/client.js';
 import type { ProxyStats } from '../stats/schema.js';
 import { UserError } from '../errors.js';
 import { logTail, sleep } from './processes.js';
@@ -45,7 +45,7 @@ const SUSPECT_LOG_LINES = 10;
  * error shows the logs of the proxy and of every machine the last problem names.
  */
 export async function waitUntilHealthy({ plan, state, ctx }: WaitedFleet, wait: HealthWait): Promise<void> {
-  const endpoint = { url: `http://${state.proxy.admin}`, token: ctx.adminToken() };
+  const endpoint = adminEndpointOf(state, ctx.adminToken());
   const wanted = plan.backends.map((b) => b.name);
   const deadline = Date.now() + wait.timeoutMs;
   let lastProblem = 'the proxy has not answered yet';

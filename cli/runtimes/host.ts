@@ -5,7 +5,7 @@ import { appBuildCommands, LOOPBACK, planHostProcesses, type FleetPlan, type Hos
 import { stateDir } from '../files.js';
 import type { FleetState, MachineState } from '../fleet/state.js';
 import { UserError } from '../errors.js';
-import type { AdminEndpoint } from '../stats/client.js';
+import { adminEndpointOf, type AdminEndpoint } from '../stats/client.js';
 import { rollBackends, syncBackends, withoutBackendList } from './backend-sync.js';
 import { buildApp, fileHash } from './build.js';
 import { waitUntilHealthy } from './health-wait.js';
@@ -98,7 +98,7 @@ async function reconcile(plan: FleetPlan, previous: FleetState | null, ctx: Runt
   const timeoutMs = options.timeoutMs ?? DEFAULT_UP_TIMEOUT_MS;
   const backends = processes.filter((p) => p.role === 'backend').map((p) => ({ name: p.name, address: p.address }));
   const proxyKept = !toStart.some((w) => w.plan.role === 'proxy');
-  const adminEndpoint = (): AdminEndpoint => ({ url: `http://${state.proxy.admin}`, token: ctx.adminToken() });
+  const adminEndpoint = (): AdminEndpoint => adminEndpointOf(state, ctx.adminToken());
   const sync = (): Promise<void> =>
     syncBackends({ endpoint: adminEndpoint(), wanted: backends, timeoutMs, pollMs: ADMIN_POLL_MS, progress: ctx.progress });
 

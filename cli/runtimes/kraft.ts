@@ -21,7 +21,7 @@ import { applyNetwork, removeNetwork, type NetworkResource } from '../net/apply.
 import { networkCommands, nftTableName, ownerMark, type NetworkPlan } from '../fleet/network-plan.js';
 import { localRunner } from '../net/exec.js';
 import { UserError } from '../errors.js';
-import type { AdminEndpoint } from '../stats/client.js';
+import { adminEndpointOf, type AdminEndpoint } from '../stats/client.js';
 import { rollBackends, syncBackends, withoutBackendList } from './backend-sync.js';
 import { fileHash } from './build.js';
 import { readKraftfileNames } from './kraftfile.js';
@@ -88,7 +88,7 @@ export const runtime: Runtime = {
     const changes = planChanges(state.machines, wanted, isRunning);
     const { toStart, rolled, removed } = changes;
     const timeoutMs = options.timeoutMs ?? DEFAULT_UP_TIMEOUT_MS;
-    const endpoint = (): AdminEndpoint => ({ url: `http://${state.proxy.admin}`, token: ctx.adminToken() });
+    const endpoint = (): AdminEndpoint => adminEndpointOf(state, ctx.adminToken());
     const backends = kraftPlan.machines.filter((m) => m.role === 'backend').map((m) => ({ name: m.name, address: m.serves }));
     const sync = (): Promise<void> => syncBackends({ endpoint: endpoint(), wanted: backends, timeoutMs, pollMs: 500, progress: ctx.progress });
     if (isUnchanged(changes)) {

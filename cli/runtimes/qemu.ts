@@ -29,7 +29,7 @@ import { applyNetwork, removeNetwork, type NetworkResource } from '../net/apply.
 import { requireNetAdmin } from '../net/capability.js';
 import { localRunner } from '../net/exec.js';
 import { UserError } from '../errors.js';
-import type { AdminEndpoint } from '../stats/client.js';
+import { adminEndpointOf, type AdminEndpoint } from '../stats/client.js';
 import { rollBackends, syncBackends, withoutBackendList } from './backend-sync.js';
 import { buildApp, fileHash } from './build.js';
 import { guestInit } from './guest-init.js';
@@ -109,7 +109,7 @@ export const runtime: Runtime = {
     const networkFingerprint = sha256(JSON.stringify(vm.network));
     const timeoutMs = options.timeoutMs ?? DEFAULT_UP_TIMEOUT_MS;
     const backends = vm.machines.filter((m) => m.role === 'backend').map((m) => ({ name: m.name, address: m.serves }));
-    const endpoint = (): AdminEndpoint => ({ url: `http://${state.proxy.admin}`, token: ctx.adminToken() });
+    const endpoint = (): AdminEndpoint => adminEndpointOf(state, ctx.adminToken());
     const sync = (): Promise<void> => syncBackends({ endpoint: endpoint(), wanted: backends, timeoutMs, pollMs: 500, progress: ctx.progress });
     if (isUnchanged(changes) && resources.networkFingerprint === networkFingerprint) {
       await sync();

@@ -1,3 +1,4 @@
+import type { FleetState } from '../fleet/state.js';
 import { request as httpRequest } from 'node:http';
 import { proxyStats, type ProxyStats } from './schema.js';
 
@@ -6,6 +7,11 @@ export interface AdminEndpoint {
   /** e.g. `http://127.0.0.1:8081` */
   url: string;
   token: string;
+}
+
+/** A fleet's admin API, from its state (where the proxy's admin listener is) and the admin token. */
+export function adminEndpointOf(state: Pick<FleetState, 'proxy'>, token: string): AdminEndpoint {
+  return { url: `http://${state.proxy.admin}`, token };
 }
 
 /** The admin API could not be reached, refused us, or answered something we cannot read. */
