@@ -1,4 +1,5 @@
-// `npm run bench [-- options]`: uproxy's proxy against HAProxy, nginx and the direct path.
+// `npm run bench [-- options]`: uproxy's proxy against HAProxy, nginx, the floor relay and the
+// direct path.
 // See bench/README.md for what is measured and how to read the table.
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -13,9 +14,9 @@ import { runIdleConnections } from './lib/idle-connections.mjs';
 import { measure, warmUp } from './lib/measure.mjs';
 import { LOAD_CPU, PROXY_CPU, stopAll } from './lib/processes.mjs';
 import { rssKiB } from './lib/procfs.mjs';
-import { ratiosToHaproxy, renderTables, summarize } from './lib/report.mjs';
+import { ratiosToFloor, ratiosToHaproxy, renderTables, summarize } from './lib/report.mjs';
 import { checkSameJob, httpGet, waitUntilForwarding } from './lib/sanity.mjs';
-import { ensureUproxyBinary, RESULTS_DIR, startBackends, starters, TARGET_NAMES } from './lib/targets.mjs';
+import { buildFloorBinary, ensureUproxyBinary, PROXY_NAMES, RESULTS_DIR, startBackends, starters, TARGET_NAMES } from './lib/targets.mjs';
 
 const USAGE = `usage: npm run bench -- [options]
   --quick                 1 repetition, 2 s runs, 16 and 256 connections, short extras
@@ -240,6 +241,13 @@ async function main() {
         log(`uproxy proxy: ${binary.note}`);
       }
     }
+    if (opts.targets.includes('floor')) {
+      const floor = await buildFloorBinary();
+      if (!floor.ok) {
+        ctx.unavailable.floor = floor.reason;
+        log(`floor relay NOT BENCHED: ${floor.reason}`);
+      }
+    }
     ctx.backends = await startBackends(dir);
     log(`backends: nginx on 127.0.0.1:${ctx.backends.ports.join(', ')}`);
 
@@ -247,9 +255,10 @@ async function main() {
       await runLoad(opts, ctx, results, log);
       results.summaries = summarize(results.runs);
       results.ratios = ratiosToHaproxy(results.summaries, results.rssIdleKiB);
+      results.floorRatios = ratiosToFloor(results.summaries);
       log(renderTables(results.summaries, results.ratios, results.rssIdleKiB));
     }
-    const proxies = opts.targets.filter((t) => t !== 'direct' && !ctx.unavailable[t]);
+    const proxies = opts.targets.filter((t) => PROXY_NAMES.includes(t) && !ctx.unavailable[t]);
     if (!opts.skip.has('idle')) results.idleConnections = await runIdleConnections(ctx, proxies, opts, log);
     if (!opts.skip.has('callgrind')) results.callgrind = await runCallgrind(ctx, proxies, opts, log);
     if (!opts.skip.has('syscalls')) results.syscalls = await runSyscalls(ctx, proxies, opts, log);

@@ -1,5 +1,5 @@
 // Turns the measured runs into per-(path, connections, target) summaries, the uproxy/HAProxy
-// ratios, and the printed table.
+// and floor-relay ratios, and the printed table.
 
 export function median(values) {
   const sorted = values.filter((v) => v !== null && v !== undefined).sort((a, b) => a - b);
@@ -76,6 +76,26 @@ export function ratiosToHaproxy(summaries, idleRss) {
   return { perRun, rssIdle: ratio(idleRss.uproxy, idleRss.haproxy) };
 }
 
+// The floor relay (bench/floor) as a yardstick measured in the same run: uproxy ÷ floor says how
+// close uproxy is to the least work per request one core can do here; floor ÷ haproxy says how
+// much room there is over HAProxy at all. null where a figure is missing.
+export function ratiosToFloor(summaries) {
+  const find = (path, conns, target) => summaries.find((s) => s.path === path && s.conns === conns && s.target === target);
+  return summaries
+    .filter((f) => f.target === 'floor')
+    .map((f) => {
+      const u = find(f.path, f.conns, 'uproxy');
+      const h = find(f.path, f.conns, 'haproxy');
+      return {
+        path: f.path,
+        conns: f.conns,
+        uproxyRps: ratio(u?.rps.median, f.rps.median),
+        uproxyReqPerCoreSecond: ratio(u?.reqPerCoreSecond, f.reqPerCoreSecond),
+        floorToHaproxyReqPerCoreSecond: ratio(f.reqPerCoreSecond, h?.reqPerCoreSecond),
+      };
+    });
+}
+
 const fmtInt = (v) => (v === null || v === undefined ? '-' : Math.round(v).toLocaleString('en-US'));
 const fmt = (v, digits = 2) => (v === null || v === undefined ? '-' : v.toFixed(digits));
 const mb = (kib) => (kib === null || kib === undefined ? '-' : (kib / 1024).toFixed(1));
@@ -87,6 +107,7 @@ function table(header, rows) {
 }
 
 export function renderTables(summaries, ratios, idle) {
+  const floorRatios = ratiosToFloor(summaries);
   const out = [];
   const paths = [...new Set(summaries.map((s) => s.path))];
   for (const path of paths) {
@@ -115,6 +136,11 @@ export function renderTables(summaries, ratios, idle) {
       const r = ratios.perRun.find((x) => x.path === path && x.conns === conns);
       if (r) {
         rows.push(['', 'uproxy÷haproxy', fmt(r.rps), '', '', fmt(r.proxyCpuPct), '', fmt(r.reqPerCoreSecond), fmt(r.p50Ms), fmt(r.p99Ms), '', fmt(r.rssLoadKiB), '', '']);
+      }
+      const f = floorRatios.find((x) => x.path === path && x.conns === conns);
+      if (f) {
+        rows.push(['', 'uproxy÷floor', fmt(f.uproxyRps), '', '', '', '', fmt(f.uproxyReqPerCoreSecond), '', '', '', '', '', '']);
+        rows.push(['', 'floor÷haproxy', '', '', '', '', '', fmt(f.floorToHaproxyReqPerCoreSecond), '', '', '', '', '', '']);
       }
     }
     out.push(

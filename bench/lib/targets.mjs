@@ -1,15 +1,20 @@
-// The things wrk is pointed at: the three proxies under test and the direct path to one
-// backend (the ceiling). Each `start` returns a running target on a free 127.0.0.1 port.
+// The things wrk is pointed at: the three proxies under test and two reference points, the
+// floor relay (bench/floor: the least work per request one core can do) and the direct path to
+// one backend (the ceiling). Each `start` returns a running target on a free 127.0.0.1 port.
 import { execa } from 'execa';
 import { existsSync, mkdirSync, statSync, readdirSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { backendsNginxConf, haproxyConf, nginxProxyConf, uproxyArgs } from './configs.mjs';
 import { freePorts, LOAD_CPU, processTree, PROXY_CPU, startPinned, stop, waitForPort } from './processes.mjs';
 
 export const REPO = resolve(import.meta.dirname, '..', '..');
 export const RESULTS_DIR = join(REPO, 'bench', 'results');
 export const UPROXY_BINARY = join(REPO, 'proxy', 'build', 'uproxy-proxy');
-export const TARGET_NAMES = ['uproxy', 'haproxy', 'nginx', 'direct'];
+export const FLOOR_SOURCE = join(REPO, 'bench', 'floor', 'floor.c');
+export const FLOOR_BINARY = join(REPO, 'bench', 'floor', 'build', 'floor');
+export const TARGET_NAMES = ['uproxy', 'haproxy', 'nginx', 'floor', 'direct'];
+// The proxies under test: the only targets the idle, callgrind and syscall extras look at.
+export const PROXY_NAMES = ['uproxy', 'haproxy', 'nginx'];
 
 export async function startBackends(workDir) {
   const dir = join(workDir, 'backends');
@@ -64,6 +69,16 @@ export const starters = {
     return running('nginx', port, startPinned('nginx', PROXY_CPU, nginxArgv(dir), { logFile }), { logFile });
   },
 
+  // Pinned like the proxies. The token goes through the environment: plaintext tokens never
+  // appear on a command line.
+  async floor(ctx) {
+    const [port] = await freePorts(1);
+    const logFile = join(ctx.dir, `floor-${port}.log`);
+    const argv = [FLOOR_BINARY, String(port), ...ctx.backends.ports.map(String)];
+    const proc = startPinned('floor', PROXY_CPU, argv, { logFile, env: { FLOOR_TOKEN: ctx.token } });
+    return running('floor', port, proc, { logFile });
+  },
+
   // No process of its own: wrk talks to backend 1, and "proxy CPU" does not apply.
   async direct(ctx) {
     return { name: 'direct', port: ctx.backends.ports[0], proc: undefined, pids: () => [], stop: async () => {} };
@@ -101,4 +116,15 @@ export async function ensureUproxyBinary() {
     : 0;
   const stale = newestSource > statSync(UPROXY_BINARY).mtimeMs;
   return { ok: true, note: stale ? 'binary is older than proxy/src (make did not rebuild it)' : undefined };
+}
+
+// The floor relay is one C file, compiled on every run (well under a second) so it can never be
+// stale; left out with the compiler's message when it does not build.
+export async function buildFloorBinary() {
+  mkdirSync(dirname(FLOOR_BINARY), { recursive: true });
+  const argv = ['-O2', '-Wall', '-Wextra', '-Werror', '-o', FLOOR_BINARY, FLOOR_SOURCE];
+  const result = await execa('cc', argv, { reject: false, timeout: 60000, all: true });
+  if (result.exitCode === 0) return { ok: true };
+  const tail = (result.all ?? result.message ?? '').trim().split('\n').slice(-5).join('\n    ');
+  return { ok: false, reason: `\`cc ${argv.join(' ')}\` failed (exit ${result.exitCode}${result.timedOut ? ', timed out' : ''}):\n    ${tail}` };
 }
