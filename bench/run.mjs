@@ -256,7 +256,7 @@ async function main() {
       results.summaries = summarize(results.runs);
       results.ratios = ratiosToHaproxy(results.summaries, results.rssIdleKiB);
       results.floorRatios = ratiosToFloor(results.summaries);
-      log(renderTables(results.summaries, results.ratios, results.rssIdleKiB));
+      log(renderTables(results.summaries, results.ratios, results.floorRatios, results.rssIdleKiB));
     }
     const proxies = opts.targets.filter((t) => PROXY_NAMES.includes(t) && !ctx.unavailable[t]);
     if (!opts.skip.has('idle')) results.idleConnections = await runIdleConnections(ctx, proxies, opts, log);

@@ -106,8 +106,7 @@ function table(header, rows) {
   return [line(header), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)].join('\n');
 }
 
-export function renderTables(summaries, ratios, idle) {
-  const floorRatios = ratiosToFloor(summaries);
+export function renderTables(summaries, ratios, floorRatios, idle) {
   const out = [];
   const paths = [...new Set(summaries.map((s) => s.path))];
   for (const path of paths) {
