@@ -8,7 +8,8 @@ import { UserError } from './errors.js';
  * What `init` copies into a project: `templates/` (the backend app, the proxy's Kraftfile and
  * Dockerfile, .gitignore) and this package's own `proxy/` sources and Makefile, so the
  * project builds its proxy from the code it ships with. Files are copied as they are;
- * `templates/elfloader/` replaces the native Unikraft files when that variant is chosen.
+ * `templates/shared/` goes into every app (proxy/ and backend/: both build llhttp the same
+ * way), and `templates/elfloader/` replaces the native Unikraft files when that variant is chosen.
  */
 
 /** The package root, from `dist/templates.js` or `cli/templates.ts` alike. */
@@ -32,26 +33,31 @@ export type UnikraftMode = 'native' | 'elfloader';
 export interface TemplateOptions {
   /** native (default): Kraftfile + Makefile.uk; elfloader: templates/elfloader/ replaces them. */
   unikraft?: UnikraftMode;
-  /** Copy llhttp's sources into proxy/llhttp/ so the unikernel builds without network access. */
+  /** Copy llhttp's sources into proxy/llhttp/ and backend/llhttp/ so the unikernels build without network access. */
   vendorLlhttp?: boolean;
 }
 
 /** Variant trees under templates/, copied only when chosen (over the default files). */
 const ELFLOADER_DIR = 'elfloader';
+/** Files under templates/shared/ are written into each of these app directories. */
+const SHARED_DIR = 'shared';
+const APPS = ['proxy', 'backend'] as const;
 /** Files of the native build that mean nothing on elfloader's prebuilt kernel. */
-const NATIVE_ONLY = new Set(['proxy/Makefile.uk', 'backend/Makefile.uk']);
+const NATIVE_ONLY = new Set(APPS.flatMap((app) => [`${app}/Makefile.uk`, `${app}/llhttp.uk`]));
 
 export function templateFiles(packageRoot = PACKAGE_ROOT, options: TemplateOptions = {}): TemplateFile[] {
   const templates = join(packageRoot, 'templates');
   const all = listFiles(templates).map((from) => ({ from, rel: relative(templates, from) }));
   const isVariant = (rel: string): boolean => rel.startsWith(`${ELFLOADER_DIR}/`);
-  let files = all.filter((f) => !isVariant(f.rel)).map(({ from, rel }) => ({ from, to: RENAMED[rel] ?? rel }));
+  const isShared = (rel: string): boolean => rel.startsWith(`${SHARED_DIR}/`);
+  let files = all.filter((f) => !isVariant(f.rel)).flatMap(({ from, rel }) =>
+    isShared(rel) ? APPS.map((app) => ({ from, to: join(app, rel.slice(SHARED_DIR.length + 1)) })) : [{ from, to: RENAMED[rel] ?? rel }]);
   if (options.unikraft === 'elfloader') {
     const overlay = all.filter((f) => isVariant(f.rel)).map(({ from, rel }) => ({ from, to: rel.slice(ELFLOADER_DIR.length + 1) }));
     const replaced = new Set(overlay.map((f) => f.to));
     files = [...files.filter((f) => !replaced.has(f.to) && !NATIVE_ONLY.has(f.to)), ...overlay];
   }
-  if (options.vendorLlhttp) files.push(...llhttpVendorFiles(join(templates, 'proxy', LLHTTP_SUMS)));
+  if (options.vendorLlhttp) files.push(...llhttpVendorFiles(join(templates, SHARED_DIR, LLHTTP_SUMS)));
   const proxySources = listFiles(join(packageRoot, 'proxy')).map((from) => ({ from, to: join('proxy', relative(join(packageRoot, 'proxy'), from)) }));
   const seen = new Set(files.map((f) => f.to));
   return [...files, ...proxySources.filter((f) => !seen.has(f.to))].sort((a, b) => (a.to < b.to ? -1 : 1));
@@ -59,13 +65,13 @@ export function templateFiles(packageRoot = PACKAGE_ROOT, options: TemplateOptio
 
 /** llhttp's C sources and header as Debian's node-llhttp installs them. */
 export const LLHTTP_LOCAL = { src: '/usr/share/llhttp', include: '/usr/share/include/llhttp' };
-/** `sha256sum` lines pinning the llhttp version the Unikraft build fetches (templates/proxy/). */
+/** `sha256sum` lines pinning the llhttp version the Unikraft build fetches (templates/shared/). */
 const LLHTTP_SUMS = 'llhttp.sha256';
 
 /**
- * proxy/llhttp/{src,include}/ laid out as in llhttp's release archive, from the local copy;
- * refused unless every file matches the pinned digests, so the offline and the fetched build
- * compile the same parser.
+ * proxy/llhttp/{src,include}/ and the same in backend/, laid out as in llhttp's release
+ * archive, from the local copy; refused unless every file matches the pinned digests, so the
+ * offline and the fetched build compile the same parser.
  */
 export function llhttpVendorFiles(sumsFile: string, local = LLHTTP_LOCAL): TemplateFile[] {
   const pinned = readFileSync(sumsFile, 'utf8')
@@ -75,16 +81,16 @@ export function llhttpVendorFiles(sumsFile: string, local = LLHTTP_LOCAL): Templ
       const [digest = '', path = ''] = line.trim().split(/\s+/);
       return { digest, path };
     });
-  return pinned.map(({ digest, path }) => {
+  return pinned.flatMap(({ digest, path }) => {
     const from = join(path.startsWith('include/') ? local.include : local.src, basename(path));
     if (!existsSync(from)) {
       throw new UserError(`--vendor-llhttp: ${from} does not exist: install Debian's node-llhttp (\`apt-get install node-llhttp\`), or leave out --vendor-llhttp and let the Unikraft build fetch llhttp`);
     }
     const actual = createHash('sha256').update(readFileSync(from)).digest('hex');
     if (actual !== digest) {
-      throw new UserError(`--vendor-llhttp: ${from} is not the llhttp version the templates pin (SHA-256 ${actual}, expected ${digest} from templates/proxy/${LLHTTP_SUMS}); install node-llhttp 8.1.0 or copy llhttp 8.1.0's ${path} into proxy/llhttp/${path} yourself`);
+      throw new UserError(`--vendor-llhttp: ${from} is not the llhttp version the templates pin (SHA-256 ${actual}, expected ${digest} from templates/${SHARED_DIR}/${LLHTTP_SUMS}); install node-llhttp 8.1.0 or copy llhttp 8.1.0's ${path} into proxy/llhttp/${path} and backend/llhttp/${path} yourself`);
     }
-    return { from, to: join('proxy', 'llhttp', path) };
+    return APPS.map((app) => ({ from, to: join(app, 'llhttp', path) }));
   });
 }
 

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse } from 'yaml';
@@ -50,7 +50,11 @@ describe('Unikraft templates', () => {
       expect(kraftfile.targets).toEqual(expect.arrayContaining(['qemu/x86_64', 'fc/x86_64']));
       expect(Object.keys(kraftfile.libraries)).toEqual(expect.arrayContaining(['musl', 'lwip']));
       expect(kraftfile.unikraft.kconfig).toMatchObject({ CONFIG_LIBUKNETDEV_EINFO_LIBPARAM: 'y', CONFIG_LIBPOSIX_POLL: 'y' });
-      statSync(join(file, '..', 'Makefile.uk'));
+      // Both apps compile llhttp in strict mode through the one shared fragment.
+      const makefile = readFileSync(join(file, '..', 'Makefile.uk'), 'utf8');
+      expect(makefile).toMatch(/^include \$\(APP(UPROXY|BACKEND)_BASE\)\/llhttp\.uk$/m);
+      expect(makefile).toContain('_CINCLUDES-y += -I$(LIBUPROXYLLHTTP_TREE)/include');
+      expect(readFileSync(join(file, '..', 'llhttp.uk'), 'utf8')).toContain('LIBUPROXYLLHTTP_CFLAGS-y += -DLLHTTP_STRICT_MODE=1');
     }
     const proxy = native.parse(parse(readFileSync(files[0]!, 'utf8')));
     const lwip = proxy.libraries.lwip as { kconfig: Record<string, unknown> };
@@ -74,21 +78,30 @@ describe('Unikraft templates', () => {
       expect(dockerfile).toMatch(/-static-pie/);
       expect(dockerfile).toMatch(/^FROM scratch$/m);
     }
-    expect(readdirSync(join(dir, 'proxy'))).not.toContain('Makefile.uk');
-    // The directory rootfs really is buildable without BuildKit: a static-pie proxy.
-    execFileSync('make', ['-f', 'rootfs.mk'], { cwd: join(dir, 'proxy'), stdio: 'ignore' });
-    // static-pie: position-independent (ELF type DYN) and no program interpreter.
-    const binary = join(dir, 'proxy/rootfs/uproxy-proxy');
-    expect(execFileSync('readelf', ['-h', binary], { encoding: 'utf8' })).toMatch(/Type:\s+DYN/);
-    expect(execFileSync('readelf', ['-l', binary], { encoding: 'utf8' })).not.toMatch(/INTERP/);
+    for (const app of ['proxy', 'backend']) {
+      expect(readdirSync(join(dir, app))).not.toContain('Makefile.uk');
+      expect(readdirSync(join(dir, app))).not.toContain('llhttp.uk');
+      // The directory rootfs really is buildable without BuildKit: static-pie binaries.
+      execFileSync('make', ['-f', 'rootfs.mk'], { cwd: join(dir, app), stdio: 'ignore' });
+      // static-pie: position-independent (ELF type DYN) and no program interpreter.
+      const binary = join(dir, app, 'rootfs', app === 'proxy' ? 'uproxy-proxy' : 'backend');
+      expect(execFileSync('readelf', ['-h', binary], { encoding: 'utf8' })).toMatch(/Type:\s+DYN/);
+      expect(execFileSync('readelf', ['-l', binary], { encoding: 'utf8' })).not.toMatch(/INTERP/);
+    }
   });
 
   it('the llhttp digests pinned for the Unikraft build match the local llhttp, and --vendor-llhttp copies it', async () => {
     const init = await uproxy(['init', 'vendored', '--vendor-llhttp'], root);
     expect(init.exitCode, init.stderr).toBe(0);
-    const proxy = join(root, 'vendored', 'proxy');
-    const check = execFileSync('sha256sum', ['--check', '--strict', '../llhttp.sha256'], { cwd: join(proxy, 'llhttp'), encoding: 'utf8' });
-    expect(check.trim().split('\n')).toEqual(['src/api.c: OK', 'src/http.c: OK', 'src/llhttp.c: OK', 'include/llhttp.h: OK']);
-    expect(readFileSync(join(proxy, 'Makefile.uk'), 'utf8')).toContain('release/v$(LIBUPROXYLLHTTP_VERSION).tar.gz');
+    for (const app of ['proxy', 'backend']) {
+      const dir = join(root, 'vendored', app);
+      const check = execFileSync('sha256sum', ['--check', '--strict', '../llhttp.sha256'], { cwd: join(dir, 'llhttp'), encoding: 'utf8' });
+      expect(check.trim().split('\n')).toEqual(['src/api.c: OK', 'src/http.c: OK', 'src/llhttp.c: OK', 'include/llhttp.h: OK']);
+      expect(readFileSync(join(dir, 'llhttp.uk'), 'utf8')).toContain('release/v$(LIBUPROXYLLHTTP_VERSION).tar.gz');
+    }
+    // The backend's own Makefile compiles the vendored copy when there is one.
+    const make = execFileSync('make', ['-n'], { cwd: join(root, 'vendored', 'backend'), encoding: 'utf8' });
+    expect(make).toContain('llhttp/src/llhttp.c');
+    expect(make).toContain('-Illhttp/include');
   });
 });

@@ -21,10 +21,16 @@ describe('uproxy init', () => {
     const result = initProject(dir, { runtime: 'host', backends: 4, force: false });
     for (const file of [
       'uproxy.json', 'uproxy.schema.json', '.gitignore',
-      'proxy/Makefile', 'proxy/Kraftfile', 'proxy/Dockerfile', 'proxy/Makefile.uk',
-      'backend/src/server.c', 'backend/Makefile', 'backend/Kraftfile', 'backend/Dockerfile',
+      'proxy/Makefile', 'proxy/Kraftfile', 'proxy/Dockerfile', 'proxy/Makefile.uk', 'proxy/llhttp.uk', 'proxy/llhttp.sha256',
+      'backend/src/server.c', 'backend/src/request.c', 'backend/src/request.h',
+      'backend/Makefile', 'backend/Kraftfile', 'backend/Dockerfile', 'backend/Makefile.uk', 'backend/llhttp.uk', 'backend/llhttp.sha256',
     ]) {
       expect(existsSync(join(dir, file)), file).toBe(true);
+    }
+    // templates/shared/ is one source for both apps' llhttp build, not a directory of its own.
+    expect(result.files.filter((f) => f.startsWith('shared/'))).toEqual([]);
+    for (const file of ['llhttp.uk', 'llhttp.sha256']) {
+      expect(readFileSync(join(dir, 'backend', file), 'utf8')).toBe(readFileSync(join(dir, 'proxy', file), 'utf8'));
     }
     expect(result.files.filter((f) => f.startsWith('proxy/src/')).length).toBeGreaterThan(0);
     expect(readFileSync(join(dir, '.gitignore'), 'utf8')).toMatch(/^\.uproxy\/$/m);

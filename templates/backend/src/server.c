@@ -3,12 +3,18 @@
  *
  *   backend --listen ADDR:PORT --name NAME
  *
- * GET /        an HTML page naming this instance and showing its memory use
+ * GET /        an HTML page naming this instance and showing its memory use (when known)
  * GET /health  "ok"
+ * (routed on the path: a query string such as `/?x` is ignored)
  *
  * Built on poll() and plain sockets only, so the same file runs as a host process, in a
  * Linux microVM and as a Unikraft unikernel (musl + lwip + posix-poll). Memory use comes from
- * getrusage(); /proc is read only when it exists, because a unikernel has none.
+ * /proc when it exists, else getrusage(); a unikernel has no /proc and its getrusage() says 0,
+ * so there the page leaves memory out.
+ *
+ * Requests are parsed by llhttp in request.c: this file only moves bytes and answers. Keep
+ * it that way when you add routes: framing a request by hand (reading Content-Length and
+ * ignoring Transfer-Encoding, say) lets a body be read as a request behind the proxy.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -19,13 +25,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "request.h"
+
 #define MAX_CLIENTS 256
+/* Input waits here only while the answer to the request before it is being sent: llhttp
+ * keeps no bytes of its own (heads are bounded by REQUEST_HEAD_MAX in request.c). */
 #define IN_BUFFER 8192
 #define OUT_BUFFER 8192
 #define NAME_MAX_LEN 64
@@ -38,6 +47,7 @@ struct client {
     size_t out_len;
     size_t out_sent;
     int close_after_write;
+    struct request req;
     char in[IN_BUFFER];
     char out[OUT_BUFFER];
 };
@@ -106,7 +116,8 @@ static int open_listener(const struct sockaddr_in *addr)
     return fd;
 }
 
-/* Resident memory in KiB: current from /proc when there is one, else the peak from getrusage. */
+/* Resident memory in KiB: current from /proc when there is one, else the peak from getrusage;
+ * 0 when neither knows (Unikraft's getrusage() fills in zeros). */
 static long memory_kib(const char **what)
 {
     struct rusage usage;
@@ -123,18 +134,19 @@ static long memory_kib(const char **what)
         }
     }
     *what = "peak resident";
-    if (getrusage(RUSAGE_SELF, &usage) == 0)
+    if (getrusage(RUSAGE_SELF, &usage) == 0 && usage.ru_maxrss > 0)
         return usage.ru_maxrss;
-    return -1;
+    return 0;
 }
 
+/* A response to HEAD has the headers of the GET response and no body (RFC 9110 9.3.2). */
 static void respond(struct client *c, int status, const char *reason, const char *type, const char *body)
 {
     size_t body_len = strlen(body);
     int n = snprintf(c->out, sizeof(c->out),
              "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\nX-Backend: %s\r\n%s\r\n%s",
              status, reason, type, body_len, srv.name,
-             c->close_after_write ? "Connection: close\r\n" : "", body);
+             c->close_after_write ? "Connection: close\r\n" : "", c->req.head_method ? "" : body);
 
     c->out_len = (n < 0 || (size_t)n >= sizeof(c->out)) ? 0 : (size_t)n;
     c->out_sent = 0;
@@ -145,89 +157,59 @@ static void respond(struct client *c, int status, const char *reason, const char
 static void serve_page(struct client *c)
 {
     char body[2048];
+    char memory[64] = "";
     const char *what = "resident";
     long kib = memory_kib(&what);
 
+    /* An unknown figure is left out rather than shown as 0. */
+    if (kib > 0)
+        snprintf(memory, sizeof(memory), "<p>Memory: %ld KiB %s</p>\n", kib, what);
     snprintf(body, sizeof(body),
          "<!doctype html>\n<html><head><title>%s</title></head><body>\n"
          "<h1>Hello from %s</h1>\n"
          "<p>Instance: <b>%s</b> (pid %ld)</p>\n"
-         "<p>Memory: %ld KiB %s</p>\n"
+         "%s"
          "<p>Requests served: %llu; up %lld s</p>\n"
          "</body></html>\n",
-         srv.name, srv.name, srv.name, (long)getpid(), kib, what, srv.requests,
+         srv.name, srv.name, srv.name, (long)getpid(), memory, srv.requests,
          (long long)(time(NULL) - srv.started));
     respond(c, 200, "OK", "text/html; charset=utf-8", body);
 }
 
-/* Finds a header's value in the request head (case-insensitive name); 1 when it contains `token`. */
-static int header_has(const char *head, const char *name, const char *token)
+static void route(struct client *c)
 {
-    size_t name_len = strlen(name);
-    const char *line = strstr(head, "\r\n");
-
-    while (line != NULL && line[2] != '\r') {
-        line += 2;
-        if (strncasecmp(line, name, name_len) == 0 && line[name_len] == ':') {
-            const char *end = strstr(line, "\r\n");
-            size_t len = end ? (size_t)(end - line) : strlen(line);
-            char value[256];
-
-            if (len >= sizeof(value))
-                len = sizeof(value) - 1;
-            memcpy(value, line, len);
-            value[len] = '\0';
-            return strcasestr(value + name_len + 1, token) != NULL;
-        }
-        line = strstr(line, "\r\n");
-    }
-    return 0;
-}
-
-static long content_length(const char *head)
-{
-    const char *p = strcasestr(head, "\r\ncontent-length:");
-
-    return p == NULL ? 0 : strtol(p + 17, NULL, 10);
-}
-
-/* Handles one complete request at the start of the input buffer; returns the bytes it used, 0 if incomplete. */
-static size_t handle_request(struct client *c)
-{
-    char *end = memmem(c->in, c->in_len, "\r\n\r\n", 4);
-    char method[16], path[512], version[16];
-    size_t head_len;
-    long body_len;
-
-    if (end == NULL)
-        return 0;
-    *end = '\0';
-    head_len = (size_t)(end - c->in) + 4;
-    body_len = content_length(c->in);
-    if (body_len < 0 || (size_t)body_len > sizeof(c->in) - head_len) {
-        c->close_after_write = 1;
-        respond(c, 413, "Payload Too Large", "text/plain", "request body too large\n");
-        return c->in_len;
-    }
-    if (c->in_len < head_len + (size_t)body_len) {
-        *end = '\r';
-        return 0;
-    }
-    srv.requests++;
-    if (sscanf(c->in, "%15s %511s %15s", method, path, version) != 3) {
-        c->close_after_write = 1;
-        respond(c, 400, "Bad Request", "text/plain", "bad request line\n");
-        return head_len + (size_t)body_len;
-    }
-    c->close_after_write = header_has(c->in, "Connection", "close") ||
-                   (strcmp(version, "HTTP/1.0") == 0 && !header_has(c->in, "Connection", "keep-alive"));
-    if (strcmp(path, "/health") == 0)
+    if (request_path_is(&c->req, "/health"))
         respond(c, 200, "OK", "text/plain", "ok\n");
-    else if (strcmp(path, "/") == 0 || strcmp(path, "/index.html") == 0)
+    else if (request_path_is(&c->req, "/") || request_path_is(&c->req, "/index.html"))
         serve_page(c);
     else
         respond(c, 404, "Not Found", "text/plain", "not found\n");
-    return head_len + (size_t)body_len;
+}
+
+/* After a framing error nothing later on the connection can be trusted: answer and close. */
+static void refuse(struct client *c, int status)
+{
+    c->close_after_write = 1;
+    c->in_len = 0;
+    if (status == 413)
+        respond(c, 413, "Content Too Large", "text/plain", "request body too large\n");
+    else if (status == 431)
+        respond(c, 431, "Request Header Fields Too Large", "text/plain", "request head too large\n");
+    else
+        respond(c, 400, "Bad Request", "text/plain", "bad request\n");
+}
+
+/* Answers the request the parser stopped at (complete, or refused). */
+static void answer(struct client *c)
+{
+    if (c->req.state == REQUEST_ERROR) {
+        refuse(c, c->req.error);
+        return;
+    }
+    srv.requests++;
+    c->close_after_write = !c->req.keep_alive;
+    route(c);
+    request_next(&c->req);
 }
 
 static void drop_client(struct client *c)
@@ -253,28 +235,24 @@ static void flush_output(struct client *c)
         drop_client(c);
 }
 
-/* Answers every complete request already buffered, one response at a time. */
+/* Parses what is buffered and answers each complete request in turn. A response not yet
+ * sent stops this until it is (run() then calls it again), so answers keep their order. */
 static void process_input(struct client *c)
 {
     while (c->fd >= 0 && c->out_len == 0 && c->in_len > 0) {
-        size_t used = handle_request(c);
+        size_t used = request_parse(&c->req, c->in, c->in_len);
 
-        if (used == 0) {
-            if (c->in_len == sizeof(c->in)) {
-                c->close_after_write = 1;
-                respond(c, 431, "Request Header Fields Too Large", "text/plain", "request head too large\n");
-                c->in_len = 0;
-            } else {
-                return;
-            }
-        } else {
-            memmove(c->in, c->in + used, c->in_len - used);
-            c->in_len -= used;
-        }
+        memmove(c->in, c->in + used, c->in_len - used);
+        c->in_len -= used;
+        if (c->req.state == REQUEST_MORE)
+            return;
+        answer(c);
         flush_output(c);
     }
 }
 
+/* The parser takes every byte unless it stopped at a request being answered, and then the
+ * connection is polled for output, not input: the buffer has room whenever this runs. */
 static void read_client(struct client *c)
 {
     ssize_t n = recv(c->fd, c->in + c->in_len, sizeof(c->in) - c->in_len, 0);
@@ -352,6 +330,7 @@ static void accept_clients(void)
         srv.clients[slot].out_len = 0;
         srv.clients[slot].out_sent = 0;
         srv.clients[slot].close_after_write = 0;
+        request_init(&srv.clients[slot].req);
     }
 }
 

@@ -8,7 +8,7 @@ LLHTTP_SRC ?= $(if $(wildcard llhttp/src/llhttp.c),llhttp/src,/usr/share/llhttp)
 LLHTTP_INCLUDE ?= $(if $(wildcard llhttp/include/llhttp.h),llhttp/include,/usr/share/include/llhttp)
 
 rootfs/uproxy-proxy: $(wildcard src/*.c src/*.h) VERSION | rootfs
-	$(CC) -std=c11 -D_GNU_SOURCE -DUPROXY_VERSION='"$(shell cat VERSION)"' -O2 -fPIE -static-pie -s -Isrc -I$(LLHTTP_INCLUDE) -o $@ \
+	$(CC) -std=c11 -D_GNU_SOURCE -DLLHTTP_STRICT_MODE=1 -DUPROXY_VERSION='"$(shell cat VERSION)"' -O2 -fPIE -static-pie -s -Isrc -I$(LLHTTP_INCLUDE) -o $@ \
 	  $(wildcard src/*.c) $(LLHTTP_SRC)/api.c $(LLHTTP_SRC)/http.c $(LLHTTP_SRC)/llhttp.c
 
 rootfs:
