@@ -12,7 +12,7 @@ export function register(program: Command): void {
     .option('--force', 'overwrite existing files (and make new tokens)', false)
     .option('--tokens-only', 'in an existing project, make new client and admin tokens and change only their hashes in uproxy.json', false)
     .option('--unikraft <mode>', 'how the apps become unikernels: native (compiled into the kernel) or elfloader (a static-pie binary on the prebuilt base kernel)', unikraftMode, 'native')
-    .option('--vendor-llhttp', "copy the local llhttp sources (Debian's node-llhttp) into proxy/llhttp/ so unikernel builds need no network", false)
+    .option('--vendor-llhttp', "copy the local llhttp sources (Debian's node-llhttp) into proxy/llhttp/ and backend/llhttp/ so unikernel builds need no network", false)
     .addHelpText('after', '\nExamples:\n  $ uproxy init demo --backends 3 && cd demo && uproxy up\n  $ uproxy init --tokens-only      # lost or leaked tokens: new ones, nothing else touched')
     .action(async (dir: string, options: { runtime: 'host' | 'qemu' | 'kraft'; backends: number; name?: string; force: boolean; tokensOnly: boolean; unikraft: 'native' | 'elfloader'; vendorLlhttp: boolean }) => {
       const { initProject, regenerateTokens } = await import('../core/init.js');
