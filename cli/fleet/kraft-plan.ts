@@ -1,6 +1,7 @@
 /**
  * The kraft side of a fleet plan, as plain data: every `kraft` command line `up` and `down`
- * run (build, network, one `kraft run` per machine, stop, rm), each machine's address and
+ * run (build, network, one `kraft run` per machine, and the `ps`, `stop`, `rm` and `net rm` that
+ * `down` runs from the state alone, by machine and network name), each machine's address and
  * arguments, and where kraft leaves the built artifacts. The flags are the ones kraftkit
  * documents (internal/cli/kraft/{build,run,ps,stop,remove,net}); `--no-prompt` goes on every
  * call because uproxy has no terminal to answer kraft's questions with.
@@ -8,7 +9,7 @@
 import { join } from 'node:path';
 import { commandLine, renderOptions, type CommandLine, type Options } from './argv.js';
 import { planAddressing } from './addressing.js';
-import { backendArgs, makeCommand, proxyArgs, type FleetPlan, type Role } from './plan.js';
+import { backendArgs, instanceName, makeCommand, proxyArgs, type FleetPlan, type Role } from './plan.js';
 
 export const KRAFT = 'kraft';
 export const KRAFT_PLAT = 'qemu';
@@ -55,8 +56,6 @@ export interface KraftMachinePlan {
   app: KraftApp;
   args: string[];
   run: CommandLine;
-  stop: CommandLine;
-  remove: CommandLine;
 }
 
 export interface KraftNetworkPlan {
@@ -67,7 +66,6 @@ export interface KraftNetworkPlan {
   /** Who creates the bridge: `kraft net create`, or uproxy's own net/ code (qemu runtime). */
   manager: 'kraft' | 'uproxy';
   create: CommandLine;
-  remove: CommandLine;
 }
 
 export interface KraftFleetPlan {
@@ -76,7 +74,6 @@ export interface KraftFleetPlan {
   /** Backends first, the proxy last: it health-checks them as soon as it starts. */
   machines: KraftMachinePlan[];
   proxy: { listen: string; admin: string };
-  list: CommandLine;
 }
 
 export interface KraftInputs {
@@ -86,6 +83,23 @@ export interface KraftInputs {
 
 export function kraftCommand(words: readonly string[], options: Options, trailing: readonly string[] = []): CommandLine {
   return commandLine(KRAFT, words, renderOptions({ ...COMMON, ...options }, '--'), trailing);
+}
+
+/** `kraft ps` of every machine, stopped ones too, as JSON with their PIDs. */
+export function kraftListCommand(): CommandLine {
+  return kraftCommand(['ps'], { all: true, long: true, output: 'json' });
+}
+
+export function kraftStopCommand(instance: string): CommandLine {
+  return kraftCommand(['stop'], {}, [instance]);
+}
+
+export function kraftRemoveCommand(instance: string): CommandLine {
+  return kraftCommand(['rm'], {}, [instance]);
+}
+
+export function kraftNetRemoveCommand(network: string): CommandLine {
+  return kraftCommand(['net', 'rm'], {}, [network]);
 }
 
 /** Where `kraft build --plat qemu --arch x86_64` leaves a native app's kernel: named after the Kraftfile's `name:`. */
@@ -113,7 +127,6 @@ export function planKraftFleet(plan: FleetPlan, inputs: KraftInputs): KraftFleet
     prefix,
     manager: config.unikraft.network,
     create: kraftCommand(['net', 'create'], { network: `${addressing.gateway}/${prefix}` }, [config.network.bridge]),
-    remove: kraftCommand(['net', 'rm'], {}, [config.network.bridge]),
   };
 
   const app = (label: Role, dir: string): KraftApp => {
@@ -137,7 +150,7 @@ export function planKraftFleet(plan: FleetPlan, inputs: KraftInputs): KraftFleet
   const proxyPort = config.proxy.port || 8080;
   const adminPort = config.proxy.adminPort || 8081;
   const machine = (name: string, role: Role, ip: string, serves: string, memoryMiB: number, machineApp: KraftApp, programArgs: string[]): KraftMachinePlan => {
-    const instance = `${plan.fleet}-${name}`;
+    const instance = instanceName(plan.fleet, name);
     // elfloader: the kernel runs a program from the rootfs, named first as in the Kraftfile's cmd.
     const args = mode === 'elfloader' ? [`/${role === 'proxy' ? 'uproxy-proxy' : 'backend'}`, ...programArgs] : programArgs;
     return {
@@ -161,8 +174,6 @@ export function planKraftFleet(plan: FleetPlan, inputs: KraftInputs): KraftFleet
         },
         [machineApp.dir, '--', ...args],
       ),
-      stop: kraftCommand(['stop'], {}, [instance]),
-      remove: kraftCommand(['rm'], {}, [instance]),
     };
   };
 
@@ -182,7 +193,6 @@ export function planKraftFleet(plan: FleetPlan, inputs: KraftInputs): KraftFleet
     apps: [proxyApp, backendApp],
     machines: [...backends, proxy],
     proxy: { listen: proxy.serves, admin: listeners.admin },
-    list: kraftCommand(['ps'], { all: true, long: true, output: 'json' }),
   };
 }
 

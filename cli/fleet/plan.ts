@@ -45,6 +45,11 @@ export function backendName(index: number): string {
   return `backend-${index}`;
 }
 
+/** A machine's name outside uproxy (a QEMU guest, a kraft machine): `<fleet>-<machine>`, so two fleets never collide. */
+export function instanceName(fleet: string, machine: string): string {
+  return `${fleet}-${machine}`;
+}
+
 /**
  * Backends are always `backend-1` .. `backend-N`, so scaling from 5 to 2 keeps backend-1 and
  * backend-2 untouched and removes the highest ones.

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { UserError } from '../errors.js';
 import type { CommandLine } from './argv.js';
 import { planAddressing, type MachineAddress } from './addressing.js';
-import { backendArgs, proxyArgs, type FleetPlan, type Role } from './plan.js';
+import { backendArgs, instanceName, proxyArgs, type FleetPlan, type Role } from './plan.js';
 import { kernelCommandLineProblem } from './kraft-plan.js';
 import { qemuCommand, type Accel, type QemuGuest } from './qemu-command.js';
 import { nftTableName, ownerMark, type NetworkPlan } from './network-plan.js';
@@ -77,7 +77,7 @@ export function planVmFleet(plan: FleetPlan, inputs: VmInputs): VmFleetPlan {
     const initramfs = kind === 'microvm' ? { path: join(vmDir, `${name}.cpio`), program } : undefined;
     const boot = kind === 'microvm' ? { kernel: required(inputs.kernel, 'a Linux kernel'), initrd: initramfs?.path } : required(inputs.unikraft, 'the kraft builds')[role];
     const guest: QemuGuest = {
-      name: `${plan.fleet}-${name}`,
+      name: instanceName(plan.fleet, name),
       kind,
       accel: inputs.accel,
       board: config.qemu.board,

@@ -9,11 +9,16 @@
  * The difference is taken against what the proxy itself lists, not against the state file,
  * so a scaling that an earlier, interrupted `up` left half done is completed too.
  */
+import type { FleetPlan } from '../fleet/plan.js';
+import type { FleetState } from '../fleet/state.js';
 import type { Progress } from '../progress.js';
-import { adminRequest, AdminApiError, fetchStats, setBackendDrain, type AdminEndpoint } from '../stats/client.js';
+import { adminEndpointOf, adminRequest, AdminApiError, fetchStats, setBackendDrain, type AdminEndpoint } from '../stats/client.js';
 import type { ProxyStats } from '../stats/schema.js';
 import { UserError } from '../errors.js';
+import { waitUntilHealthy } from './health-wait.js';
+import { WAIT_POLICY, type FleetProxy } from './machines.js';
 import { sleep } from './processes.js';
+import type { RuntimeContext } from './runtime.js';
 
 export interface SyncedBackend {
   name: string;
@@ -27,8 +32,34 @@ export interface BackendSync {
   wanted: readonly SyncedBackend[];
   /** For each of the two waits (added backends up, removed ones gone). */
   timeoutMs: number;
-  pollMs: number;
   progress: Progress;
+}
+
+/** The running proxy of `state` as `reconcile` drives it: through its admin API. */
+export interface AdminApiFleet {
+  plan: FleetPlan;
+  /** The state `reconcile` keeps: its proxy's admin address is read at each call. */
+  state: FleetState;
+  ctx: RuntimeContext;
+  /** Every planned backend and the address the proxy reaches it at. */
+  backends: readonly SyncedBackend[];
+  timeoutMs: number;
+  /** Said after a health-wait timeout, e.g. where else to look. */
+  hint?: string;
+}
+
+export function adminApiProxy(fleet: AdminApiFleet): FleetProxy {
+  const sync = (): Omit<BackendSync, 'wanted'> => ({
+    endpoint: adminEndpointOf(fleet.state, fleet.ctx.adminToken()),
+    timeoutMs: fleet.timeoutMs,
+    progress: fleet.ctx.progress,
+  });
+  return {
+    sync: () => syncBackends({ ...sync(), wanted: fleet.backends }),
+    roll: (name, replace) => rollBackend(sync(), name, replace),
+    waitHealthy: (timeoutMs, dead) =>
+      waitUntilHealthy(fleet, { timeoutMs, deadMachine: dead, hint: fleet.hint }),
+  };
 }
 
 /**
@@ -79,35 +110,30 @@ export async function syncBackends(sync: BackendSync): Promise<void> {
 }
 
 /**
- * Replaces running backends one at a time behind a running proxy, so the others carry the
- * traffic meanwhile: drain it (no new requests; in-flight ones finish, idle pooled
- * connections close), `replace` it, wait until a health check of the proxy passes on the new
- * instance (checks go on while draining), undrain, and wait until the proxy reports it up.
+ * Replaces one running backend behind a running proxy, so the others carry the traffic
+ * meanwhile: drain it (no new requests; in-flight ones finish, idle pooled connections close),
+ * `replace` it, wait until a health check of the proxy passes on the new instance (checks go
+ * on while draining), undrain, and wait until the proxy reports it up.
  */
-export async function rollBackends<R extends { machine: { name: string } }>(sync: Omit<BackendSync, 'wanted'>, rolled: readonly R[], replace: (backend: R) => Promise<void>): Promise<void> {
-  const passedChecks = (stats: ProxyStats, name: string): number => {
+export async function rollBackend(sync: Omit<BackendSync, 'wanted'>, name: string, replace: () => Promise<void>): Promise<void> {
+  const passedChecks = (stats: ProxyStats): number => {
     const health = stats.backends.find((b) => b.name === name)?.health;
     return health ? health.checks - health.failures : 0;
   };
-  for (const backend of rolled) {
-    const { name } = backend.machine;
-    await sync.progress.step(`restart ${name} (changed), drained first`, async () => {
-      await setBackendDrain(sync.endpoint, name, true);
-      await waitForProxy(sync, `${name} drained`, (stats) => {
-        const backend = stats.backends.find((b) => b.name === name);
-        return !backend || backend.in_flight === 0 ? null : `${name} still has ${backend.in_flight} requests in flight`;
-      });
-      await replace(backend);
-      const before = passedChecks(await fetchStats(sync.endpoint), name);
-      await waitForProxy(sync, `a passing health check of the new ${name}`, (stats) =>
-        passedChecks(stats, name) > before ? null : `no health check of the new ${name} has passed yet`);
-      await setBackendDrain(sync.endpoint, name, false);
-      await waitForProxy(sync, `${name} up again`, (stats) => {
-        const state = stats.backends.find((b) => b.name === name)?.state ?? 'not listed';
-        return state === 'up' ? null : `${name} is ${state}`;
-      });
-    });
-  }
+  await setBackendDrain(sync.endpoint, name, true);
+  await waitForProxy(sync, `${name} drained`, (stats) => {
+    const backend = stats.backends.find((b) => b.name === name);
+    return !backend || backend.in_flight === 0 ? null : `${name} still has ${backend.in_flight} requests in flight`;
+  });
+  await replace();
+  const before = passedChecks(await fetchStats(sync.endpoint));
+  await waitForProxy(sync, `a passing health check of the new ${name}`, (stats) =>
+    passedChecks(stats) > before ? null : `no health check of the new ${name} has passed yet`);
+  await setBackendDrain(sync.endpoint, name, false);
+  await waitForProxy(sync, `${name} up again`, (stats) => {
+    const state = stats.backends.find((b) => b.name === name)?.state ?? 'not listed';
+    return state === 'up' ? null : `${name} is ${state}`;
+  });
 }
 
 async function removeBackends(sync: BackendSync, removed: readonly string[]): Promise<void> {
@@ -149,7 +175,7 @@ async function waitForProxy(sync: Omit<BackendSync, 'wanted'>, goal: string, pro
     } catch (error) {
       last = (error as Error).message;
     }
-    await sleep(sync.pollMs);
+    await sleep(WAIT_POLICY.pollMs);
   }
   throw new UserError(`the proxy did not report ${goal} within ${Math.round(sync.timeoutMs / 1000)} s: ${last}; see .uproxy/logs/`);
 }

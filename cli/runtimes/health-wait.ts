@@ -9,6 +9,7 @@ import type { FleetState } from '../fleet/state.js';
 import { adminEndpointOf, fetchStats } from '../stats/client.js';
 import type { ProxyStats } from '../stats/schema.js';
 import { UserError } from '../errors.js';
+import { WAIT_POLICY } from './machines.js';
 import { logTail, sleep } from './processes.js';
 import type { RuntimeContext } from './runtime.js';
 
@@ -29,8 +30,6 @@ export interface WaitedFleet {
 
 export interface HealthWait {
   timeoutMs: number;
-  /** Between two polls of /stats. */
-  pollMs: number;
   /** Called before each poll; a machine it returns fails the wait. */
   deadMachine: () => Promise<DeadMachine | undefined>;
   /** Said after the timeout message, e.g. where else to look. */
@@ -60,7 +59,7 @@ export async function waitUntilHealthy({ plan, state, ctx }: WaitedFleet, wait: 
     } catch (error) {
       lastProblem = (error as Error).message;
     }
-    await sleep(wait.pollMs);
+    await sleep(WAIT_POLICY.pollMs);
   }
   const suspects = state.machines.filter((m) => m.role === 'proxy' || lastProblem.includes(m.name));
   throw new UserError(

@@ -5,13 +5,9 @@ import { appBuildCommands, LOOPBACK, planHostProcesses, type FleetPlan, type Hos
 import { stateDir } from '../files.js';
 import type { FleetState, MachineState } from '../fleet/state.js';
 import { UserError } from '../errors.js';
-import { adminEndpointOf, type AdminEndpoint } from '../stats/client.js';
-import { rollBackends, syncBackends, withoutBackendList } from './backend-sync.js';
+import { adminApiProxy, withoutBackendList } from './backend-sync.js';
 import { buildApp, fileHash } from './build.js';
-import { waitUntilHealthy } from './health-wait.js';
-import {
-  forgetMachines, isUnchanged, machineNames, planChanges, processStatuses, recordRunning, recordStarting, recordStopping,
-} from './machines.js';
+import { processStatuses, reconcile, stopMachines, type MachineDriver } from './machines.js';
 import { findProcessesByArgv, isOurProcess, spawnDetached, stopProcesses } from './processes.js';
 import type { DownOptions, Runtime, RuntimeContext, UpOptions } from './runtime.js';
 
@@ -23,9 +19,8 @@ import type { DownOptions, Runtime, RuntimeContext, UpOptions } from './runtime.
  * (backend-sync.ts). A proxy that does start gets the whole current list on its command line.
  */
 
+/** Local processes come up in milliseconds; the time goes to the proxy's first health checks. */
 const DEFAULT_UP_TIMEOUT_MS = 30_000;
-/** Local processes come up in milliseconds and /stats on 127.0.0.1 is cheap: poll it often. */
-const ADMIN_POLL_MS = 50;
 
 export const runtime: Runtime = {
   name: 'host',
@@ -49,12 +44,13 @@ export const runtime: Runtime = {
   },
 
   async up(plan, previous, ctx, options) {
-    return reconcile(plan, previous, ctx, options);
+    return upHost(plan, previous, ctx, options);
   },
 
   async down(state, ctx, options) {
-    await stopMachines(state, state.machines, ctx, options);
-    ctx.clearState();
+    const machines = driver(ctx);
+    await stopMachines(state, state.machines, machines, ctx, options);
+    await machines.cleanup(state);
   },
 
   async inspect(state) {
@@ -71,7 +67,7 @@ function logDir(ctx: RuntimeContext): string {
   return join(stateDir(ctx.projectDir), 'logs');
 }
 
-async function reconcile(plan: FleetPlan, previous: FleetState | null, ctx: RuntimeContext, options: UpOptions): Promise<FleetState> {
+async function upHost(plan: FleetPlan, previous: FleetState | null, ctx: RuntimeContext, options: UpOptions): Promise<FleetState> {
   const ports = await assignPorts(plan, previous);
   const processes = planHostProcesses(plan, ports, logDir(ctx));
   const binaries = new Map<string, string>();
@@ -81,7 +77,6 @@ async function reconcile(plan: FleetPlan, previous: FleetState | null, ctx: Runt
     const args = p.role === 'proxy' ? withoutBackendList(p.command.args) : p.command.args;
     return createHash('sha256').update(JSON.stringify([p.command.file, ...args])).update(binary).digest('hex');
   };
-  const wanted = processes.map((p) => ({ plan: p, fingerprint: fingerprint(p) }));
 
   const proxy = processes.at(-1)!;
   const state: FleetState = {
@@ -92,71 +87,32 @@ async function reconcile(plan: FleetPlan, previous: FleetState | null, ctx: Runt
     machines: previous?.machines ?? [],
     resources: previous?.resources ?? {},
   };
-  const changes = planChanges(state.machines, wanted, (m) => isOurProcess(m.pid, m.command));
-  const { toStart, replaced, rolled, removed } = changes;
-
   const timeoutMs = options.timeoutMs ?? DEFAULT_UP_TIMEOUT_MS;
   const backends = processes.filter((p) => p.role === 'backend').map((p) => ({ name: p.name, address: p.address }));
-  const proxyKept = !toStart.some((w) => w.plan.role === 'proxy');
-  const adminEndpoint = (): AdminEndpoint => adminEndpointOf(state, ctx.adminToken());
-  const sync = (): Promise<void> =>
-    syncBackends({ endpoint: adminEndpoint(), wanted: backends, timeoutMs, pollMs: ADMIN_POLL_MS, progress: ctx.progress });
-
-  if (isUnchanged(changes)) {
-    await sync();
-    await ctx.progress.step('fleet already up to date; checking health', () => waitHealthy(plan, state, [], ctx, 5_000));
-    return state;
-  }
-
-  const stopOptions = { timeoutMs: 5_000, force: false };
-  if (replaced.length > 0) {
-    await ctx.progress.step(`stop ${machineNames(replaced)} (changed or exited)`, () => stopMachines(state, replaced, ctx, stopOptions));
-  }
-  const started: MachineState[] = [];
-  try {
-    for (const want of toStart) {
-      await ctx.progress.step(`start ${want.plan.name} on ${want.plan.address}`, async () => {
-        started.push(startMachine(state, want.plan, want.fingerprint, ctx));
-      });
-    }
-    // A proxy started now has the whole list already; a running one is told through its admin API.
-    if (proxyKept) await sync();
-    await rollBackends({ endpoint: adminEndpoint(), timeoutMs, pollMs: ADMIN_POLL_MS, progress: ctx.progress }, rolled, async ({ machine, want }) => {
-      await stopMachines(state, [machine], ctx, stopOptions);
-      started.push(startMachine(state, want.plan, want.fingerprint, ctx));
-    });
-    await ctx.progress.step(`wait until the proxy reports ${plan.backends.length} backends up`, () =>
-      waitHealthy(plan, state, started, ctx, timeoutMs),
-    );
-  } catch (error) {
-    await stopMachines(state, started, ctx, stopOptions);
-    if (state.machines.length === 0) ctx.clearState();
-    throw error;
-  }
-  if (removed.length > 0) {
-    await ctx.progress.step(`stop ${machineNames(removed)} (scaled down)`, () => stopMachines(state, removed, ctx, stopOptions));
-  }
-  return state;
+  return reconcile({
+    state,
+    wanted: processes.map((p) => ({ plan: p, fingerprint: fingerprint(p) })),
+    driver: driver(ctx),
+    proxy: adminApiProxy({ plan, state, ctx, backends, timeoutMs }),
+    ctx,
+    timeoutMs,
+  });
 }
 
-/** Records the machine as starting, starts it, then records its PID: a kill between leaves a findable trace. */
-function startMachine(state: FleetState, p: HostProcessPlan, fingerprint: string, ctx: RuntimeContext): MachineState {
-  const machine = recordStarting(state, {
-    name: p.name,
-    role: p.role,
-    address: p.address,
-    command: [p.command.file, ...p.command.args],
-    log: p.log,
-    fingerprint,
-  }, ctx);
-  recordRunning(state, machine, spawnDetached(p.command, p.log, ctx.projectDir), ctx);
-  return machine;
+/** Processes: recorded by PID and command line, which together recognise them later. */
+function driver(ctx: RuntimeContext): MachineDriver<HostProcessPlan> {
+  return {
+    record: (p) => ({ address: p.address, command: [p.command.file, ...p.command.args], log: p.log }),
+    start: async (p) => spawnDetached(p.command, p.log, ctx.projectDir),
+    stop: stopProcessesOf,
+    running: async () => (m) => isOurProcess(m.pid, m.command),
+    cleanup: async (state) => {
+      if (state.machines.length === 0) ctx.clearState();
+    },
+  };
 }
 
-/** Marks the machines as stopping, stops them, and drops them from the state. */
-async function stopMachines(state: FleetState, machines: readonly MachineState[], ctx: RuntimeContext, options: DownOptions): Promise<void> {
-  if (machines.length === 0) return;
-  recordStopping(state, machines, ctx);
+async function stopProcessesOf(machines: readonly MachineState[], options: DownOptions): Promise<void> {
   // A machine recorded without a PID was being started when uproxy died: only its command
   // line can find it. With --force every recorded command line is searched for, in case a
   // recorded PID is stale.
@@ -167,7 +123,6 @@ async function stopMachines(state: FleetState, machines: readonly MachineState[]
     ...leftovers.map((pid) => ({ pid, argv: machines.find((m) => isOurProcess(pid, m.command))?.command ?? [] })),
   ];
   await stopProcesses(targets, options.timeoutMs);
-  forgetMachines(state, machines, ctx);
 }
 
 /** Ports: configured ones as given; 0 means keep the fleet's current port, or pick a free one. */
@@ -238,16 +193,4 @@ async function freePorts(count: number, taken: ReadonlySet<number>): Promise<num
     await Promise.all(servers.map((s) => new Promise((resolve) => s.close(resolve))));
   }
   return ports;
-}
-
-/** A process started by this `up` that exits fails the wait at once, with its log. */
-function waitHealthy(plan: FleetPlan, state: FleetState, started: readonly MachineState[], ctx: RuntimeContext, timeoutMs: number): Promise<void> {
-  return waitUntilHealthy({ plan, state, ctx }, {
-    timeoutMs,
-    pollMs: ADMIN_POLL_MS,
-    deadMachine: async () => {
-      const dead = started.find((m) => !isOurProcess(m.pid, m.command));
-      return dead && { what: `${dead.name} exited right after it was started`, log: dead.log };
-    },
-  });
 }

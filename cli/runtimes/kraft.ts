@@ -12,23 +12,23 @@ import { execa } from 'execa';
 import * as z from 'zod';
 import { toShell, type CommandLine } from '../fleet/argv.js';
 import {
-  KRAFT, kernelCommandLineProblem, kraftCommand, planKraftFleet, type KraftApp, type KraftFleetPlan, type KraftMachinePlan,
+  KRAFT, kernelCommandLineProblem, kraftListCommand, kraftNetRemoveCommand, kraftRemoveCommand, kraftStopCommand, planKraftFleet,
+  type KraftApp, type KraftFleetPlan, type KraftMachinePlan,
 } from '../fleet/kraft-plan.js';
-import type { FleetPlan } from '../fleet/plan.js';
+import { instanceName, type FleetPlan } from '../fleet/plan.js';
 import { stateDir, writeFileAtomic } from '../files.js';
-import type { FleetState, MachineState } from '../fleet/state.js';
+import type { FleetState } from '../fleet/state.js';
 import { applyNetwork, removeNetwork, type NetworkResource } from '../net/apply.js';
 import { networkCommands, nftTableName, ownerMark, type NetworkPlan } from '../fleet/network-plan.js';
 import { localRunner } from '../net/exec.js';
 import { UserError } from '../errors.js';
-import { adminEndpointOf, type AdminEndpoint } from '../stats/client.js';
-import { rollBackends, syncBackends, withoutBackendList } from './backend-sync.js';
+import { pidExists } from '../pid.js';
+import { adminApiProxy, withoutBackendList } from './backend-sync.js';
 import { fileHash } from './build.js';
 import { readKraftfileNames } from './kraftfile.js';
-import { waitUntilHealthy } from './health-wait.js';
-import { forgetMachines, inFleetOrder, isUnchanged, machineNames, planChanges, recordRunning, recordStarting, recordStopping } from './machines.js';
-import { findOnPath, logTail } from './processes.js';
-import type { MachineStatus, Runtime, RuntimeContext } from './runtime.js';
+import { inFleetOrder, reconcile, stopMachines, WAIT_POLICY, type MachineDriver } from './machines.js';
+import { findOnPath, logTail, sleep, waitForExit } from './processes.js';
+import type { DownOptions, MachineStatus, Runtime, RuntimeContext } from './runtime.js';
 
 /** Unikernels boot in well under a second, but kraft itself and TCG on a loaded machine do not. */
 const DEFAULT_UP_TIMEOUT_MS = 120_000;
@@ -60,12 +60,11 @@ export const runtime: Runtime = {
   },
 
   async build(plan, ctx) {
-    const kraftPlan = planKraftFleet(plan, { kraftfileNames: readKraftfileNames(plan, 'the kraft runtime') });
-    for (const app of kraftPlan.apps) await buildApp(app, ctx);
+    for (const app of kraftFleet(plan).apps) await buildApp(app, ctx);
   },
 
   async up(plan, previous, ctx, options) {
-    const kraftPlan = planKraftFleet(plan, { kraftfileNames: readKraftfileNames(plan, 'the kraft runtime') });
+    const kraftPlan = kraftFleet(plan);
     for (const machine of kraftPlan.machines) {
       const problem = kernelCommandLineProblem(machine, plan.config.unikraft.mode);
       if (problem) throw new UserError(`${problem}: use fewer backends or tokens, or the host/qemu runtime`);
@@ -80,57 +79,36 @@ export const runtime: Runtime = {
       resources,
     };
     ctx.saveState(state);
-    await ensureNetwork(kraftPlan, state, resources, ctx);
-
-    const listed = await listMachines(kraftPlan.list);
-    const wanted = kraftPlan.machines.map((m) => ({ plan: m, fingerprint: fingerprint(m) }));
-    const isRunning = (m: MachineState): boolean => listed.get(instanceOf(state, m))?.status === 'running';
-    const changes = planChanges(state.machines, wanted, isRunning);
-    const { toStart, rolled, removed } = changes;
-    const timeoutMs = options.timeoutMs ?? DEFAULT_UP_TIMEOUT_MS;
-    const endpoint = (): AdminEndpoint => adminEndpointOf(state, ctx.adminToken());
-    const backends = kraftPlan.machines.filter((m) => m.role === 'backend').map((m) => ({ name: m.name, address: m.serves }));
-    const sync = (): Promise<void> => syncBackends({ endpoint: endpoint(), wanted: backends, timeoutMs, pollMs: 500, progress: ctx.progress });
-    if (isUnchanged(changes)) {
-      await sync();
-      await ctx.progress.step('fleet already up to date; checking health', () => waitHealthy(plan, state, kraftPlan, ctx, 10_000));
-      return state;
-    }
-
-    const started: MachineState[] = [];
+    const machines = driver(state, ctx);
     try {
-      for (const want of toStart) {
-        const m = want.plan;
-        await ctx.progress.step(`start ${m.instance} (${m.ip}, ${m.memoryMiB} MiB)`, async () => {
-          started.push(await startMachine(state, m, want.fingerprint, listed.has(m.instance), ctx));
-        });
-      }
-      // A proxy started now boots with the whole list; a running one is told through its admin API.
-      if (!toStart.some((w) => w.plan.role === 'proxy')) await sync();
-      await rollBackends({ endpoint: endpoint(), timeoutMs, pollMs: 500, progress: ctx.progress }, rolled, async ({ want }) => {
-        started.push(await startMachine(state, want.plan, want.fingerprint, true, ctx));
-      });
-      await ctx.progress.step(`wait until the proxy reports ${plan.backends.length} backends up`, () =>
-        waitHealthy(plan, state, kraftPlan, ctx, timeoutMs));
+      await ensureNetwork(kraftPlan, state, resources, ctx);
     } catch (error) {
-      await removeMachines(state, started, ctx);
-      if (state.machines.length === 0) await removeNetworkAndState(state, ctx);
+      await machines.cleanup(state);
       throw error;
     }
-    if (removed.length > 0) await ctx.progress.step(`remove ${machineNames(removed)} (scaled down)`, () => removeMachines(state, removed, ctx));
-    return state;
+    const timeoutMs = options.timeoutMs ?? DEFAULT_UP_TIMEOUT_MS;
+    const backends = kraftPlan.machines.filter((m) => m.role === 'backend').map((m) => ({ name: m.name, address: m.serves }));
+    return reconcile({
+      state,
+      wanted: kraftPlan.machines.map((m) => ({ plan: m, fingerprint: fingerprint(m) })),
+      driver: machines,
+      proxy: adminApiProxy({ plan, state, ctx, backends, timeoutMs, hint: `see \`kraft logs ${instanceName(plan.fleet, plan.proxy.name)}\`` }),
+      ctx,
+      timeoutMs,
+    });
   },
 
-  async down(state, ctx) {
+  async down(state, ctx, options) {
     previousResources(state, ctx);
-    await removeMachines(state, inFleetOrder(state.machines), ctx);
-    await removeNetworkAndState(state, ctx);
+    const machines = driver(state, ctx);
+    await stopMachines(state, inFleetOrder(state.machines), machines, ctx, options);
+    await machines.cleanup(state);
   },
 
   async inspect(state) {
-    const listed = await listMachines(planListCommand()).catch(() => new Map<string, KraftMachine>());
+    const listed = await listMachines().catch(() => new Map<string, KraftMachine>());
     return inFleetOrder(state.machines).map((m): MachineStatus => {
-      const row = listed.get(instanceOf(state, m));
+      const row = listed.get(instanceName(state.fleet, m.name));
       const pid = row?.pid ? Number(row.pid) : null;
       return {
         name: m.name,
@@ -143,7 +121,7 @@ export const runtime: Runtime = {
   },
 
   async describe(plan) {
-    const kraftPlan = planKraftFleet(plan, { kraftfileNames: readKraftfileNames(plan, 'the kraft runtime') });
+    const kraftPlan = kraftFleet(plan);
     const network = kraftPlan.network.manager === 'kraft' ? [kraftPlan.network.create] : networkCommands(uproxyBridge(plan.fleet, kraftPlan));
     return [
       ...kraftPlan.apps.flatMap((a) => (a.prepare ? [a.prepare, a.build] : [a.build])),
@@ -153,12 +131,38 @@ export const runtime: Runtime = {
   },
 };
 
-function planListCommand(): CommandLine {
-  return kraftCommand(['ps'], { all: true, long: true, output: 'json' });
+function kraftFleet(plan: FleetPlan): KraftFleetPlan {
+  return planKraftFleet(plan, { kraftfileNames: readKraftfileNames(plan, 'the kraft runtime') });
 }
 
-function instanceOf(state: FleetState, machine: MachineState): string {
-  return `${state.fleet}-${machine.name}`;
+/**
+ * kraft's machines: started with `kraft run -d`, seen through `kraft ps`, stopped with `kraft
+ * stop` + `kraft rm`. The last listing is kept: a name kraft still lists blocks `kraft run`.
+ */
+function driver(state: FleetState, ctx: RuntimeContext): MachineDriver<KraftMachinePlan> {
+  let listed = new Map<string, KraftMachine>();
+  return {
+    record: (m) => ({ address: m.serves, command: [m.run.file, ...m.run.args], log: machineLog(ctx, m.name) }),
+    async start(m, machine) {
+      // A machine of that name that the state does not record (from a lost state) blocks the name.
+      if (listed.has(m.instance)) await removeInstances([m.instance], { timeoutMs: WAIT_POLICY.stopMs, force: false }, ctx);
+      await runKraft(m.run, ctx, { log: machine.log });
+      listed = await listMachines();
+      const pid = Number(listed.get(m.instance)?.pid ?? NaN);
+      return Number.isInteger(pid) && pid > 0 ? pid : null;
+    },
+    async stop(machines, options) {
+      await removeInstances(machines.map((m) => instanceName(state.fleet, m.name)), options, ctx);
+      listed = await listMachines();
+    },
+    async running() {
+      listed = await listMachines();
+      return (m) => listed.get(instanceName(state.fleet, m.name))?.status === 'running';
+    },
+    async cleanup(remaining) {
+      if (remaining.machines.length === 0) await removeNetworkAndState(remaining, ctx);
+    },
+  };
 }
 
 function currentUser(): { name: string; uid: number } {
@@ -216,8 +220,7 @@ async function removeNetworkAndState(state: FleetState, ctx: RuntimeContext): Pr
   const parsed = kraftResources.safeParse(state.resources);
   const network = parsed.success ? parsed.data.network : null;
   if (network?.manager === 'kraft') {
-    const remove = kraftCommand(['net', 'rm'], {}, [network.name]);
-    await ctx.progress.step(`network: kraft net rm ${network.name}`, () => runKraft(remove, ctx));
+    await ctx.progress.step(`network: kraft net rm ${network.name}`, () => runKraft(kraftNetRemoveCommand(network.name), ctx));
   } else if (network?.manager === 'uproxy') {
     await removeNetwork(network.created, network.owner, localRunner());
   }
@@ -235,44 +238,44 @@ function fingerprint(machine: KraftMachinePlan): string {
 }
 
 
-async function startMachine(state: FleetState, m: KraftMachinePlan, print: string, exists: boolean, ctx: RuntimeContext): Promise<MachineState> {
-  const log = machineLog(ctx, m.name);
-  const machine = recordStarting(state, {
-    name: m.name,
-    role: m.role,
-    address: m.serves,
-    command: [m.run.file, ...m.run.args],
-    log,
-    fingerprint: print,
-  }, ctx);
-  // A machine of that name left behind (changed, crashed, or from a killed `up`) blocks the name.
-  if (exists) {
-    await runKraft(m.stop, ctx, { tolerate: true });
-    await runKraft(m.remove, ctx);
-  }
-  await runKraft(m.run, ctx, { log });
-  const row = (await listMachines(planListCommand())).get(m.instance);
-  const pid = row?.pid ? Number(row.pid) : NaN;
-  recordRunning(state, machine, Number.isInteger(pid) && pid > 0 ? pid : null, ctx);
-  return machine;
-}
-
-/** `kraft stop` + `kraft rm` for each machine kraft still lists; the state forgets them all. */
-async function removeMachines(state: FleetState, machines: readonly MachineState[], ctx: RuntimeContext): Promise<void> {
-  if (machines.length === 0) return;
-  recordStopping(state, machines, ctx);
-  const listed = await listMachines(planListCommand());
-  for (const m of machines) {
-    const instance = instanceOf(state, m);
-    const row = listed.get(instance);
+/**
+ * `kraft stop` + `kraft rm` for each of these machines kraft lists, one after the other. A
+ * running one gets `options.timeoutMs` to stop; its process (the PID kraft reports) is killed
+ * if it is still there then. With `options.force` a failing `kraft rm` is reported and the
+ * rest goes on.
+ */
+async function removeInstances(instances: readonly string[], options: DownOptions, ctx: RuntimeContext): Promise<void> {
+  const listed = await listMachines();
+  for (const name of instances) {
+    const row = listed.get(name);
     if (!row) continue;
-    if (row.status === 'running') await runKraft(kraftCommand(['stop'], {}, [instance]), ctx, { tolerate: true });
-    await runKraft(kraftCommand(['rm'], {}, [instance]), ctx);
+    if (row.status === 'running') {
+      const deadline = Date.now() + options.timeoutMs;
+      await runKraft(kraftStopCommand(name), ctx, { tolerate: true, timeoutMs: options.timeoutMs });
+      const pid = Number(row.pid ?? NaN);
+      if (Number.isInteger(pid) && pid > 0) {
+        while (pidExists(pid) && Date.now() < deadline) await sleep(50);
+        if (pidExists(pid)) {
+          ctx.progress.log(`${name} did not stop within ${Math.round(options.timeoutMs / 1000)} s: killing its process ${pid}`);
+          killIfAlive(pid);
+          await waitForExit([pid], pidExists);
+        }
+      }
+    }
+    await runKraft(kraftRemoveCommand(name), ctx, { tolerate: options.force });
   }
-  forgetMachines(state, machines, ctx);
 }
 
-async function listMachines(list: CommandLine): Promise<Map<string, KraftMachine>> {
+function killIfAlive(pid: number): void {
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch {
+    // Gone between the check and the kill.
+  }
+}
+
+async function listMachines(): Promise<Map<string, KraftMachine>> {
+  const list = kraftListCommand();
   const output = await runKraft(list, null);
   let json: unknown;
   try {
@@ -318,18 +321,21 @@ interface RunKraftOptions {
   log?: string;
   /** A failure is only logged (`kraft stop` of a machine that has just exited). */
   tolerate?: boolean;
+  /** Killed after this long (`kraft stop` under `down --timeout`), which counts as a failure. */
+  timeoutMs?: number;
 }
 
 /** Runs one kraft command; returns its stdout. `ctx` null: nothing is reported (listing). */
 async function runKraft(command: CommandLine, ctx: RuntimeContext | null, options: RunKraftOptions = {}): Promise<string> {
-  const result = await execa(command.file, command.args, { reject: false, stdin: 'ignore' });
+  const result = await execa(command.file, command.args, { reject: false, stdin: 'ignore', timeout: options.timeoutMs });
   const output = [result.stdout, result.stderr].filter((s) => typeof s === 'string' && s.length > 0).join('\n');
   if (options.log) {
     const previous = existsSync(options.log) ? readFileSync(options.log, 'utf8') : '';
     writeFileAtomic(options.log, `${previous}$ ${toShell(command)}\n${output}\n`);
   }
   if (result.failed) {
-    const message = `\`${toShell(command)}\` failed (${failure(command, result.exitCode, result.originalMessage)})`;
+    const why = result.timedOut ? `no answer within ${Math.round((options.timeoutMs ?? 0) / 1000)} s` : failure(command, result.exitCode, result.originalMessage);
+    const message = `\`${toShell(command)}\` failed (${why})`;
     if (options.tolerate) {
       ctx?.progress.log(message);
       return '';
@@ -347,27 +353,6 @@ function failure(command: CommandLine, exitCode: number | undefined, message: st
     return `kraft is not installed or not on PATH: ${KRAFT_MISSING}`;
   }
   return message ?? 'it could not be started';
-}
-
-/**
- * Waits for the proxy's /stats (reached from the host over the bridge). kraft is asked every
- * few polls whether each machine still runs: one it lists as stopped fails the wait at once.
- */
-function waitHealthy(plan: FleetPlan, state: FleetState, kraftPlan: KraftFleetPlan, ctx: RuntimeContext, timeoutMs: number): Promise<void> {
-  let polls = 0;
-  return waitUntilHealthy({ plan, state, ctx }, {
-    timeoutMs,
-    pollMs: 500,
-    deadMachine: async () => {
-      if (polls++ % 4 !== 0) return undefined;
-      const listed = await listMachines(kraftPlan.list);
-      const dead = kraftPlan.machines.find((m) => listed.get(m.instance)?.status !== 'running');
-      if (!dead) return undefined;
-      const status = listed.get(dead.instance)?.status ?? 'gone';
-      return { what: `machine ${dead.instance} is ${status} right after it was started (see also \`kraft logs ${dead.instance}\`)`, log: machineLog(ctx, dead.name) };
-    },
-    hint: `see \`kraft logs ${plan.fleet}-proxy\``,
-  });
 }
 
 function machineLog(ctx: RuntimeContext, name: string): string {

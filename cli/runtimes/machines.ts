@@ -1,11 +1,42 @@
 /**
- * The bookkeeping every runtime does on `state.machines`: which planned machines must be
- * (re)started and which recorded ones must go, and the state writes around each start and
- * stop (recorded before the side effect, so `down` can finish what a killed `up` began).
+ * What every runtime's `up` and `down` share: which planned machines must be (re)started and
+ * which recorded ones must go (`planChanges`), the one reconcile loop that carries the changes
+ * out (`reconcile`), and the state writes around each start and stop (recorded before the side
+ * effect, so `down` can finish what a killed `up` began). A runtime supplies only a
+ * `MachineDriver`: how to start, stop and look at its machines, and what to clean up.
  */
+import type { Role } from '../fleet/plan.js';
 import type { FleetState, MachineState } from '../fleet/state.js';
+import type { DeadMachine } from './health-wait.js';
 import { isOurProcess } from './processes.js';
-import type { MachineStatus, RuntimeContext } from './runtime.js';
+import type { DownOptions, MachineStatus, RuntimeContext } from './runtime.js';
+
+/**
+ * How `up` waits, the same for every runtime (only the overall `--timeout` default differs,
+ * with how long a machine of that runtime takes to boot).
+ */
+export const WAIT_POLICY = {
+  /**
+   * Between two polls of the proxy's /stats in every wait: a small exchange the proxy answers
+   * from memory, so ten a second cost nothing, while a host fleet, up in milliseconds, is not
+   * held back by the polling.
+   */
+  pollMs: 100,
+  /**
+   * How often the runtime is asked, during the final wait, whether the machines still run: one
+   * `kraft ps` is a Go program's start-up, so at most once a second; a machine that dies still
+   * fails `up` within a second, with its log.
+   */
+  aliveCheckMs: 1_000,
+  /**
+   * The health check of a fleet `up` leaves unchanged: its machines already run, so this only
+   * covers a backend the proxy is bringing back (two passing checks at the default 1 s interval)
+   * and a slow /stats answer on a loaded machine. Longer means something is wrong: say so.
+   */
+  unchangedMs: 10_000,
+  /** How long a machine `up` replaces, removes or rolls back gets to stop before it is killed. */
+  stopMs: 5_000,
+} as const;
 
 /** A planned machine and the fingerprint that, when it changes, means a restart. */
 export interface Wanted<P extends { name: string }> {
@@ -20,7 +51,7 @@ export interface MachineChanges<P extends { name: string }> {
   replaced: MachineState[];
   /**
    * Changed backends still running behind a proxy that stays: restarted one at a time, drained
-   * first (backend-sync.ts `rollBackends`), so the others carry the traffic meanwhile. A
+   * first (backend-sync.ts `rollBackend`), so the others carry the traffic meanwhile. A
    * backend that died has no requests to lose and is simply replaced.
    */
   rolled: { machine: MachineState; want: Wanted<P> }[];
@@ -100,4 +131,144 @@ export function processStatuses(state: FleetState): MachineStatus[] {
 
 export function machineNames(machines: readonly MachineState[]): string {
   return machines.map((m) => m.name).join(', ');
+}
+
+/** A planned machine as the reconcile loop needs it: its name and role. */
+export interface PlannedMachine {
+  name: string;
+  role: Role;
+}
+
+/** What a runtime supplies to `reconcile` and `stopMachines`: its machines' life cycle, nothing of the loop. */
+export interface MachineDriver<P extends PlannedMachine> {
+  /** What the state records of a planned machine before it starts: where it serves, its exact command line, its log. */
+  record(plan: P): Pick<MachineState, 'address' | 'command' | 'log'>;
+  /** Starts a machine the state already records as `starting`; resolves to its PID (null: the runtime has none). */
+  start(plan: P, machine: MachineState): Promise<number | null>;
+  /** Stops these machines and tolerates ones already gone; the caller keeps the state. */
+  stop(machines: readonly MachineState[], options: DownOptions): Promise<void>;
+  /** One look at what runs (one `kraft ps`, say): whether a recorded machine still runs as recorded. */
+  running(): Promise<(machine: MachineState) => boolean>;
+  /**
+   * Called after machines were stopped: removes what the remaining ones no longer use (a tap);
+   * with none left, everything the fleet had (its network, files) and the state file.
+   */
+  cleanup(state: FleetState): Promise<void>;
+}
+
+/** The running proxy as `up` uses it: its backend list, one-at-a-time restarts, the health wait. */
+export interface FleetProxy {
+  /** Brings the running proxy's backend list in line with the plan (adds, drains and removes, undrains). */
+  sync(): Promise<void>;
+  /**
+   * Restarts one running backend behind the proxy: drains it, runs `replace` (stop the old,
+   * start the new), and resolves once the proxy reports the new one up.
+   */
+  roll(name: string, replace: () => Promise<void>): Promise<void>;
+  /** Resolves once the proxy reports every planned backend up; a machine `dead` returns fails the wait. */
+  waitHealthy(timeoutMs: number, dead: () => Promise<DeadMachine | undefined>): Promise<void>;
+}
+
+export interface Reconciliation<P extends PlannedMachine> {
+  /** The new state (listeners, resources) with the machines recorded so far; kept up to date on disk. */
+  state: FleetState;
+  /** Every planned machine, backends first, the proxy last. */
+  wanted: readonly Wanted<P>[];
+  driver: MachineDriver<P>;
+  proxy: FleetProxy;
+  ctx: RuntimeContext;
+  /** For the final health wait and each admin-API wait (`up --timeout`, else the runtime's default). */
+  timeoutMs: number;
+}
+
+/**
+ * The one `up` loop of every runtime. Order: stop the machines that are replaced (changed or
+ * dead, with the proxy restarting too or themselves dead), start the missing ones, tell a proxy
+ * that keeps running about its backends, restart each changed backend one at a time behind it,
+ * wait until the proxy reports every backend up, and only then stop the machines the plan
+ * dropped (the proxy drained them during the sync).
+ *
+ * On a failure every machine this `up` started is stopped again, except a backend whose restart
+ * one at a time completed: the proxy reported the new one up, the old one is gone, and
+ * stopping it would leave the fleet smaller than `up` found it. The backends not rolled yet
+ * keep running as they were; the next `up` rolls them (and undrains one left draining).
+ */
+export async function reconcile<P extends PlannedMachine>(r: Reconciliation<P>): Promise<FleetState> {
+  const { state, driver, proxy, ctx } = r;
+  const changes = planChanges(state.machines, r.wanted, await driver.running());
+  const started: MachineState[] = [];
+  const dead = deadMachineCheck(state, driver, started);
+  if (isUnchanged(changes)) {
+    await proxy.sync();
+    await ctx.progress.step('fleet already up to date; checking health', () => proxy.waitHealthy(WAIT_POLICY.unchangedMs, dead));
+    return state;
+  }
+
+  const stop = { timeoutMs: WAIT_POLICY.stopMs, force: false };
+  const start = async ({ plan, fingerprint }: Wanted<P>): Promise<MachineState> => {
+    const machine = recordStarting(state, { name: plan.name, role: plan.role, fingerprint, ...driver.record(plan) }, ctx);
+    started.push(machine);
+    recordRunning(state, machine, await driver.start(plan, machine), ctx);
+    return machine;
+  };
+  const rolledIn = new Set<MachineState>();
+  try {
+    if (changes.replaced.length > 0) {
+      await ctx.progress.step(`stop ${machineNames(changes.replaced)} (changed or exited)`, () => stopMachines(state, changes.replaced, driver, ctx, stop));
+    }
+    for (const want of changes.toStart) {
+      await ctx.progress.step(`start ${want.plan.name} on ${driver.record(want.plan).address}`, () => start(want));
+    }
+    // A proxy started now has the whole list on its command line; a running one is told through its admin API.
+    if (!changes.toStart.some((w) => w.plan.role === 'proxy')) await proxy.sync();
+    for (const { machine, want } of changes.rolled) {
+      let fresh: MachineState | undefined;
+      await ctx.progress.step(`restart ${machine.name} (changed), drained first`, () =>
+        proxy.roll(machine.name, async () => {
+          await stopMachines(state, [machine], driver, ctx, stop);
+          fresh = await start(want);
+        }));
+      if (fresh) rolledIn.add(fresh);
+    }
+    const backends = r.wanted.filter((w) => w.plan.role === 'backend').length;
+    await ctx.progress.step(`wait until the proxy reports ${backends} backends up`, () => proxy.waitHealthy(r.timeoutMs, dead));
+  } catch (error) {
+    // A machine whose start failed is recorded without a PID: `force` finds it by its command line.
+    await stopMachines(state, started.filter((m) => !rolledIn.has(m)), driver, ctx, { ...stop, force: true });
+    await driver.cleanup(state);
+    throw error;
+  }
+  if (changes.removed.length > 0) {
+    await ctx.progress.step(`stop ${machineNames(changes.removed)} (scaled down)`, async () => {
+      await stopMachines(state, changes.removed, driver, ctx, stop);
+      await driver.cleanup(state);
+    });
+  }
+  return state;
+}
+
+/** Marks the machines as stopping, has the driver stop them, and drops them from the state. */
+export async function stopMachines<P extends PlannedMachine>(
+  state: FleetState, machines: readonly MachineState[], driver: MachineDriver<P>, ctx: RuntimeContext, options: DownOptions,
+): Promise<void> {
+  if (machines.length === 0) return;
+  recordStopping(state, machines, ctx);
+  await driver.stop(machines, options);
+  forgetMachines(state, machines, ctx);
+}
+
+/**
+ * For the final health wait: a recorded machine that no longer runs fails it at once, with its
+ * log, instead of running into the timeout. The runtime is asked at most every `aliveCheckMs`.
+ */
+function deadMachineCheck<P extends PlannedMachine>(state: FleetState, driver: MachineDriver<P>, started: readonly MachineState[]): () => Promise<DeadMachine | undefined> {
+  let lastLook = Number.NEGATIVE_INFINITY;
+  return async () => {
+    if (Date.now() - lastLook < WAIT_POLICY.aliveCheckMs) return undefined;
+    lastLook = Date.now();
+    const running = await driver.running();
+    const dead = state.machines.find((m) => m.status === 'running' && !running(m));
+    if (!dead) return undefined;
+    return { what: `machine ${dead.name} stopped ${started.includes(dead) ? 'right after it was started' : 'running'}`, log: dead.log };
+  };
 }

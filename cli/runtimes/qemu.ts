@@ -19,7 +19,7 @@ import * as z from 'zod';
 import { toShell } from '../fleet/argv.js';
 import { planAddressing, tapName } from '../fleet/addressing.js';
 import { networkCommands, ownerMark } from '../fleet/network-plan.js';
-import { appBuildCommands, type FleetPlan } from '../fleet/plan.js';
+import { appBuildCommands, type FleetPlan, type Role } from '../fleet/plan.js';
 import { qemuCommand, type Accel } from '../fleet/qemu-command.js';
 import { stateDir } from '../files.js';
 import { pidExists } from '../pid.js';
@@ -29,17 +29,13 @@ import { applyNetwork, removeNetwork, type NetworkResource } from '../net/apply.
 import { requireNetAdmin } from '../net/capability.js';
 import { localRunner } from '../net/exec.js';
 import { UserError } from '../errors.js';
-import { adminEndpointOf, type AdminEndpoint } from '../stats/client.js';
-import { rollBackends, syncBackends, withoutBackendList } from './backend-sync.js';
+import { adminApiProxy, withoutBackendList } from './backend-sync.js';
 import { buildApp, fileHash } from './build.js';
 import { guestInit } from './guest-init.js';
-import { waitUntilHealthy } from './health-wait.js';
 import { guestInitramfsEntries, writeCpio } from './initramfs.js';
 import { DEBIAN_KERNEL_PACKAGE, findGuestKernel } from './kernel.js';
 import { findUnikraftBuilds } from './kraftfile.js';
-import {
-  forgetMachines, isUnchanged, machineNames, planChanges, processStatuses, recordRunning, recordStarting, recordStopping, type Wanted,
-} from './machines.js';
+import { processStatuses, reconcile, stopMachines, type MachineDriver, type Wanted } from './machines.js';
 import { BUSYBOX, chooseAccel, isStaticElf } from './probe.js';
 import { findProcessesByArgv, isOurProcess, sleep, waitForExit } from './processes.js';
 import { QmpClient } from './qmp.js';
@@ -47,10 +43,7 @@ import type { DownOptions, Runtime, RuntimeContext, UpOptions } from './runtime.
 
 /** Four TCG guests booting at once on two cores take ~10 s; leave room for a loaded CI machine. */
 const DEFAULT_UP_TIMEOUT_MS = 180_000;
-/** An unchanged fleet is only checked: its machines are already up. */
-const UNCHANGED_CHECK_MS = 15_000;
 const QEMU_START_TIMEOUT_MS = 30_000;
-const STOP_TIMEOUT_MS = 5_000;
 
 /** What this runtime keeps in `state.resources`. */
 const qemuResources = z.object({
@@ -68,6 +61,7 @@ const run = localRunner();
 /** A planned machine with the boot image it would start with (microvm: the initramfs uproxy writes). */
 interface VmStart {
   name: string;
+  role: Role;
   machine: VmMachinePlan;
   initramfs?: Buffer;
 }
@@ -103,61 +97,36 @@ export const runtime: Runtime = {
     const vm = planVmFleet(plan, inputs);
     resources.accel = inputs.accel;
     const state: FleetState = { version: 1, fleet: plan.fleet, runtime: 'qemu', proxy: vm.proxy, machines: previous?.machines ?? [], resources };
+    const machines = driver(ctx);
 
-    const wanted = await Promise.all(vm.machines.map((machine) => wantedMachine(machine, modules)));
-    const changes = planChanges(state.machines, wanted, (m) => isOurProcess(m.pid, m.command));
     const networkFingerprint = sha256(JSON.stringify(vm.network));
+    if (resources.networkFingerprint !== networkFingerprint) {
+      ctx.saveState(state);
+      try {
+        await applyFleetNetwork(vm, state, resources, networkFingerprint, ctx);
+      } catch (error) {
+        await machines.cleanup(state);
+        throw error;
+      }
+    }
+    mkdirSync(vmDir(ctx), { recursive: true });
+    mkdirSync(join(stateDir(ctx.projectDir), 'logs'), { recursive: true });
     const timeoutMs = options.timeoutMs ?? DEFAULT_UP_TIMEOUT_MS;
     const backends = vm.machines.filter((m) => m.role === 'backend').map((m) => ({ name: m.name, address: m.serves }));
-    const endpoint = (): AdminEndpoint => adminEndpointOf(state, ctx.adminToken());
-    const sync = (): Promise<void> => syncBackends({ endpoint: endpoint(), wanted: backends, timeoutMs, pollMs: 500, progress: ctx.progress });
-    if (isUnchanged(changes) && resources.networkFingerprint === networkFingerprint) {
-      await sync();
-      await ctx.progress.step('fleet already up to date; checking health', () => waitHealthy(plan, state, ctx, UNCHANGED_CHECK_MS));
-      return state;
-    }
-
-    ctx.saveState(state);
-    const before = new Set(state.machines);
-    try {
-      if (resources.networkFingerprint !== networkFingerprint) await applyFleetNetwork(vm, state, resources, networkFingerprint, ctx);
-      if (changes.replaced.length > 0) {
-        await ctx.progress.step(`stop ${machineNames(changes.replaced)} (changed or exited)`, () => stopMachines(state, changes.replaced, ctx));
-      }
-      mkdirSync(join(stateDir(ctx.projectDir), 'vm'), { recursive: true });
-      mkdirSync(join(stateDir(ctx.projectDir), 'logs'), { recursive: true });
-      for (const want of changes.toStart) {
-        const { machine } = want.plan;
-        await ctx.progress.step(`start ${machine.name} (${machine.address.ip}, ${inputs.accel}, ${machine.guest.memoryMiB} MiB)`, () =>
-          startMachine(state, want, ctx));
-      }
-      // A proxy VM started now boots with the whole list; a running one is told through its admin API.
-      if (!changes.toStart.some((w) => w.plan.machine.role === 'proxy')) await sync();
-      await rollBackends({ endpoint: endpoint(), timeoutMs, pollMs: 500, progress: ctx.progress }, changes.rolled, async ({ machine, want }) => {
-        await stopMachines(state, [machine], ctx);
-        await startMachine(state, want, ctx);
-      });
-      await ctx.progress.step(`wait until the proxy reports ${plan.backends.length} backends up`, () =>
-        waitHealthy(plan, state, ctx, timeoutMs));
-    } catch (error) {
-      // Everything this `up` started goes again, including a machine QEMU failed to start.
-      await stopMachines(state, state.machines.filter((m) => !before.has(m)), ctx, { force: true });
-      if (state.machines.length === 0) await removeFleet(state, ctx);
-      else await removeUnusedTaps(state, ctx);
-      throw error;
-    }
-    if (changes.removed.length > 0) {
-      await ctx.progress.step(`stop ${machineNames(changes.removed)} (scaled down)`, async () => {
-        await stopMachines(state, changes.removed, ctx);
-        await removeUnusedTaps(state, ctx);
-      });
-    }
-    return state;
+    return reconcile({
+      state,
+      wanted: await Promise.all(vm.machines.map((machine) => wantedMachine(machine, modules))),
+      driver: machines,
+      proxy: adminApiProxy({ plan, state, ctx, backends, timeoutMs }),
+      ctx,
+      timeoutMs,
+    });
   },
 
   async down(state, ctx, options) {
-    await stopMachines(state, state.machines, ctx, options);
-    await removeFleet(state, ctx);
+    const machines = driver(ctx);
+    await stopMachines(state, state.machines, machines, ctx, options);
+    await machines.cleanup(state);
   },
 
   async inspect(state) {
@@ -228,7 +197,7 @@ async function wantedMachine(machine: VmMachinePlan, modules: readonly string[])
   hash.update(fileHash(machine.guest.kernel));
   if (fingerprintedInitramfs) hash.update(fingerprintedInitramfs);
   else if (machine.guest.initrd) hash.update(fileHash(machine.guest.initrd));
-  return { plan: { name: machine.name, machine, initramfs }, fingerprint: hash.digest('hex') };
+  return { plan: { name: machine.name, role: machine.role, machine, initramfs }, fingerprint: hash.digest('hex') };
 }
 
 async function applyFleetNetwork(vm: VmFleetPlan, state: FleetState, resources: QemuResources, fingerprint: string, ctx: RuntimeContext): Promise<void> {
@@ -245,46 +214,34 @@ async function applyFleetNetwork(vm: VmFleetPlan, state: FleetState, resources: 
   ctx.saveState(state);
 }
 
-/** The initramfs is written, the machine recorded, QEMU started (it daemonizes), its PID recorded. */
-async function startMachine(state: FleetState, { plan: { machine, initramfs }, fingerprint }: Wanted<VmStart>, ctx: RuntimeContext): Promise<void> {
+/**
+ * QEMU machines: each started daemonized with its PID file and QMP socket, recognised by PID
+ * and command line, asked to quit over QMP and killed by PID after the timeout.
+ */
+function driver(ctx: RuntimeContext): MachineDriver<VmStart> {
+  return {
+    record: ({ machine }) => ({ address: machine.serves, command: [machine.command.file, ...machine.command.args], log: machine.guest.serialLog }),
+    start: startMachine,
+    stop: (machines, options) => Promise.all(machines.map((m) => stopMachine(m, join(vmDir(ctx), `${m.name}.qmp`), options))).then(() => {}),
+    running: async () => (m) => isOurProcess(m.pid, m.command),
+    cleanup: async (state) => {
+      if (state.machines.length === 0) await removeFleet(state, ctx);
+      else await removeUnusedTaps(state, ctx);
+    },
+  };
+}
+
+/** The initramfs is written, QEMU started (it daemonizes) and its PID read from its PID file. */
+async function startMachine({ machine, initramfs }: VmStart): Promise<number> {
   if (machine.initramfs && initramfs) writeFileSync(machine.initramfs.path, initramfs);
   rmSync(machine.guest.pidFile, { force: true });
   rmSync(machine.guest.qmpSocket, { force: true });
   writeFileSync(machine.guest.serialLog, '');
-  const record = recordStarting(state, {
-    name: machine.name,
-    role: machine.role,
-    address: machine.serves,
-    command: [machine.command.file, ...machine.command.args],
-    log: machine.guest.serialLog,
-    fingerprint,
-  }, ctx);
   const result = await execa(machine.command.file, machine.command.args, { reject: false, all: true, stdin: 'ignore', timeout: QEMU_START_TIMEOUT_MS });
   if (result.exitCode !== 0) {
     throw new UserError(`QEMU did not start ${machine.name} (\`${toShell(machine.command)}\` ${result.timedOut ? 'timed out' : `exit ${result.exitCode}`}):`, (result.all ?? '').trim().split('\n').slice(-10));
   }
-  recordRunning(state, record, Number(readFileSync(machine.guest.pidFile, 'utf8').trim()), ctx);
-}
-
-/** Polls the proxy's admin API over the bridge; a machine whose QEMU exits fails the wait with its serial log. */
-function waitHealthy(plan: FleetPlan, state: FleetState, ctx: RuntimeContext, timeoutMs: number): Promise<void> {
-  return waitUntilHealthy({ plan, state, ctx }, {
-    timeoutMs,
-    pollMs: 500,
-    deadMachine: async () => {
-      const dead = state.machines.find((m) => !isOurProcess(m.pid, m.command));
-      return dead && { what: `machine ${dead.name} stopped while booting (its serial console is below)`, log: dead.log };
-    },
-  });
-}
-
-/** Marks the machines as stopping, stops them all at once (QMP quit, SIGKILL by PID after the timeout), drops them from the state. */
-async function stopMachines(state: FleetState, machines: readonly MachineState[], ctx: RuntimeContext, options: Partial<DownOptions> = {}): Promise<void> {
-  if (machines.length === 0) return;
-  recordStopping(state, machines, ctx);
-  const stop = { timeoutMs: options.timeoutMs ?? STOP_TIMEOUT_MS, force: options.force ?? false };
-  await Promise.all(machines.map((m) => stopMachine(m, join(vmDir(ctx), `${m.name}.qmp`), stop)));
-  forgetMachines(state, machines, ctx);
+  return Number(readFileSync(machine.guest.pidFile, 'utf8').trim());
 }
 
 /** The network, the machines' files and the state: what is left once no machine runs. */

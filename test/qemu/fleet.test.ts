@@ -237,7 +237,7 @@ describe.skipIf(skip !== undefined)(`qemu runtime: a fleet of microvm guests${sk
       cwd: bad, reject: false, timeout: 300_000, stdin: 'ignore', all: true,
     });
     expect(up.exitCode, up.all).toBe(1);
-    expect(up.stderr).toContain(`uproxy: machine backend-1 stopped while booting (its serial console is below); the end of ${bad}/.uproxy/logs/backend-1.log:`);
+    expect(up.stderr).toContain(`uproxy: machine backend-1 stopped right after it was started; the end of ${bad}/.uproxy/logs/backend-1.log:`);
     expect(up.stderr).toContain('backend: refusing to start');
     expect(up.stderr).toContain('uproxy-init: /uproxy/program exited with status 3');
     expect(qemuProcessesOf(bad)).toEqual([]);
