@@ -55,8 +55,13 @@ type KraftResources = z.infer<typeof kraftResources>;
 export const runtime: Runtime = {
   name: 'kraft',
 
-  async preflight() {
+  async preflight(plan) {
     if (findOnPath(KRAFT) === null) throw new UserError(`kraft is not installed or not on PATH (the kraft runtime runs it): ${KRAFT_MISSING}`);
+    // Refused now, not after minutes of `kraft build`: the plan's arguments do not depend on the build.
+    for (const machine of kraftFleet(plan).machines) {
+      const problem = kernelCommandLineProblem(machine, plan.config.unikraft.mode);
+      if (problem) throw new UserError(`${problem}: use fewer backends or tokens, or the host/qemu runtime`);
+    }
   },
 
   async build(plan, ctx) {
@@ -65,10 +70,6 @@ export const runtime: Runtime = {
 
   async up(plan, previous, ctx, options) {
     const kraftPlan = kraftFleet(plan);
-    for (const machine of kraftPlan.machines) {
-      const problem = kernelCommandLineProblem(machine, plan.config.unikraft.mode);
-      if (problem) throw new UserError(`${problem}: use fewer backends or tokens, or the host/qemu runtime`);
-    }
     const resources = previousResources(previous, ctx);
     const state: FleetState = {
       version: 1,
@@ -101,12 +102,20 @@ export const runtime: Runtime = {
   async down(state, ctx, options) {
     previousResources(state, ctx);
     const machines = driver(state, ctx);
+    // --force: also this fleet's machines kraft lists that the state does not record (a state
+    // written by hand, or lost); kraft knows them only by name.
+    const recorded = new Set(state.machines.map((m) => instanceName(state.fleet, m.name)));
+    const leftovers = options.force
+      ? [...(await listMachines()).keys()].filter((name) => !recorded.has(name) && isFleetInstance(state.fleet, name))
+      : [];
     await stopMachines(state, inFleetOrder(state.machines), machines, ctx, options);
+    if (leftovers.length > 0) await ctx.progress.step(`remove ${leftovers.join(', ')} (not recorded)`, () => removeInstances(leftovers, options, ctx));
     await machines.cleanup(state);
   },
 
   async inspect(state) {
-    const listed = await listMachines().catch(() => new Map<string, KraftMachine>());
+    // A failing `kraft ps` is the answer: without it nothing is known of any machine.
+    const listed = await listMachines();
     return inFleetOrder(state.machines).map((m): MachineStatus => {
       const row = listed.get(instanceName(state.fleet, m.name));
       const pid = row?.pid ? Number(row.pid) : null;
@@ -133,6 +142,12 @@ export const runtime: Runtime = {
 
 function kraftFleet(plan: FleetPlan): KraftFleetPlan {
   return planKraftFleet(plan, { kraftfileNames: readKraftfileNames(plan, 'the kraft runtime') });
+}
+
+/** `<fleet>-proxy`, `<fleet>-backend-N`: the names this fleet's machines have in kraft. */
+function isFleetInstance(fleet: string, name: string): boolean {
+  const prefix = instanceName(fleet, '');
+  return name.startsWith(prefix) && /^(proxy|backend-\d+)$/.test(name.slice(prefix.length));
 }
 
 /**

@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { tmpdir, userInfo } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
@@ -89,6 +89,35 @@ async function newProject(name: string, edit: (config: Record<string, any>) => v
   return { dir, fakeDir, env: { PATH: `${FAKE_BIN}${delimiter}${process.env.PATH}`, FAKE_KRAFT_DIR: fakeDir } };
 }
 
+/**
+ * A running fleet as `up` would leave it, written straight into uproxy's state and the
+ * stand-in's, without `up` (which needs a network namespace): machines on kraft network
+ * uproxy0 (or `network`), each recorded by uproxy unless `recorded` is false.
+ */
+function fakeFleet(project: Project, fleet: string, machines: { name: string; pid: number; recorded?: boolean; instance?: string; network?: string }[]): void {
+  const instance = (m: { name: string; instance?: string }): string => m.instance ?? `${fleet}-${m.name}`;
+  writeFileSync(join(project.fakeDir, 'state.json'), JSON.stringify({
+    networks: [{ name: 'uproxy0', cidr: '172.44.0.1/24' }, { name: 'other0', cidr: '172.45.0.1/24' }],
+    machines: machines.map((m, i) => ({
+      id: `${instance(m)}-id`, name: instance(m), kernel: '/nonexistent', args: [], mem: '24Mi', network: m.network ?? 'uproxy0',
+      ip: `172.44.0.${i + 2}`, prefix: '24', pid: m.pid, state: 'running', plat: 'qemu', arch: 'x86_64',
+    })),
+  }));
+  const { username, uid } = userInfo();
+  mkdirSync(join(project.dir, '.uproxy'), { recursive: true });
+  writeFileSync(join(project.dir, '.uproxy/state.json'), JSON.stringify({
+    version: 1,
+    fleet,
+    runtime: 'kraft',
+    proxy: { listen: '172.44.0.2:8080', admin: '172.44.0.2:8081' },
+    machines: machines.filter((m) => m.recorded !== false).map((m, i) => ({
+      name: m.name, role: m.name === 'proxy' ? 'proxy' : 'backend', address: `172.44.0.${i + 2}:8080`, pid: m.pid || null,
+      command: ['kraft', 'run'], log: join(project.dir, `.uproxy/logs/${m.name}.log`), fingerprint: 'f', status: 'running',
+    })),
+    resources: { user: { name: username, uid }, network: { manager: 'kraft', name: 'uproxy0', owner: `uproxy:${fleet}`, created: [] } },
+  }));
+}
+
 function invocations(project: Project): string[][] {
   const file = join(project.fakeDir, 'invocations.jsonl');
   return existsSync(file) ? readFileSync(file, 'utf8').trim().split('\n').map((line) => JSON.parse(line) as string[]) : [];
@@ -149,6 +178,59 @@ describe('kraft runtime', () => {
     const result = await execa(process.execPath, [BIN, 'up'], { cwd: project.dir, reject: false, env: project.env, stdin: 'ignore' });
     expect(result.exitCode).not.toBe(0);
     expect(result.stderr).toMatch(/kraft is not installed or not on PATH/);
+  });
+
+  it('refuses a kernel command line Unikraft cannot carry before any kraft build', async () => {
+    const project = await newProject('longline', (config) => {
+      // 60 tokens: the proxy's command line grows past Unikraft's 4096 bytes.
+      config.proxy.tokens = Array.from({ length: 60 }, (_, i) => ({ name: `client-${i}`, sha256: 'a'.repeat(64) }));
+    });
+    const result = await run(project, ['up']);
+    expect(result.exitCode).not.toBe(0);
+    expect(result.stderr).toMatch(/proxy's kernel command line is \d+ bytes, over Unikraft's 4096/);
+    expect(invocations(project)).toEqual([]);
+  });
+
+  it('ps reports a failing kraft ps instead of showing the machines as exited', async () => {
+    const project = await newProject('blind');
+    fakeFleet(project, 'blind', [{ name: 'proxy', pid: 0 }]);
+    project.env.FAKE_KRAFT_FAIL_PS = '1';
+    const result = await run(project, ['ps']);
+    expect(result.exitCode).not.toBe(0);
+    expect(result.stderr).toContain('kraft ps');
+    expect(result.stderr).toContain('permission denied (FAKE_KRAFT_FAIL_PS)');
+    expect(result.stdout).not.toMatch(/exited/);
+  });
+
+  it('down --timeout kills a machine that does not stop in time, and removes it', async () => {
+    const project = await newProject('stuck');
+    // The machine's process (the VMM, for kraft) is a sleep this test owns.
+    const vmm = execa('sleep', ['300'], { reject: false });
+    try {
+      fakeFleet(project, 'stuck', [{ name: 'proxy', pid: vmm.pid! }]);
+      project.env.FAKE_KRAFT_STOP_HANGS = '1';
+      const started = Date.now();
+      const down = await run(project, ['down', '--timeout', '1']);
+      expect(down.exitCode, down.stderr).toBe(0);
+      expect(Date.now() - started).toBeLessThan(15_000);
+      expect((await vmm).signal).toBe('SIGKILL');
+      expect(summary(invocations(project)).filter((s) => !s.startsWith('ps'))).toEqual(['stop stuck-proxy', 'rm stuck-proxy', 'net rm uproxy0']);
+      expect(existsSync(join(project.dir, '.uproxy/state.json'))).toBe(false);
+    } finally {
+      vmm.kill('SIGKILL');
+    }
+  }, 30_000);
+
+  it('down --force also removes this fleet\'s machines kraft lists but the state does not record', async () => {
+    const project = await newProject('lost');
+    fakeFleet(project, 'lost', [{ name: 'proxy', pid: 0 }, { name: 'backend-7', pid: 0, recorded: false }, { name: 'other', pid: 0, recorded: false, instance: 'elsewhere-proxy', network: 'other0' }]);
+    const down = await run(project, ['down', '--force']);
+    expect(down.exitCode, down.stderr).toBe(0);
+    expect(summary(invocations(project)).filter((s) => !s.startsWith('ps'))).toEqual([
+      'stop lost-proxy', 'rm lost-proxy', 'stop lost-backend-7', 'rm lost-backend-7', 'net rm uproxy0',
+    ]);
+    const fake = JSON.parse(readFileSync(join(project.fakeDir, 'state.json'), 'utf8'));
+    expect(fake.machines.map((m: { name: string }) => m.name)).toEqual(['elsewhere-proxy']);
   });
 
   it.skipIf(!canUseNetns)('up --backends 3 builds, makes the network, runs every machine in order; scales and rebuilds behind the same proxy; down removes them all', async () => {
