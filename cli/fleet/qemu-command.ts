@@ -1,6 +1,7 @@
 /**
- * The QEMU command line of one machine, from typed options to argv (through the shared
- * renderer). Pure: the files named here are created by the runtime, not by this module.
+ * Every QEMU command line uproxy runs, from typed options to argv (through the shared
+ * renderer): a fleet machine's, and the probe guests of `doctor` and `--accel auto`. Pure: the
+ * files named here are created by the runtime, not by this module.
  *
  * Two guest kinds boot the same way (`-kernel`, optional `-initrd`, `-append`) and differ in
  * how a guest learns its address: a `microvm` guest (Linux + uproxy's initramfs) reads
@@ -8,6 +9,8 @@
  * `netdev.ip=` and takes its program arguments after ` -- `.
  */
 import { commandLine, renderOptions, type CommandLine, type Options } from './argv.js';
+
+export const QEMU_BINARY = 'qemu-system-x86_64';
 
 export type GuestKind = 'microvm' | 'unikraft';
 export type Accel = 'kvm' | 'tcg';
@@ -54,16 +57,9 @@ export function qemuCommand(guest: QemuGuest): CommandLine {
   const netdevId = 'net0';
   const options: Options = {
     name: guest.name,
-    machine: guest.board === 'microvm'
-      ? { head: 'microvm', props: { accel: guest.accel } }
-      : { head: 'pc', props: { accel: guest.accel } },
+    ...bareMachine(guest.board, guest.accel, guest.memoryMiB, guest.serialLog),
     cpu: cpuModel(guest),
-    m: guest.memoryMiB,
     smp: 1,
-    nodefaults: true,
-    'no-user-config': true,
-    display: 'none',
-    serial: `file:${guest.serialLog}`,
     'no-reboot': true,
     kernel: guest.kernel,
     initrd: guest.initrd,
@@ -77,7 +73,42 @@ export function qemuCommand(guest: QemuGuest): CommandLine {
     pidfile: guest.pidFile,
     daemonize: guest.daemonize,
   };
-  return commandLine(guest.qemuBinary ?? 'qemu-system-x86_64', renderOptions(options, '-'));
+  return commandLine(guest.qemuBinary ?? QEMU_BINARY, renderOptions(options, '-'));
+}
+
+/** What a probe guest boots: a raw boot-sector image (with QEMU's isa-debug-exit port), or a Linux kernel and initrd. */
+export type ProbeBoot =
+  | { image: string; exitPort: number }
+  | { kernel: string; initrd: string };
+
+/**
+ * A probe guest: a bare `pc` machine with only a serial port (to `serialLog`), booting the
+ * boot sector (16 MiB is plenty) or a Linux kernel (96 MiB, as a microvm guest gets).
+ */
+export function qemuProbeCommand(accel: Accel, boot: ProbeBoot, serialLog: string): CommandLine {
+  const booted: Options = 'image' in boot
+    ? {
+      drive: { props: { file: boot.image, format: 'raw', if: 'ide' } },
+      device: { head: 'isa-debug-exit', props: { iobase: boot.exitPort, iosize: 4 } },
+    }
+    : { kernel: boot.kernel, initrd: boot.initrd, append: 'console=ttyS0 panic=-1' };
+  return commandLine(QEMU_BINARY, renderOptions({
+    ...bareMachine('pc', accel, 'image' in boot ? 16 : 96, serialLog),
+    ...booted,
+    'no-reboot': true,
+  }, '-'));
+}
+
+/** No default devices, no user config, no display: the only output is the serial port, to a file. */
+function bareMachine(board: BoardType, accel: Accel, memoryMiB: number, serialLog: string): Options {
+  return {
+    machine: { head: board, props: { accel } },
+    m: memoryMiB,
+    nodefaults: true,
+    'no-user-config': true,
+    display: 'none',
+    serial: `file:${serialLog}`,
+  };
 }
 
 /** What the guest's kernel is told: console, address, and (unikraft) the program's arguments. */

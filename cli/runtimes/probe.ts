@@ -10,14 +10,13 @@ import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import * as z from 'zod';
-import { commandLine, renderOptions, type CommandLine, type Options } from '../fleet/argv.js';
-import type { Accel } from '../fleet/qemu-command.js';
+import type { CommandLine } from '../fleet/argv.js';
+import { QEMU_BINARY, qemuProbeCommand, type Accel } from '../fleet/qemu-command.js';
 import { hasNetAdmin, NET_ADMIN_FIX } from '../net/capability.js';
 import { writeCpio } from './initramfs.js';
 import { findOnPath } from './processes.js';
 import { DEBIAN_KERNEL_PACKAGE, defaultCacheDir, findGuestKernel } from './kernel.js';
 
-export const QEMU_BINARY = 'qemu-system-x86_64';
 export const BUSYBOX = '/bin/busybox';
 
 export interface Check {
@@ -64,35 +63,6 @@ export function probeBootSector(): Buffer {
   return sector;
 }
 
-export function probeCommand(accel: Accel, image: string, serialLog: string): CommandLine {
-  return probeQemu(accel, 16, serialLog, {
-    drive: { props: { file: image, format: 'raw', if: 'ide' } },
-    device: { head: 'isa-debug-exit', props: { iobase: PROBE_EXIT_PORT, iosize: 4 } },
-  });
-}
-
-/**
- * The Linux probe: the guest kernel with an initramfs whose init prints the marker and
- * powers off. A boot sector alone is not enough: on nested KVM it runs while Linux crashes.
- */
-export function linuxProbeCommand(accel: Accel, kernel: string, initrd: string, serialLog: string): CommandLine {
-  return probeQemu(accel, 96, serialLog, { kernel, initrd, append: 'console=ttyS0 panic=-1' });
-}
-
-/** A bare `pc` machine with only a serial port (to `serialLog`), booting what `boot` gives. */
-function probeQemu(accel: Accel, memoryMiB: number, serialLog: string, boot: Options): CommandLine {
-  return commandLine(QEMU_BINARY, renderOptions({
-    machine: { head: 'pc', props: { accel } },
-    m: memoryMiB,
-    nodefaults: true,
-    'no-user-config': true,
-    display: 'none',
-    serial: `file:${serialLog}`,
-    ...boot,
-    'no-reboot': true,
-  }, '-'));
-}
-
 async function linuxProbeInitramfs(): Promise<Buffer> {
   // No /dev/console node in the archive: the marker goes to the serial port once devtmpfs is up.
   const init = [
@@ -123,11 +93,12 @@ export async function probeGuestBoots(accel: Accel, deadlineMs: number, kernel?:
     if (kernel === undefined) {
       const image = join(dir, 'probe.img');
       await writeFile(image, probeBootSector());
-      command = probeCommand(accel, image, log);
+      command = qemuProbeCommand(accel, { image, exitPort: PROBE_EXIT_PORT }, log);
     } else {
       const initrd = join(dir, 'probe.cpio');
       await writeFile(initrd, await linuxProbeInitramfs());
-      command = linuxProbeCommand(accel, kernel, initrd, log);
+      // A boot sector alone is not enough: on nested KVM it runs while Linux crashes.
+      command = qemuProbeCommand(accel, { kernel, initrd }, log);
       expectedStatus = 0;
     }
     const started = performance.now();

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { kernelCommandLine, qemuCommand, type QemuGuest } from '../../cli/fleet/qemu-command.js';
+import { toShell } from '../../cli/fleet/argv.js';
+import { kernelCommandLine, qemuCommand, qemuProbeCommand, type QemuGuest } from '../../cli/fleet/qemu-command.js';
 
 const base: QemuGuest = {
   name: 'demo-backend-1',
@@ -84,5 +85,18 @@ describe('qemuCommand for a unikraft guest', () => {
 
   it('rejects arguments a Unikraft command line cannot carry', () => {
     expect(() => qemuCommand({ ...unikraft, programArgs: ['a b'] })).toThrow(/cannot be passed on a Unikraft kernel command line/);
+  });
+});
+
+describe('qemuProbeCommand', () => {
+  it('boots the boot-sector probe on a bare pc with isa-debug-exit, and the Linux probe with its kernel and initrd', () => {
+    expect(toShell(qemuProbeCommand('kvm', { image: '/t/probe.img', exitPort: 0xf4 }, '/t/serial.log'))).toBe(
+      'qemu-system-x86_64 -machine pc,accel=kvm -m 16 -nodefaults -no-user-config -display none -serial file:/t/serial.log ' +
+        '-drive file=/t/probe.img,format=raw,if=ide -device isa-debug-exit,iobase=244,iosize=4 -no-reboot',
+    );
+    expect(toShell(qemuProbeCommand('tcg', { kernel: '/k/vmlinuz', initrd: '/t/probe.cpio' }, '/t/serial.log'))).toBe(
+      'qemu-system-x86_64 -machine pc,accel=tcg -m 96 -nodefaults -no-user-config -display none -serial file:/t/serial.log ' +
+        "-kernel /k/vmlinuz -initrd /t/probe.cpio -append 'console=ttyS0 panic=-1' -no-reboot",
+    );
   });
 });
