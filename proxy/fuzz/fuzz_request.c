@@ -47,9 +47,9 @@ static void drain_body(struct http_msg *m, const char *data, size_t len)
     size_t n;
     while (len > 0) {
         enum http_progress r = http_execute(m, data, len, &n);
-        if (r != HTTP_NEED_MORE && r != HTTP_MSG_DONE)
+        if (r != HTTP_NEED_MORE && r != HTTP_MSG_DONE && r != HTTP_LAST_CHUNK)
             return;
-        if (n == 0 || r == HTTP_MSG_DONE)
+        if ((n == 0 && r != HTTP_LAST_CHUNK) || r == HTTP_MSG_DONE)
             return;
         data += n;
         len -= n;
@@ -68,8 +68,9 @@ static void request_path(const uint8_t *input, size_t size, size_t split)
         http_scan_request(buf, head, &info);
         if (info.token_count == 1)
             (void)auth_check(info.token, info.token_len);
+        (void)http_upgrade_allowed(&info.scan, (size & 8) ? "websocket,h2c" : "websocket");
         struct rewrite rw = {.client_ip = "127.0.0.1", .trusted = (size & 1) != 0, .add_keep_alive = (size & 2) != 0,
-                             .upgrade = (size & 4) != 0};
+                             .upgrade = (size & 4) != 0, .keep_underscores = (size & 16) != 0};
         long n = http_rewrite_request(buf, head, size - head, CAP, &rw);
         if (n > 0)
             drain_body(&m, buf + n, size - head);

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "admin_backends.h"
+#include "admin_request.h"
 #include "auth.h"
 #include "http.h"
 #include "log.h"
@@ -40,6 +41,7 @@ struct admin_conn {
     struct sbuf out;
     size_t out_sent;
     int responding, close_after;
+    int head_only; /* answering HEAD: the head says the body's length, the body is not sent */
 };
 
 static struct watcher admin_listener;
@@ -198,7 +200,7 @@ static void respond(struct admin_conn *a, int status, const char *reason, const 
     a->out.len = 0;
     sb_printf(&a->out, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\nCache-Control: no-store\r\n%s\r\n",
               status, reason, type, body->len, a->close_after ? "Connection: close\r\n" : "");
-    if (body->len)
+    if (body->len && !a->head_only)
         sb_printf(&a->out, "%.*s", (int)body->len, body->p);
     a->out_sent = 0;
     a->responding = 1;
@@ -212,36 +214,23 @@ static void respond_json(struct admin_conn *a, int status, const char *reason, c
     free(body.p);
 }
 
-/* 0 when authorized; otherwise the 401 has been queued. */
+/* 0 when authorized; otherwise the 400 or 401 has been queued. */
 static int check_bearer(struct admin_conn *a, const char *head, size_t len)
 {
-    const char *value = NULL;
-    size_t vlen = 0;
-    for (const char *p = head; p < head + len;) {
-        const char *nl = memchr(p, '\n', (size_t)(head + len - p));
-        const char *eol = nl ? nl : head + len;
-        if ((size_t)(eol - p) > 14 && strncasecmp(p, "authorization:", 14) == 0) {
-            value = p + 14;
-            while (value < eol && (*value == ' ' || *value == '\t'))
-                value++;
-            vlen = (size_t)(eol - value);
-            while (vlen && (value[vlen - 1] == '\r' || value[vlen - 1] == ' '))
-                vlen--;
-        }
-        p = eol + 1;
-    }
-    if (!value) {
+    switch (admin_authorize(head, len, runtime.cfg->admin_hash)) {
+    case ADMIN_AUTH_OK:
+        return 0;
+    case ADMIN_AUTH_DUPLICATE:
+        a->close_after = 1;
+        respond_json(a, 400, "Bad Request", "{\"error\":\"more than one Authorization header\"}");
+        return -1;
+    case ADMIN_AUTH_MISSING:
         respond_json(a, 401, "Unauthorized", "{\"error\":\"missing admin token\"}");
         return -1;
-    }
-    uint8_t digest[SHA256_LEN];
-    int scheme_ok = vlen > 7 && strncasecmp(value, "Bearer ", 7) == 0;
-    sha256(scheme_ok ? value + 7 : "", scheme_ok ? vlen - 7 : 0, digest);
-    if (!scheme_ok || !sha256_equal(digest, runtime.cfg->admin_hash)) {
+    default:
         respond_json(a, 401, "Unauthorized", "{\"error\":\"invalid admin token\"}");
         return -1;
     }
-    return 0;
 }
 
 static int path_is(const char *path, size_t len, const char *want)
@@ -256,6 +245,7 @@ static void route(struct admin_conn *a, const char *head, size_t head_len, const
     http_scan_request(head, head_len, &info);
     int method = a->req.parser.method;
     int get = method == HTTP_GET || method == HTTP_HEAD;
+    a->head_only = method == HTTP_HEAD;
     if (path_is(info.path, info.path_len, "/healthz")) {
         respond_json(a, 200, "OK", runtime.shutting_down ? "{\"status\":\"draining\"}" : "{\"status\":\"ok\"}");
         return;
@@ -368,6 +358,7 @@ static void admin_flush(struct admin_conn *a)
     a->in_len -= a->parsed;
     a->parsed = 0;
     a->head_len = a->body_len = 0;
+    a->head_only = 0;
     http_msg_init(&a->req, HTTP_REQUEST, runtime.cfg->max_headers);
     if (a->in_len)
         admin_parse(a);

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "admin_request.h"
 #include "config.h"
 #include "log.h"
 #include "runtime.h"
@@ -48,98 +49,12 @@ int admin_backends_route(const char *path, size_t len)
            (len == PREFIX_LEN || path[PREFIX_LEN] == '/' || path[PREFIX_LEN] == '?');
 }
 
-/* --- the body of POST /backends: one flat JSON object of strings and whole numbers --- */
-
-struct body {
-    const char *p, *end;
-};
-
-static void skip_ws(struct body *b)
-{
-    while (b->p < b->end && (*b->p == ' ' || *b->p == '\t' || *b->p == '\n' || *b->p == '\r'))
-        b->p++;
-}
-
-/* Reads a string (no escapes: names and addresses never need them) or a number as text. */
-static int read_scalar(struct body *b, char *out, size_t cap)
-{
-    size_t n = 0;
-    int quoted = b->p < b->end && *b->p == '"';
-    if (quoted)
-        b->p++;
-    while (b->p < b->end && (quoted ? *b->p != '"' : (*b->p >= '0' && *b->p <= '9'))) {
-        if (*b->p == '\\' || (unsigned char)*b->p < 0x20 || n + 1 >= cap)
-            return -1;
-        out[n++] = *b->p++;
-    }
-    if (quoted) {
-        if (b->p >= b->end)
-            return -1;
-        b->p++;
-    }
-    out[n] = '\0';
-    return n > 0 || quoted ? 0 : -1;
-}
-
-/* Fills name/address/weight; returns NULL or what was wrong. */
-static const char *parse_add(const char *text, size_t len, char *name, char *address, char *weight)
-{
-    struct body b = {text, text + len};
-    skip_ws(&b);
-    if (b.p >= b.end || *b.p++ != '{')
-        return "expected a JSON object like {\"name\":\"api-4\",\"address\":\"127.0.0.1:9004\",\"weight\":1}";
-    for (;;) {
-        char key[16], value[96];
-        skip_ws(&b);
-        if (b.p < b.end && *b.p == '}')
-            break;
-        if (read_scalar(&b, key, sizeof key) < 0)
-            return "expected a key: name, address or weight";
-        skip_ws(&b);
-        if (b.p >= b.end || *b.p++ != ':')
-            return "expected ':' after a key";
-        skip_ws(&b);
-        if (read_scalar(&b, value, sizeof value) < 0)
-            return "values must be short strings without escapes, or whole numbers";
-        if (strcmp(key, "name") == 0)
-            strcpy(name, value);
-        else if (strcmp(key, "address") == 0)
-            strcpy(address, value);
-        else if (strcmp(key, "weight") == 0)
-            strcpy(weight, value);
-        else
-            return "unknown key; the keys are name, address and weight";
-        skip_ws(&b);
-        if (b.p < b.end && *b.p == ',') {
-            b.p++;
-            continue;
-        }
-        if (b.p < b.end && *b.p == '}')
-            break;
-        return "expected ',' or '}'";
-    }
-    b.p++;
-    skip_ws(&b);
-    if (b.p != b.end)
-        return "trailing data after the object";
-    if (!name[0] || !address[0])
-        return "name and address are required";
-    return NULL;
-}
-
 static void add_backend(const char *body, size_t len, struct admin_reply *r)
 {
-    char name[96] = "", address[96] = "", weight[96] = "1", spec_text[300], err[400];
-    const char *why = parse_add(body, len, name, address, weight);
-    if (why) {
-        reply_error(r, 400, "Bad Request", why);
-        return;
-    }
-    snprintf(spec_text, sizeof spec_text, "%s=%s,weight=%s", name, address, weight);
+    char err[400];
     struct backend_spec spec;
-    if (config_parse_backend(spec_text, &spec, err, sizeof err) < 0) {
-        const char *prefix = "--backend: ";
-        reply_error(r, 400, "Bad Request", strncmp(err, prefix, strlen(prefix)) == 0 ? err + strlen(prefix) : err);
+    if (admin_parse_backend(body, len, runtime.cfg, &spec, err, sizeof err) < 0) {
+        reply_error(r, 400, "Bad Request", err);
         return;
     }
     if (backend_find(spec.name, strlen(spec.name))) {

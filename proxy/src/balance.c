@@ -5,6 +5,7 @@
 #include <time.h>
 
 #include "loop.h"
+#include "runtime.h"
 #include "upstream.h"
 
 #define LATENCY_HALF_LIFE_MS 1000
@@ -34,7 +35,13 @@ void balance_init(enum algorithm alg)
         rng_state = 0x9E3779B97F4A7C15ULL;
 }
 
-static int usable(const struct backend *b) { return b->state == BACKEND_UP && b != avoided; }
+int balance_has_room(const struct backend *b)
+{
+    unsigned max = runtime.cfg->backend_max_connections;
+    return !max || b->idle_connections || b->active_connections < max;
+}
+
+static int usable(const struct backend *b) { return b->state == BACKEND_UP && b != avoided && balance_has_room(b); }
 
 /* Smooth weighted round-robin over the usable backends for which `eligible` holds. */
 static struct backend *smooth_rr(int (*eligible)(const struct backend *, long), long arg)

@@ -16,6 +16,10 @@
 struct backend;
 
 void balance_init(enum algorithm alg);
+/* 0 when the backend is at --backend-max-connections with no idle pooled connection to reuse:
+ * it then takes no request, so slow clients cannot fill every slot it has (its health checks
+ * and other clients keep room). */
+int balance_has_room(const struct backend *b);
 /* NULL when no backend is up. */
 struct backend *balance_pick(void);
 /* The same, never choosing `avoid` (a backend that just failed this request); NULL allowed. */

@@ -123,6 +123,11 @@ static int set_backend(struct ctx *c, const char *key, const char *v)
     const char *why;
     if (net_parse_addr(b->address, &b->addr, &why) < 0)
         return fail(c, key, "'%s': bad address '%s': %s; %s", v, b->address, why, usage);
+    if (net_addr_port(&b->addr) == 0)
+        return fail(c, key, "'%s': port 0 is no backend's port; use the port it listens on (1-65535)", v);
+    if (net_addr_unspecified(&b->addr))
+        return fail(c, key, "'%s': %s is the unspecified address, not a backend's; use the address it listens on", v,
+                    b->address);
     b->weight = 1;
     if (comma) {
         if (strncmp(comma + 1, "weight=", 7) != 0 || parse_uint(comma + 8, 1, 1000, &b->weight) < 0)
@@ -231,19 +236,15 @@ static int set_health_path(struct ctx *c, const char *key, const char *v)
     return 0;
 }
 
-static int set_trusted(struct ctx *c, const char *key, const char *v)
+static int parse_cidr(struct ctx *c, const char *key, const char *v, struct cidr *r)
 {
-    struct config *cfg = c->cfg;
     char ip[64];
     const char *slash = strchr(v, '/');
     size_t iplen = slash ? (size_t)(slash - v) : strlen(v);
-    if (cfg->ntrusted == MAX_TRUSTED)
-        return fail(c, key, "at most %d trusted proxy ranges", MAX_TRUSTED);
     if (iplen == 0 || iplen >= sizeof ip)
         return fail(c, key, "'%s' is not a CIDR like 10.0.0.0/8", v);
     memcpy(ip, v, iplen);
     ip[iplen] = '\0';
-    struct cidr *r = &cfg->trusted[cfg->ntrusted];
     unsigned maxp;
     if (inet_pton(AF_INET, ip, r->addr) == 1) {
         r->family = AF_INET;
@@ -257,7 +258,58 @@ static int set_trusted(struct ctx *c, const char *key, const char *v)
     r->prefix = maxp;
     if (slash && parse_uint(slash + 1, 0, maxp, &r->prefix) < 0)
         return fail(c, key, "'%s': prefix length must be 0-%u", v, maxp);
+    return 0;
+}
+
+static int set_trusted(struct ctx *c, const char *key, const char *v)
+{
+    struct config *cfg = c->cfg;
+    if (cfg->ntrusted == MAX_TRUSTED)
+        return fail(c, key, "at most %d trusted proxy ranges", MAX_TRUSTED);
+    if (parse_cidr(c, key, v, &cfg->trusted[cfg->ntrusted]) < 0)
+        return -1;
     cfg->ntrusted++;
+    return 0;
+}
+
+static int set_backend_network(struct ctx *c, const char *key, const char *v)
+{
+    struct config *cfg = c->cfg;
+    if (cfg->nbackend_networks == MAX_BACKEND_NETWORKS)
+        return fail(c, key, "at most %d backend networks", MAX_BACKEND_NETWORKS);
+    if (parse_cidr(c, key, v, &cfg->backend_networks[cfg->nbackend_networks]) < 0)
+        return -1;
+    cfg->nbackend_networks++;
+    return 0;
+}
+
+/* A comma-separated list of protocol names (RFC 9110 token characters), stored lowercase. */
+static int set_upgrade_protocols(struct ctx *c, const char *key, const char *v)
+{
+    char *out = c->cfg->upgrade_protocols;
+    size_t n = strlen(v);
+    if (n >= UPGRADE_PROTOCOLS_MAX)
+        return fail(c, key, "list too long");
+    for (size_t i = 0; i < n; i++) {
+        char ch = v[i];
+        int token = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+                    (ch && strchr("!#$%&'*+-.^_`|~", ch));
+        if (!token && !(ch == ',' && i > 0 && i + 1 < n && v[i + 1] != ','))
+            return fail(c, key, "'%s' must be protocol names separated by commas, like websocket or websocket,h2c", v);
+        out[i] = (ch >= 'A' && ch <= 'Z') ? (char)(ch - 'A' + 'a') : ch;
+    }
+    out[n] = '\0';
+    return 0;
+}
+
+static int set_underscore_headers(struct ctx *c, const char *key, const char *v)
+{
+    if (strcmp(v, "drop") == 0)
+        c->cfg->keep_underscores = 0;
+    else if (strcmp(v, "keep") == 0)
+        c->cfg->keep_underscores = 1;
+    else
+        return fail(c, key, "'%s' must be drop or keep", v);
     return 0;
 }
 
@@ -280,7 +332,10 @@ static const struct option options[] = {
     {"tokens-file", set_tokens_file, "PATH  lines of NAME:SHA256HEX, # comments", 0, 0, 0},
     {"algorithm", set_algorithm, "round-robin|least-conn|p2c (default round-robin)", 0, 0, 0},
     {"health-path", set_health_path, "PATH  health check path (default /health)", 0, 0, 0},
-    {"trusted-proxy", set_trusted, "CIDR  peers whose X-Forwarded-* are kept (repeatable)", 0, 0, 0},
+    {"trusted-proxy", set_trusted, "CIDR  peers whose X-Forwarded-*, Forwarded and X-Real-IP are kept (repeatable)", 0, 0, 0},
+    {"backend-network", set_backend_network, "CIDR  where POST /backends may point (repeatable; default anywhere)", 0, 0, 0},
+    {"upgrade-protocols", set_upgrade_protocols, "LIST  protocols an Upgrade may switch to (default websocket; '' for none)", 0, 0, 0},
+    {"underscore-headers", set_underscore_headers, "drop|keep  request header names with '_' (default drop)", 0, 0, 0},
     {"access-log", set_access_log, "PATH  JSON-lines access log (- for stdout)", 0, 0, 0},
     {"config", set_config_file, "FILE  JSON object with the same keys (repeatables as arrays)", 0, 0, 0},
     {"health-interval-ms", NULL, "N  time between checks (default 1000)", offsetof(struct config, health_interval_ms), 10, 3600000},
@@ -298,6 +353,9 @@ static const struct option options[] = {
     {"max-headers", NULL, "N  header count (default 100)", offsetof(struct config, max_headers), 1, 1000},
     {"max-body-bytes", NULL, "N  request body size, 0 for no limit (default 0)", offsetof(struct config, max_body_bytes), 0, 4294967295u},
     {"stream-timeout-ms", NULL, "N  an exchange with no progress either way (default 60000)", offsetof(struct config, stream_timeout_ms), 1, 86400000},
+    {"body-timeout-ms", NULL, "N  a request body's time before --min-body-rate applies (default 20000)", offsetof(struct config, body_timeout_ms), 1, 86400000},
+    {"min-body-rate", NULL, "N  bytes/s a request body must keep up after that, 0 for none (default 500)", offsetof(struct config, min_body_rate), 0, 1000000000},
+    {"backend-max-connections", NULL, "N  connections to one backend, 0 for no limit (default 0)", offsetof(struct config, backend_max_connections), 0, 1000000},
 };
 
 static int set_option(struct ctx *c, const struct option *o, const char *value)
@@ -504,6 +562,9 @@ static void set_defaults(struct config *cfg)
     cfg->max_headers = 100;
     cfg->max_body_bytes = 0;
     cfg->stream_timeout_ms = 60000;
+    cfg->body_timeout_ms = 20000;
+    cfg->min_body_rate = 500;
+    strcpy(cfg->upgrade_protocols, "websocket");
 }
 
 static int check_complete(struct ctx *c)
@@ -587,6 +648,24 @@ int config_parse_backend(const char *text, struct backend_spec *out, char *err, 
         return -1;
     *out = scratch.backends[0];
     return 0;
+}
+
+const char *config_backend_refused(const struct config *cfg, const struct net_addr *a)
+{
+    unsigned port = net_addr_port(a);
+    const struct net_addr *own[] = {&cfg->listen, cfg->has_admin ? &cfg->admin : NULL};
+    for (size_t i = 0; i < 2; i++) {
+        if (!own[i] || net_addr_port(own[i]) != port)
+            continue;
+        if (net_addr_same_ip(own[i], a) || net_addr_unspecified(own[i]) || net_addr_loopback(a))
+            return "that is the proxy's own listener; a backend must be another server";
+    }
+    if (cfg->nbackend_networks == 0)
+        return NULL;
+    for (size_t i = 0; i < cfg->nbackend_networks; i++)
+        if (cidr_contains(&cfg->backend_networks[i], &a->sa))
+            return NULL;
+    return "the address is outside the fleet's network (--backend-network); add backends there only";
 }
 
 const char *algorithm_name(enum algorithm a)

@@ -13,6 +13,8 @@
 #define NAME_MAX_LEN 64
 #define MAX_BACKENDS 256
 #define MAX_TRUSTED 32
+#define MAX_BACKEND_NETWORKS 32
+#define UPGRADE_PROTOCOLS_MAX 256
 
 enum algorithm { ALG_ROUND_ROBIN, ALG_LEAST_CONN, ALG_P2C };
 
@@ -56,10 +58,16 @@ struct config {
     unsigned max_connections, max_header_bytes, max_headers;
     unsigned max_body_bytes; /* 0: no limit */
     unsigned stream_timeout_ms;
+    unsigned body_timeout_ms, min_body_rate; /* a request body must arrive by body_timeout + bytes / rate */
+    unsigned backend_max_connections;        /* 0: no limit */
+    char upgrade_protocols[UPGRADE_PROTOCOLS_MAX]; /* comma-separated, lowercase */
+    int keep_underscores;
     size_t buffer_bytes; /* derived: max_header_bytes + room for the rewritten head */
 
     struct cidr trusted[MAX_TRUSTED];
     size_t ntrusted;
+    struct cidr backend_networks[MAX_BACKEND_NETWORKS]; /* where POST /backends may point; none: anywhere */
+    size_t nbackend_networks;
     char access_log[256];
 };
 
@@ -73,6 +81,8 @@ int config_parse_argv(struct config *cfg, int argc, char **argv, enum config_act
                       char *err, size_t errcap);
 const char *algorithm_name(enum algorithm a);
 int cidr_contains(const struct cidr *c, const struct sockaddr_storage *sa);
+/* Why `a` cannot be a backend of this proxy (its own listener, ...), or NULL. */
+const char *config_backend_refused(const struct config *cfg, const struct net_addr *a);
 void config_usage(void);
 
 #endif

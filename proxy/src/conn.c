@@ -61,6 +61,8 @@ static void reset_exchange(struct conn *c)
     c->req_parsed_all = c->req_done = 0;
     c->resp_head_done = c->resp_parsed_all = c->resp_done = c->resp_started = c->resp_seen = 0;
     c->replayable = c->repeatable = c->retried = 0;
+    c->in_trailers = 0;
+    c->trailer_held = 0;
     c->body_bytes = 0;
     c->close_after = 0;
     c->upstream_reusable = 1;
@@ -128,11 +130,18 @@ static void write_access_log(struct conn *c)
 
 /* --- request side --- */
 
-/* Checks llhttp leaves to us: HTTP/1.0 or 1.1 only, and origin-form targets (`*` for OPTIONS):
- * an absolute or authority form would ask us to act as a forward proxy, which we are not. */
+/* Checks llhttp leaves to us: HTTP/1.0 or 1.1 only; a head ended by CRLF alone, without
+ * obs-fold; one valid Host (required in 1.1, RFC 9112 3.2); no Transfer-Encoding in 1.0, where
+ * it is faulty framing (RFC 9112 6.1); origin-form targets (`*` for OPTIONS): an absolute or
+ * authority form would ask us to act as a forward proxy, which we are not. */
 static int request_shape_ok(const llhttp_t *p, const struct request_info *info)
 {
-    if (p->http_major != 1 || p->http_minor > 1)
+    const struct head_scan *h = &info->scan;
+    if (p->http_major != 1 || p->http_minor > 1 || h->malformed)
+        return 0;
+    if (h->hosts > 1 || !h->host_valid || (p->http_minor == 1 && h->hosts == 0))
+        return 0;
+    if (p->http_minor == 0 && h->transfer_encoding)
         return 0;
     if (info->path_len == 1 && info->path[0] == '*')
         return p->method == HTTP_OPTIONS;
@@ -140,11 +149,13 @@ static int request_shape_ok(const llhttp_t *p, const struct request_info *info)
 }
 
 /* A protocol switch is proxied for what WebSocket (RFC 6455) needs and no more: an HTTP/1.1
- * GET without a body. Other requests naming Upgrade are forwarded as ordinary ones, without it. */
-static int may_upgrade(const llhttp_t *p)
+ * GET without a body, to a protocol --upgrade-protocols names (websocket by default: an h2c
+ * upgrade would let the client speak HTTP/2 to the backend past every per-request check).
+ * Other requests naming Upgrade are forwarded as ordinary ones, without it. */
+static int may_upgrade(const llhttp_t *p, const struct request_info *info)
 {
     return p->method == HTTP_GET && p->http_major == 1 && p->http_minor == 1 && !(p->flags & F_CHUNKED) &&
-           p->content_length == 0;
+           p->content_length == 0 && http_upgrade_allowed(&info->scan, runtime.cfg->upgrade_protocols);
 }
 
 static int is_idempotent(int method)
@@ -153,24 +164,65 @@ static int is_idempotent(int method)
            method == HTTP_DELETE;
 }
 
-/* The body bytes that arrived with the head are validated before anything is forwarded, so a
- * malformed chunk or an oversized body sent in one piece never reaches a backend. */
-static int check_early_body(struct conn *c, size_t head_len, size_t *body_n)
+/* Trailer fields are never forwarded (a token, Host or framing header in one would reach the
+ * backend unchecked): once the message ends, the trailer section held back after `parsed` is
+ * replaced by the CRLF that ends a chunked body without trailers. */
+static int drop_trailers(struct conn *c)
 {
     struct buf *b = c->in;
+    size_t held = c->trailer_held;
+    if (held < 2)
+        return -1; /* a bare LF ending the body */
+    memmove(b->data + b->parsed + 2, b->data + b->parsed + held, b->end - b->parsed - held);
+    memcpy(b->data + b->parsed, "\r\n", 2);
+    b->end -= held - 2;
+    b->parsed += 2;
+    c->body_bytes += 2;
+    c->trailer_held = 0;
+    c->in_trailers = 0;
+    return 0;
+}
+
+/* Parses the request body bytes in [parsed, end): they become forwardable up to `parsed`. */
+static enum http_progress parse_body(struct conn *c)
+{
+    struct buf *b = c->in;
+    for (;;) {
+        size_t from = b->parsed + c->trailer_held, n;
+        enum http_progress r = http_execute(&c->req, b->data + from, b->end - from, &n);
+        if (!c->in_trailers) {
+            b->parsed += n;
+            c->body_bytes += n;
+            if (r != HTTP_LAST_CHUNK)
+                return r;
+            c->in_trailers = 1;
+            continue;
+        }
+        c->trailer_held += n;
+        if (r == HTTP_MSG_DONE)
+            return drop_trailers(c) < 0 ? HTTP_ERROR : r;
+        if (r == HTTP_NEED_MORE && c->trailer_held > runtime.cfg->max_header_bytes)
+            return HTTP_ERROR; /* held back whole, so bounded like a head */
+        return r;
+    }
+}
+
+/* The body bytes that arrived with the head are validated before anything is forwarded, so a
+ * malformed chunk or an oversized body sent in one piece never reaches a backend. */
+static int check_early_body(struct conn *c)
+{
     llhttp_t *p = &c->req.parser;
     unsigned max = runtime.cfg->max_body_bytes;
     if (max && !(p->flags & F_CHUNKED) && p->content_length > max) {
         reply_start(c, 413, "{\"error\":\"request body too large\"}", 1);
         return -1;
     }
-    enum http_progress r = http_execute(&c->req, b->data + head_len, b->end - head_len, body_n);
+    enum http_progress r = parse_body(c);
     if (r != HTTP_NEED_MORE && r != HTTP_MSG_DONE) {
         reply_start(c, 400, "{\"error\":\"malformed request body\"}", 1);
         return -1;
     }
     c->req_parsed_all = r == HTTP_MSG_DONE;
-    c->body_bytes = *body_n;
     if (max && c->body_bytes > max) {
         reply_start(c, 413, "{\"error\":\"request body too large\"}", 1);
         return -1;
@@ -187,8 +239,8 @@ static void note_request(struct conn *c, size_t head_len, struct request_info *i
     c->http10 = p->http_major == 1 && p->http_minor == 0;
     c->keep_alive_req = llhttp_should_keep_alive(p);
     c->method = p->method;
-    c->upgrade = c->req.upgrade && may_upgrade(p);
     http_scan_request(c->in->data, head_len, info);
+    c->upgrade = c->req.upgrade && may_upgrade(p, info);
     if (access_log_enabled()) {
         c->path_len = info->path_len < LOG_PATH_MAX ? info->path_len : LOG_PATH_MAX;
         memcpy(c->path, info->path, c->path_len);
@@ -224,13 +276,13 @@ static int admit(struct conn *c, const struct request_info *info)
     return 0;
 }
 
-/* Rewrites the head in place for the backend; the body bytes after it move with it.
- * Returns -1 when the request was answered instead. */
-static int rewrite_head(struct conn *c, const struct request_info *info, size_t head_len, size_t body_n)
+/* Rewrites the head in place for the backend; the body bytes after it move with it and are
+ * left unparsed. Returns -1 when the request was answered instead. */
+static int rewrite_head(struct conn *c, const struct request_info *info, size_t head_len)
 {
     struct buf *b = c->in;
     struct rewrite rw = {.client_ip = c->ip, .trusted = c->trusted, .add_keep_alive = c->http10, .add_close = 0,
-                         .upgrade = c->upgrade};
+                         .upgrade = c->upgrade, .keep_underscores = runtime.cfg->keep_underscores};
     long new_len = http_rewrite_scanned_request(info, b->data, head_len, b->end - head_len, b->cap, &rw);
     if (new_len < 0) {
         if (new_len == HTTP_REWRITE_MALFORMED)
@@ -240,7 +292,7 @@ static int rewrite_head(struct conn *c, const struct request_info *info, size_t 
         return -1;
     }
     b->end = (size_t)new_len + (b->end - head_len);
-    b->parsed = (size_t)new_len + body_n;
+    b->parsed = (size_t)new_len;
     return 0;
 }
 
@@ -254,8 +306,12 @@ static int dispatch(struct conn *c)
     if (admit(c, &info) < 0)
         return STEP_PROGRESS;
     c->repeatable = is_idempotent(p->method) && !(p->flags & F_CHUNKED) && p->content_length == 0;
-    size_t body_n;
-    if (check_early_body(c, head_len, &body_n) < 0 || rewrite_head(c, &info, head_len, body_n) < 0)
+    /* A backend that frames requests by Content-Length alone would take a chunked body for
+     * more requests, and answer the next client's request with theirs (a response desync):
+     * the upstream connection that carried one is closed, never pooled (see proxy/README.md). */
+    if (p->flags & F_CHUNKED)
+        c->upstream_reusable = 0;
+    if (rewrite_head(c, &info, head_len) < 0 || check_early_body(c) < 0)
         return STEP_PROGRESS;
     c->replayable = 1;
     relay_start(c);
@@ -302,10 +358,8 @@ int conn_parse_request_body(struct conn *c)
     struct buf *b = c->in;
     if (c->req_parsed_all)
         return STEP_IDLE;
-    size_t n, before = b->parsed;
-    enum http_progress r = http_execute(&c->req, b->data + b->parsed, b->end - b->parsed, &n);
-    b->parsed += n;
-    c->body_bytes += n;
+    size_t before = b->parsed + c->trailer_held;
+    enum http_progress r = parse_body(c);
     if (r == HTTP_MSG_DONE) {
         c->req_parsed_all = 1;
         return STEP_PROGRESS;
@@ -316,7 +370,7 @@ int conn_parse_request_body(struct conn *c)
         conn_destroy(c);
         return STEP_CLOSED;
     }
-    return b->parsed != before ? STEP_PROGRESS : STEP_IDLE;
+    return b->parsed + c->trailer_held != before ? STEP_PROGRESS : STEP_IDLE;
 }
 
 /* --- exchange boundaries --- */

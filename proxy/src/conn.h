@@ -58,6 +58,8 @@ struct conn {
     int replayable;   /* the whole request forwarded so far still sits in `in` from offset 0 */
     int repeatable;   /* idempotent method without a body: safe to send twice */
     int retried;
+    int in_trailers;     /* the request body's last chunk ended: what follows is its trailer section */
+    size_t trailer_held; /* trailer bytes parsed and held after in->parsed, never forwarded */
     int close_after, upstream_reusable;
     int keep_alive_req, http10, method;
     int upgrade;      /* the request may switch protocols: forwarded with Upgrade */

@@ -15,8 +15,12 @@ static size_t scratch_cap;
 static struct http_line lines[MAX_LINES];
 
 /* Header names the proxy acts on. H_HOP_BY_HOP to H_CONNECTION are adjacent: is_hop_by_hop()
- * tells them from ordinary lines with one range check. */
-enum header_kind { H_OTHER, H_HOP_BY_HOP, H_UPGRADE, H_CONNECTION, H_TOKEN, H_FORWARDED_FOR, H_FORWARDED_PROTO, H_FRAMING };
+ * tells them from ordinary lines with one range check; so are the framing kinds H_HOST to
+ * H_TRANSFER_ENCODING, which are kept even when Connection names them. */
+enum header_kind {
+    H_OTHER, H_HOP_BY_HOP, H_UPGRADE, H_CONNECTION, H_HOST, H_CONTENT_LENGTH, H_TRANSFER_ENCODING,
+    H_TOKEN, H_FORWARDED_FOR, H_FORWARDED_PROTO, H_CLIENT_ADDRESS
+};
 
 static int on_header_field_complete(llhttp_t *p)
 {
@@ -49,6 +53,16 @@ static int on_response_headers_complete(llhttp_t *p)
     return HPE_PAUSED;
 }
 
+/* The last chunk of a request body: pausing here tells the caller where the trailer section
+ * starts, so it can drop it (trailer fields are never forwarded). */
+static int on_request_chunk_header(llhttp_t *p)
+{
+    if (p->content_length != 0)
+        return 0;
+    ((struct http_msg *)p)->event = HTTP_LAST_CHUNK;
+    return HPE_PAUSED;
+}
+
 static int on_message_complete(llhttp_t *p)
 {
     ((struct http_msg *)p)->event = HTTP_MSG_DONE;
@@ -62,6 +76,7 @@ void http_init(size_t cap)
     llhttp_settings_init(&request_settings);
     request_settings.on_header_field_complete = on_header_field_complete;
     request_settings.on_headers_complete = on_request_headers_complete;
+    request_settings.on_chunk_header = on_request_chunk_header;
     request_settings.on_message_complete = on_message_complete;
     llhttp_settings_init(&response_settings);
     response_settings.on_header_field_complete = on_header_field_complete;
@@ -133,19 +148,22 @@ static enum header_kind classify(const struct http_line *l)
 {
     switch (l->name_len) {
     case 2: return name_is(l, "te") ? H_HOP_BY_HOP : H_OTHER;
-    case 4: return name_is(l, "host") ? H_FRAMING : H_OTHER; /* kept even when Connection names it */
+    case 4: return name_is(l, "host") ? H_HOST : H_OTHER;
     case 7: return name_is(l, "upgrade") ? H_UPGRADE : H_OTHER;
+    case 9:
+        /* Client-supplied addresses a backend may believe: the proxy owns them as it owns X-Forwarded-For. */
+        return name_is(l, "forwarded") || name_is(l, "x-real-ip") ? H_CLIENT_ADDRESS : H_OTHER;
     case 10:
         if (name_is(l, "connection"))
             return H_CONNECTION;
         return name_is(l, "keep-alive") ? H_HOP_BY_HOP : H_OTHER;
     case 12: return name_is(l, "x-auth-token") ? H_TOKEN : H_OTHER;
-    case 14: return name_is(l, "content-length") ? H_FRAMING : H_OTHER;
+    case 14: return name_is(l, "content-length") ? H_CONTENT_LENGTH : H_OTHER;
     case 15: return name_is(l, "x-forwarded-for") ? H_FORWARDED_FOR : H_OTHER;
     case 16: return name_is(l, "proxy-connection") ? H_HOP_BY_HOP : H_OTHER;
     case 17:
         if (name_is(l, "transfer-encoding"))
-            return H_FRAMING;
+            return H_TRANSFER_ENCODING;
         return name_is(l, "x-forwarded-proto") ? H_FORWARDED_PROTO : H_OTHER;
     case 18: return name_is(l, "proxy-authenticate") ? H_HOP_BY_HOP : H_OTHER;
     case 19: return name_is(l, "proxy-authorization") ? H_HOP_BY_HOP : H_OTHER;
@@ -153,15 +171,19 @@ static enum header_kind classify(const struct http_line *l)
     }
 }
 
-/* Splits the next header line starting at *pos; returns 0 at the empty line ending the head. */
-static int next_line(const char *head, size_t len, size_t *pos, struct http_line *l)
+/* Splits the next header line starting at *pos; returns 0 at the empty line ending the head.
+ * A line ended by a bare LF sets *bare_lf: llhttp lets one through at the end of the head. */
+static int next_line(const char *head, size_t len, size_t *pos, struct http_line *l, int *bare_lf)
 {
     const char *p = head + *pos, *end = head + len;
     const char *nl = memchr(p, '\n', (size_t)(end - p));
     if (!nl)
         return 0;
-    const char *eol = (nl > p && nl[-1] == '\r') ? nl - 1 : nl;
+    int crlf = nl > p && nl[-1] == '\r';
+    const char *eol = crlf ? nl - 1 : nl;
     *pos = (size_t)(nl + 1 - head);
+    if (!crlf)
+        *bare_lf = 1;
     if (eol == p)
         return 0;
     const char *colon = memchr(p, ':', (size_t)(eol - p));
@@ -189,53 +211,98 @@ static int folded(const struct http_line *l)
     return l->name_len == 0 || l->name[0] == ' ' || l->name[0] == '\t';
 }
 
-static void add_connection_tokens(const struct http_line *l, struct conn_tokens *ct)
+static int is_digit(char c) { return c >= '0' && c <= '9'; }
+
+/* reg-name and IPv4 characters (RFC 3986: unreserved, pct-encoded, sub-delims). */
+static int is_reg_name_char(char c)
 {
-    const char *p = l->value, *end = l->value + l->value_len;
-    while (p < end) {
-        while (p < end && (*p == ' ' || *p == '\t' || *p == ','))
-            p++;
-        const char *t = p;
-        while (p < end && *p != ',' && *p != ' ' && *p != '\t')
-            p++;
-        if (p == t)
-            continue;
-        if (ct->count == MAX_CONNECTION_TOKENS) {
-            ct->overflow = 1;
-            continue;
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || is_digit(c) || (c && strchr("-._~%!$&'()*+,;=", c));
+}
+
+static int is_ip_literal_char(char c)
+{
+    return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F') || c == ':' || c == '.';
+}
+
+/* Host = uri-host [ ":" port ] (RFC 9112 3.2, RFC 3986 3.2.2): anything else (white space,
+ * userinfo, a path) would let a backend see a different authority than the proxy did. */
+static int host_value_valid(const char *v, size_t len)
+{
+    size_t i = 0;
+    if (len > 0 && v[0] == '[') {
+        for (i = 1; i < len && v[i] != ']'; i++)
+            if (!is_ip_literal_char(v[i]))
+                return 0;
+        if (i == len || i == 1)
+            return 0;
+        i++;
+    } else {
+        while (i < len && v[i] != ':') {
+            if (!is_reg_name_char(v[i]))
+                return 0;
+            i++;
         }
-        ct->items[ct->count].name = t;
-        ct->items[ct->count].name_len = (size_t)(p - t);
-        ct->count++;
+    }
+    if (i == len)
+        return 1;
+    if (v[i] != ':' || len - i - 1 > 5)
+        return 0;
+    for (i++; i < len; i++)
+        if (!is_digit(v[i]))
+            return 0;
+    return 1;
+}
+
+/* Notes what the line means for the head as a whole. */
+static void note_line(struct head_scan *h, const struct http_line *l)
+{
+    if (folded(l))
+        h->malformed = 1; /* refused; the token check still sees every line */
+    switch (l->kind) {
+    case H_CONNECTION:
+        h->connections++;
+        break;
+    case H_HOST:
+        h->hosts++;
+        if (!host_value_valid(l->value, l->value_len))
+            h->host_valid = 0;
+        break;
+    case H_TRANSFER_ENCODING:
+        h->transfer_encoding++;
+        break;
+    default:
+        break;
     }
 }
 
-/* One pass over the head: its header lines into `lines`, and the names Connection lists. */
+/* One pass over the head: its header lines into `lines`, and what they say of the whole. */
 static void scan_head(const char *head, size_t len, struct head_scan *h)
 {
+    int bare_lf = 0;
     h->head = head;
     h->lines = lines;
     h->count = 0;
     h->malformed = 0;
-    h->ct.count = 0;
-    h->ct.overflow = 0;
+    h->connections = h->hosts = h->transfer_encoding = 0;
+    h->host_valid = 1;
     const char *nl = memchr(head, '\n', len);
     size_t pos = nl ? (size_t)(nl + 1 - head) : len;
     h->first_line_len = pos;
+    if (nl && (nl == head || nl[-1] != '\r'))
+        bare_lf = 1;
     for (;;) {
         if (h->count == MAX_LINES) {
             h->malformed = 1;
             return;
         }
         struct http_line *l = &lines[h->count];
-        if (!next_line(head, len, &pos, l))
-            return;
-        if (folded(l))
-            h->malformed = 1; /* refused when rewriting; the token check still sees every line */
-        if (l->kind == H_CONNECTION)
-            add_connection_tokens(l, &h->ct);
+        if (!next_line(head, len, &pos, l, &bare_lf))
+            break;
+        note_line(h, l);
         h->count++;
     }
+    if (bare_lf)
+        h->malformed = 1;
 }
 
 void http_scan_request(const char *head, size_t len, struct request_info *info)
@@ -262,24 +329,78 @@ void http_scan_request(const char *head, size_t len, struct request_info *info)
     }
 }
 
-static int listed_in_connection(const struct http_line *l, const struct conn_tokens *ct)
+/* Calls `fn` with each comma-separated element of the values of the head's lines of `kind`
+ * (white space around elements trimmed, empty elements skipped) until it returns non-zero,
+ * which is then returned; 0 when none did. Lists are read in place, so none is ever cut short. */
+static int each_list_element(const struct head_scan *h, int kind, int (*fn)(const char *, size_t, const void *),
+                             const void *arg)
 {
-    for (int i = 0; i < ct->count; i++) {
-        const struct http_line *t = &ct->items[i];
-        if (l->name_len == t->name_len && strncasecmp(l->name, t->name, t->name_len) == 0)
-            return 1;
+    for (int i = 0; i < h->count; i++) {
+        const struct http_line *l = &h->lines[i];
+        if (l->kind != kind)
+            continue;
+        const char *p = l->value, *end = l->value + l->value_len;
+        while (p < end) {
+            while (p < end && (*p == ' ' || *p == '\t' || *p == ','))
+                p++;
+            const char *t = p;
+            while (p < end && *p != ',')
+                p++;
+            const char *te = p;
+            while (te > t && (te[-1] == ' ' || te[-1] == '\t'))
+                te--;
+            int r = te > t ? fn(t, (size_t)(te - t), arg) : 0;
+            if (r)
+                return r;
+        }
     }
     return 0;
+}
+
+static int names_line(const char *name, size_t len, const void *arg)
+{
+    const struct http_line *l = arg;
+    return l->name_len == len && strncasecmp(l->name, name, len) == 0;
 }
 
 /* Hop-by-hop: the fixed list, Connection itself, and every name Connection lists (RFC 9110
  * 7.6.1), framing headers excepted: the body is forwarded with its own framing. Upgrade is
  * kept for a protocol switch (the caller then sends its own `Connection: upgrade`). */
-static int is_hop_by_hop(const struct http_line *l, const struct conn_tokens *ct, int keep_upgrade)
+static int is_hop_by_hop(const struct http_line *l, const struct head_scan *h, int keep_upgrade)
 {
     if (l->kind >= H_HOP_BY_HOP && l->kind <= H_CONNECTION)
         return !(keep_upgrade && l->kind == H_UPGRADE);
-    return l->kind != H_FRAMING && ct->count && listed_in_connection(l, ct);
+    if (l->kind >= H_HOST && l->kind <= H_TRANSFER_ENCODING)
+        return 0;
+    return h->connections && each_list_element(h, H_CONNECTION, names_line, l);
+}
+
+/* Non-zero for a protocol not in the comma-separated list `arg` ("name" or "name/version"). */
+static int protocol_not_allowed(const char *proto, size_t len, const void *arg)
+{
+    const char *slash = memchr(proto, '/', len);
+    size_t name_len = slash ? (size_t)(slash - proto) : len;
+    for (const char *a = arg; *a;) {
+        const char *comma = strchr(a, ',');
+        size_t n = comma ? (size_t)(comma - a) : strlen(a);
+        if (n == name_len && strncasecmp(a, proto, n) == 0)
+            return 0;
+        a += n + (comma != NULL);
+    }
+    return 1;
+}
+
+static int any_element(const char *e, size_t len, const void *arg)
+{
+    (void)e;
+    (void)arg;
+    return len > 0;
+}
+
+int http_upgrade_allowed(const struct head_scan *h, const char *allowed)
+{
+    return each_list_element(h, H_UPGRADE, any_element, NULL) &&
+           !each_list_element(h, H_UPGRADE, protocol_not_allowed, allowed);
 }
 
 struct out {
@@ -368,7 +489,14 @@ long http_rewrite_scanned_request(const struct request_info *info, char *data, s
     put(&o, data, h->first_line_len);
     for (int i = 0; i < h->count; i++) {
         const struct http_line *l = &h->lines[i];
-        if (is_hop_by_hop(l, &h->ct, rw->upgrade) || l->kind == H_TOKEN || l->kind == H_FORWARDED_FOR)
+        if (is_hop_by_hop(l, h, rw->upgrade) || l->kind == H_TOKEN || l->kind == H_FORWARDED_FOR)
+            continue;
+        /* Backends that map '_' to '-' (CGI, PHP, ...) would see a client-chosen X-Auth-Token
+         * or framing header in X_Auth_Token or Transfer_Encoding: such names are dropped (as
+         * nginx does by default). */
+        if (!rw->keep_underscores && memchr(l->name, '_', l->name_len))
+            continue;
+        if (l->kind == H_CLIENT_ADDRESS && !rw->trusted)
             continue;
         if (l->kind == H_FORWARDED_PROTO) {
             /* A trusted proxy knows the scheme the client really used; keep its first value. */
@@ -406,7 +534,7 @@ long http_rewrite_response(char *data, size_t head_len, size_t body_len, size_t 
         return HTTP_REWRITE_MALFORMED;
     put(&o, data, h.first_line_len);
     for (int i = 0; i < h.count; i++)
-        if (!is_hop_by_hop(&h.lines[i], &h.ct, rw->upgrade))
+        if (!is_hop_by_hop(&h.lines[i], &h, rw->upgrade))
             put_header(&o, &h.lines[i]);
     flush_run(&o);
     if (rw->upgrade)

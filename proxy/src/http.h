@@ -25,7 +25,9 @@ struct http_msg {
     int upgrade;     /* request head asked to switch protocols (Connection: upgrade + Upgrade) */
 };
 
-enum http_progress { HTTP_NEED_MORE, HTTP_HEAD_DONE, HTTP_MSG_DONE, HTTP_TOO_MANY_HEADERS, HTTP_ERROR };
+/* HTTP_LAST_CHUNK: a chunked request body's last chunk ended; what follows up to HTTP_MSG_DONE
+ * is its trailer section, which the caller drops rather than forwards. */
+enum http_progress { HTTP_NEED_MORE, HTTP_HEAD_DONE, HTTP_MSG_DONE, HTTP_LAST_CHUNK, HTTP_TOO_MANY_HEADERS, HTTP_ERROR };
 
 void http_init(size_t scratch_cap);
 void http_msg_init(struct http_msg *m, llhttp_type_t type, unsigned max_headers);
@@ -41,15 +43,6 @@ struct http_line {
     int kind;      /* which header the proxy acts on, if any (http.c) */
 };
 
-#define MAX_CONNECTION_TOKENS 8
-
-/* Names the Connection header lists are hop-by-hop for this message too (RFC 9110 7.6.1). */
-struct conn_tokens {
-    struct http_line items[MAX_CONNECTION_TOKENS];
-    int count;
-    int overflow;
-};
-
 /* A head split into lines once, so authentication and rewriting do not scan it again. The
  * lines live in http.c's table until the next scan. */
 struct head_scan {
@@ -57,10 +50,12 @@ struct head_scan {
     size_t first_line_len;
     const struct http_line *lines;
     int count;
-    int malformed; /* a folded line, or more lines than the table holds */
-    struct conn_tokens ct;
+    int malformed;   /* a folded line, a line (or the head) ended by a bare LF, or more lines than the table holds */
+    int connections; /* Connection lines: the names they list are hop-by-hop too (RFC 9110 7.6.1) */
+    int hosts;       /* Host lines */
+    int host_valid;  /* every Host value is uri-host [ ":" port ] (RFC 9112 3.2) */
+    int transfer_encoding; /* Transfer-Encoding lines */
 };
-
 struct request_info {
     const char *token; /* X-Auth-Token value inside the head, or NULL */
     size_t token_len;
@@ -71,6 +66,9 @@ struct request_info {
 };
 
 void http_scan_request(const char *head, size_t len, struct request_info *info);
+/* 1 when the head's Upgrade values name only protocols in the comma-separated `allowed` list
+ * (case-insensitive; a "/version" suffix is ignored), and at least one. */
+int http_upgrade_allowed(const struct head_scan *h, const char *allowed);
 
 struct rewrite {
     const char *client_ip;
@@ -78,6 +76,7 @@ struct rewrite {
     int add_keep_alive; /* HTTP/1.0 peer that should keep the connection */
     int add_close;      /* tell the peer this connection ends after this message */
     int upgrade;        /* keep Upgrade and send Connection: upgrade (a protocol switch) */
+    int keep_underscores; /* forward header names containing '_' (dropped by default) */
 };
 
 #define HTTP_REWRITE_TOO_LARGE (-1)

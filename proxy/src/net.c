@@ -69,6 +69,37 @@ int net_parse_addr(const char *text, struct net_addr *out, const char **why)
     return -1;
 }
 
+unsigned net_addr_port(const struct net_addr *a)
+{
+    if (a->sa.ss_family == AF_INET6)
+        return ntohs(((const struct sockaddr_in6 *)&a->sa)->sin6_port);
+    return ntohs(((const struct sockaddr_in *)&a->sa)->sin_port);
+}
+
+int net_addr_unspecified(const struct net_addr *a)
+{
+    if (a->sa.ss_family == AF_INET6)
+        return IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)&a->sa)->sin6_addr);
+    return ((const struct sockaddr_in *)&a->sa)->sin_addr.s_addr == htonl(INADDR_ANY);
+}
+
+int net_addr_loopback(const struct net_addr *a)
+{
+    if (a->sa.ss_family == AF_INET6)
+        return IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)&a->sa)->sin6_addr);
+    return (ntohl(((const struct sockaddr_in *)&a->sa)->sin_addr.s_addr) >> 24) == 127;
+}
+
+int net_addr_same_ip(const struct net_addr *a, const struct net_addr *b)
+{
+    if (a->sa.ss_family != b->sa.ss_family)
+        return 0;
+    if (a->sa.ss_family == AF_INET6)
+        return memcmp(&((const struct sockaddr_in6 *)&a->sa)->sin6_addr, &((const struct sockaddr_in6 *)&b->sa)->sin6_addr,
+                      sizeof(struct in6_addr)) == 0;
+    return ((const struct sockaddr_in *)&a->sa)->sin_addr.s_addr == ((const struct sockaddr_in *)&b->sa)->sin_addr.s_addr;
+}
+
 void net_format_ip(const struct sockaddr_storage *sa, char *out, size_t cap)
 {
     out[0] = '\0';

@@ -18,6 +18,14 @@ void net_format_addr(const struct net_addr *a, char *out, size_t cap);
 /* Writes the bare ip of a peer into out. */
 void net_format_ip(const struct sockaddr_storage *sa, char *out, size_t cap);
 
+unsigned net_addr_port(const struct net_addr *a);
+/* 0.0.0.0 or :: */
+int net_addr_unspecified(const struct net_addr *a);
+/* 127.0.0.0/8 or ::1 */
+int net_addr_loopback(const struct net_addr *a);
+/* The same address family and IP (ports aside). */
+int net_addr_same_ip(const struct net_addr *a, const struct net_addr *b);
+
 int net_listen(const struct net_addr *a, int backlog);
 /* Accepts one connection; returns the fd, or -1 with errno (EAGAIN when none is pending). */
 int net_accept(int lfd, struct sockaddr_storage *peer, socklen_t *peer_len);

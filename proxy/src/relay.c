@@ -50,9 +50,14 @@ static int attach(struct conn *c, struct backend *be, struct buf *ub)
     stats.requests_in_flight++;
     c->forwarded_us = loop_now_us();
     /* The response timer starts once the whole request is out (pump_request): a slow upload
-     * is the stream timeout's business, not a backend failing to answer. */
+     * is the stream timeout's business, not a backend failing to answer. A pooled connection
+     * still carries its idle deadline, which must not fire as a response timeout meanwhile. */
     if (u->connecting)
         loop_timer_set(&u->timer, runtime.cfg->connect_timeout_ms);
+    else if (!c->req_parsed_all)
+        loop_timer_clear(&u->timer);
+    else
+        loop_timer_set(&u->timer, runtime.cfg->response_timeout_ms);
     return 0;
 }
 
@@ -62,7 +67,7 @@ static int pick_and_attach(struct conn *c, struct backend *avoid, struct buf *ub
 {
     for (int attempt = 0; attempt < 2; attempt++) {
         struct backend *be = balance_pick_except(avoid);
-        if (!be && avoid && avoid->state == BACKEND_UP)
+        if (!be && avoid && avoid->state == BACKEND_UP && balance_has_room(avoid))
             be = avoid; /* the only backend left: a fresh connection to it is still worth one try */
         if (!be)
             return -1;
@@ -127,6 +132,35 @@ static void fail_upstream(struct conn *c, int status, const char *json, enum fai
     reply_start(c, status, json, 0);
 }
 
+static int any_backend_up(void)
+{
+    for (size_t i = 0; i < nbackends; i++)
+        if (backends[i]->state == BACKEND_UP)
+            return 1;
+    return 0;
+}
+
+/* When the request body must have arrived, at --min-body-rate from --body-timeout-ms on (as
+ * Apache's mod_reqtimeout does), so a body trickling in cannot hold a backend connection for
+ * as long as it likes; 0 when no body is awaited. */
+static uint64_t body_deadline_ms(const struct conn *c)
+{
+    const struct config *cfg = runtime.cfg;
+    if (c->req_parsed_all || !cfg->min_body_rate)
+        return 0;
+    return c->started_us / 1000 + cfg->body_timeout_ms + c->body_bytes * 1000 / cfg->min_body_rate;
+}
+
+/* The exchange's timer: the stream timeout after the last activity, or the body deadline. */
+static void arm_stream_timer(struct conn *c)
+{
+    uint64_t now = loop_now_ms(), due = c->active_ms + runtime.cfg->stream_timeout_ms;
+    uint64_t body = body_deadline_ms(c);
+    if (body && body < due)
+        due = body;
+    loop_timer_set(&c->timer, due > now ? due - now : 0);
+}
+
 void relay_start(struct conn *c)
 {
     struct buf *ub = buf_get();
@@ -136,11 +170,12 @@ void relay_start(struct conn *c)
     }
     if (pick_and_attach(c, NULL, ub) < 0) {
         buf_put(ub);
-        reply_start(c, 503, "{\"error\":\"no backend available\"}", !c->req_parsed_all);
+        reply_start(c, 503, any_backend_up() ? "{\"error\":\"every backend is at its connection limit\"}"
+                                             : "{\"error\":\"no backend available\"}", !c->req_parsed_all);
         return;
     }
     c->active_ms = loop_now_ms();
-    loop_timer_set(&c->timer, runtime.cfg->stream_timeout_ms);
+    arm_stream_timer(c);
     c->state = C_PROXY;
 }
 
@@ -460,28 +495,44 @@ void relay_upstream_timeout(struct upstream *u)
     conn_advance(c);
 }
 
-/* The exchange's inactivity timer. Activity only stamps c->active_ms (no timer work per
- * event); the timer re-arms itself for the remainder until a real stall has lasted long enough. */
-void relay_stream_timeout(struct conn *c)
+/* Ends an exchange whose request body stopped or slowed: 408 while no response started,
+ * else nothing honest is left but closing. */
+static void request_body_timed_out(struct conn *c, const char *json)
 {
-    uint64_t idle = loop_now_ms() - c->active_ms;
-    if (idle < runtime.cfg->stream_timeout_ms) {
-        loop_timer_set(&c->timer, runtime.cfg->stream_timeout_ms - idle);
-        return;
-    }
-    if (c->resp_started || c->req_parsed_all) {
-        /* A stalled response body (or a client not reading it): nothing honest left but closing.
-         * Waiting for a response head is the response timeout's job. */
-        if (c->resp_started) {
-            conn_destroy(c);
-            return;
-        }
-        loop_timer_set(&c->timer, runtime.cfg->stream_timeout_ms);
+    if (c->resp_started) {
+        conn_destroy(c);
         return;
     }
     c->backend->errors++;
     relay_detach(c, 0);
     c->backend = NULL;
-    reply_start(c, 408, "{\"error\":\"request body timed out\"}", 1);
+    reply_start(c, 408, json, 1);
     conn_advance(c);
+}
+
+/* The exchange's timer. Activity only stamps c->active_ms (no timer work per event); the
+ * timer re-arms itself for the remainder until a real stall, or a body too slow, has lasted
+ * long enough. */
+void relay_stream_timeout(struct conn *c)
+{
+    uint64_t now = loop_now_ms(), body = body_deadline_ms(c);
+    if (body && now >= body) {
+        request_body_timed_out(c, "{\"error\":\"request body too slow\"}");
+        return;
+    }
+    if (now - c->active_ms < runtime.cfg->stream_timeout_ms) {
+        arm_stream_timer(c);
+        return;
+    }
+    if (c->resp_started) {
+        /* A stalled response body (or a client not reading it). */
+        conn_destroy(c);
+        return;
+    }
+    if (c->req_parsed_all) {
+        /* Waiting for a response head is the response timeout's job. */
+        loop_timer_set(&c->timer, runtime.cfg->stream_timeout_ms);
+        return;
+    }
+    request_body_timed_out(c, "{\"error\":\"request body timed out\"}");
 }

@@ -47,6 +47,14 @@ const hostile: [string, string][] = [
   ['an authority-form target outside CONNECT', `GET evil.example:80 HTTP/1.1\r\nHost: t\r\n${T}\r\n`],
   ['an asterisk target outside OPTIONS', `GET * HTTP/1.1\r\nHost: t\r\n${T}\r\n`],
   ['an HTTP/0.9 request', 'GET /x\r\n\r\n'],
+  ['an HTTP/1.1 request without Host', `GET /x HTTP/1.1\r\n${T}\r\n`],
+  ['two Host headers', get('Host: u\r\n')],
+  ['a Host with a space', `GET /x HTTP/1.1\r\nHost: a b\r\n${T}\r\n`],
+  ['a Host with userinfo', `GET /x HTTP/1.1\r\nHost: user@evil\r\n${T}\r\n`],
+  ['a Host with a path', `GET /x HTTP/1.1\r\nHost: evil/x\r\n${T}\r\n`],
+  ['a Host with a bad port', `GET /x HTTP/1.1\r\nHost: t:80x\r\n${T}\r\n`],
+  ['Transfer-Encoding in an HTTP/1.0 request', `POST /x HTTP/1.0\r\nHost: t\r\n${T}Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n`],
+  ['a bare LF ending the head', `GET /x HTTP/1.1\r\nHost: t\r\n${T}\n`],
 ];
 
 describe('proxy: malformed and hostile requests', () => {
@@ -89,6 +97,9 @@ describe('proxy: malformed and hostile requests', () => {
       `OPTIONS * HTTP/1.1\r\nHost: t\r\n${T}\r\n`,
       `POST /x HTTP/1.1\r\nHost: t\r\n${T}Transfer-Encoding: chunked\r\n\r\n5;name=value\r\nhello\r\n0\r\n\r\n`,
       `GET /x?a=1&b=%20 HTTP/1.0\r\n${T}\r\n`,
+      `GET /x HTTP/1.1\r\nHost: example.com:8080\r\n${T}\r\n`,
+      `GET /x HTTP/1.1\r\nHost: [::1]:8080\r\n${T}\r\n`,
+      `GET /x HTTP/1.1\r\nHost: 127.0.0.1\r\n${T}\r\n`,
     ];
     for (const raw of ok) {
       const got = await rawExchange(proxy.port, raw, (g) => splitResponses(g).length === 1 && g.endsWith('}'));

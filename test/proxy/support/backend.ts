@@ -89,7 +89,7 @@ export async function startBackend(name: string): Promise<TestBackend> {
     req.on('end', () => {
       const reply = (): void => {
         const body = JSON.stringify({ name, method: req.method, url: req.url, headers: req.headers,
-          httpVersion: req.httpVersion, bodyBytes, bodySha256: hash.digest('hex') });
+          httpVersion: req.httpVersion, bodyBytes, bodySha256: hash.digest('hex'), trailers: req.trailers });
         res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'x-backend': name });
         res.end(body);
       };
