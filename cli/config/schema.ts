@@ -22,6 +22,8 @@ const sha256Hex = z.string().regex(/^[0-9a-f]{64}$/, 'must be a SHA-256 digest: 
 
 /** 0 asks the runtime for a free port once; the fleet then keeps it while it runs. */
 const port = z.number().int().min(0).max(65535);
+
+export const DEFAULT_PORTS = { proxy: 8080, admin: 8081, backend: 8080 } as const;
 const positiveMs = z.number().int().min(1);
 
 const clientToken = z.strictObject({
@@ -46,8 +48,8 @@ const proxy = z
   .strictObject({
     app: z.string().min(1).default('proxy').describe('Directory of the proxy sources (relative to uproxy.json)'),
     binary: z.string().min(1).default('build/uproxy-proxy').describe('The built proxy, relative to app'),
-    port: port.default(8080).describe('Client port (0: pick a free one)'),
-    adminPort: port.default(8081).describe('Admin API port, never published (0: pick a free one)'),
+    port: port.default(DEFAULT_PORTS.proxy).describe('Client port (0: pick a free one)'),
+    adminPort: port.default(DEFAULT_PORTS.admin).describe('Admin API port, never published (0: pick a free one)'),
     algorithm: z.enum(['round-robin', 'least-conn', 'p2c']).default('round-robin'),
     timeouts,
     maxConnections: z.number().int().min(1).default(10000),
@@ -85,8 +87,7 @@ const backends = z
     count: z.number().int().min(1).max(64).default(3).describe('How many backends `up` runs (`up --backends N` overrides)'),
     app: z.string().min(1).default('backend').describe('Directory of the backend app (relative to uproxy.json)'),
     binary: z.string().min(1).default('build/backend').describe('The built backend, relative to app'),
-    image: z.string().min(1).optional().describe('A prebuilt image or kernel to run instead of building app (VM runtimes)'),
-    port: port.default(8080).describe('Port each backend listens on inside its machine (the host runtime picks free loopback ports instead)'),
+    port: port.default(DEFAULT_PORTS.backend).describe('Port each backend listens on inside its machine (the host runtime picks free loopback ports instead)'),
     health,
   })
   .prefault({});
@@ -177,6 +178,18 @@ export const uproxyConfig = z.strictObject({
 export type UproxyConfig = z.infer<typeof uproxyConfig>;
 /** uproxy.json as written by a person (defaults may be left out). */
 export type UproxyConfigInput = z.input<typeof uproxyConfig>;
+
+/**
+ * The ports of machines that each have their own address (the VM runtimes): as configured, 0
+ * meaning the default, since no other program can hold a port on a machine's own address.
+ */
+export function machinePorts(config: UproxyConfig): { proxy: number; admin: number; backend: number } {
+  return {
+    proxy: config.proxy.port || DEFAULT_PORTS.proxy,
+    admin: config.proxy.adminPort || DEFAULT_PORTS.admin,
+    backend: config.backends.port || DEFAULT_PORTS.backend,
+  };
+}
 
 export function configJsonSchema(): Record<string, unknown> {
   return z.toJSONSchema(uproxyConfig, { io: 'input' }) as Record<string, unknown>;

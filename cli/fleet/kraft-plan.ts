@@ -7,6 +7,7 @@
  * call because uproxy has no terminal to answer kraft's questions with.
  */
 import { join } from 'node:path';
+import { machinePorts } from '../config/schema.js';
 import { commandLine, renderOptions, type CommandLine, type Options } from './argv.js';
 import { planAddressing } from './addressing.js';
 import { backendArgs, instanceName, makeCommand, proxyArgs, type FleetPlan, type Role } from './plan.js';
@@ -145,10 +146,7 @@ export function planKraftFleet(plan: FleetPlan, inputs: KraftInputs): KraftFleet
   const proxyApp = app('proxy', plan.proxy.app.dir);
   const backendApp = app('backend', plan.backends[0]?.app.dir ?? config.backends.app);
 
-  // Every machine has its own address, so a port of 0 ("pick a free one") needs no picking.
-  const backendPort = config.backends.port || 8080;
-  const proxyPort = config.proxy.port || 8080;
-  const adminPort = config.proxy.adminPort || 8081;
+  const { backend: backendPort, proxy: proxyPort, admin: adminPort } = machinePorts(config);
   const machine = (name: string, role: Role, ip: string, serves: string, memoryMiB: number, machineApp: KraftApp, programArgs: string[]): KraftMachinePlan => {
     const instance = instanceName(plan.fleet, name);
     // elfloader: the kernel runs a program from the rootfs, named first as in the Kraftfile's cmd.

@@ -10,6 +10,7 @@
  * command line.
  */
 import { join } from 'node:path';
+import { machinePorts } from '../config/schema.js';
 import { UserError } from '../errors.js';
 import type { CommandLine } from './argv.js';
 import { planAddressing, type MachineAddress } from './addressing.js';
@@ -65,10 +66,7 @@ export function staticBinary(binary: string): string {
 export function planVmFleet(plan: FleetPlan, inputs: VmInputs): VmFleetPlan {
   const { config } = plan;
   const addressing = planAddressing(plan.fleet, config.network.subnet, plan.proxy.name, plan.backends.map((b) => b.name));
-  // Every machine has its own address, so a port of 0 ("pick a free one") needs no picking.
-  const backendPort = config.backends.port || 8080;
-  const proxyPort = config.proxy.port || 8080;
-  const adminPort = config.proxy.adminPort || 8081;
+  const { backend: backendPort, proxy: proxyPort, admin: adminPort } = machinePorts(config);
   const vmDir = join(inputs.stateDir, 'vm');
   const logDir = join(inputs.stateDir, 'logs');
 

@@ -26,9 +26,6 @@ export const runtime: Runtime = {
   name: 'host',
 
   async preflight(plan, previous) {
-    if (plan.config.backends.image !== undefined) {
-      throw new UserError('backends.image is for the VM runtimes; the host runtime builds and runs backends.app: remove "image" or choose --runtime qemu');
-    }
     const ourPort = (name: string): number | undefined => {
       const machine = previous?.machines.find((m) => m.name === name);
       return machine ? portOf(machine.address) : undefined;

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../../cli/config/load.js';
+import { DEFAULT_PORTS, machinePorts } from '../../cli/config/schema.js';
 import { UserError } from '../../cli/errors.js';
 
 const HASH = 'a'.repeat(64);
@@ -30,6 +31,19 @@ describe('uproxy.json schema', () => {
     expect(config.backends).toMatchObject({ count: 3, app: 'backend', binary: 'build/backend', port: 8080 });
     expect(config.backends.health).toEqual({ path: '/health', intervalMs: 1000, timeoutMs: 1000, fall: 2, rise: 2 });
     expect(config.network).toEqual({ bridge: 'uproxy0', subnet: '172.44.0.0/24' });
+  });
+
+  it('rejects backends.image, which no runtime implements, instead of ignoring it', () => {
+    expect(problems(withChange((c) => (c.backends = { image: 'backend.img' })))).toEqual(['backends: unknown key "image" (check the spelling; uproxy.schema.json lists every key)']);
+  });
+
+  it('gives machines with their own address (VM runtimes) the default port for 0', () => {
+    const config = parseConfig(JSON.stringify(withChange((c) => {
+      c.proxy.port = 0;
+      c.proxy.adminPort = 9000;
+      c.backends = { port: 0 };
+    })), 'uproxy.json');
+    expect(machinePorts(config)).toEqual({ proxy: DEFAULT_PORTS.proxy, admin: 9000, backend: DEFAULT_PORTS.backend });
   });
 
   it('names the path, the expectation and the value for a number out of range', () => {
