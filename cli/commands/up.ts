@@ -1,4 +1,5 @@
 import { Option, type Command } from 'commander';
+import type { AccelChoice } from '../fleet/qemu-command.js';
 import { integerIn, projectDir, runtime, seconds } from './options.js';
 
 export function register(program: Command): void {
@@ -12,7 +13,7 @@ export function register(program: Command): void {
     .option('--dry-run', 'print every command it would run, run nothing', false)
     .option('--verbose', 'show build output', false)
     .addHelpText('after', '\nExamples:\n  $ uproxy up --backends 3\n  $ uproxy up --backends 5      # scale a running fleet\n  $ uproxy up --dry-run')
-    .action(async (options: { backends?: number; runtime?: 'host' | 'qemu' | 'kraft'; timeout?: number; accel?: string; dryRun: boolean; verbose: boolean }, command: Command) => {
+    .action(async (options: { backends?: number; runtime?: 'host' | 'qemu' | 'kraft'; timeout?: number; accel?: AccelChoice; dryRun: boolean; verbose: boolean }, command: Command) => {
       const { up } = await import('../core/up.js');
       const { createProgress } = await import('../progress.js');
       const { machineTable, curlLine } = await import('../core/output.js');
@@ -25,7 +26,7 @@ export function register(program: Command): void {
             runtime: options.runtime,
             timeoutMs: options.timeout === undefined ? undefined : options.timeout * 1000,
             dryRun: options.dryRun,
-            extra: { accel: options.accel },
+            accel: options.accel,
           },
           progress,
         );

@@ -3,6 +3,7 @@ import { saveBackendsCount } from '../config/edit.js';
 import { loadConfig } from '../config/load.js';
 import type { RuntimeName } from '../config/schema.js';
 import { toShell } from '../fleet/argv.js';
+import type { AccelChoice } from '../fleet/qemu-command.js';
 import { planFleet } from '../fleet/plan.js';
 import { readState, withLock, type FleetState } from '../fleet/state.js';
 import type { Progress } from '../progress.js';
@@ -18,7 +19,8 @@ export interface UpRequest {
   runtime?: RuntimeName;
   timeoutMs?: number;
   dryRun: boolean;
-  extra: Readonly<Record<string, string | boolean | undefined>>;
+  /** `--accel`, for the qemu runtime. */
+  accel?: AccelChoice;
 }
 
 export type UpResult =
@@ -32,7 +34,7 @@ export async function up(request: UpRequest, progress: Progress): Promise<UpResu
   const plan = planFleet(config, projectDir, { backends: request.backends, runtime: request.runtime });
   const runtime = await loadRuntime(plan.runtime);
   const ctx = runtimeContext(projectDir, progress);
-  const notes = request.extra.accel !== undefined && plan.runtime !== 'qemu' ? [`--accel is only used by the qemu runtime; the ${plan.runtime} runtime ignores it`] : [];
+  const notes = request.accel !== undefined && plan.runtime !== 'qemu' ? [`--accel is only used by the qemu runtime; the ${plan.runtime} runtime ignores it`] : [];
 
   if (request.dryRun) {
     const commands = await runtime.describe(plan, readState(projectDir), ctx);
@@ -45,7 +47,7 @@ export async function up(request: UpRequest, progress: Progress): Promise<UpResu
     }
     await runtime.preflight(plan, previous, ctx);
     await runtime.build(plan, ctx);
-    const state = await runtime.up(plan, previous, ctx, { timeoutMs: request.timeoutMs, extra: request.extra });
+    const state = await runtime.up(plan, previous, ctx, { timeoutMs: request.timeoutMs, accel: request.accel });
     // `--backends N` is the new size of the fleet, not a one-off: a later plain `up` keeps it.
     const saved = request.backends !== undefined && saveBackendsCount(projectDir, request.backends);
     const { machines } = await withHealth(projectDir, state, await runtime.inspect(state, ctx));

@@ -14,6 +14,8 @@ export const QEMU_BINARY = 'qemu-system-x86_64';
 
 export type GuestKind = 'microvm' | 'unikraft';
 export type Accel = 'kvm' | 'tcg';
+/** `up --accel`: `auto` is KVM when a probe guest boots under it, else TCG. */
+export type AccelChoice = Accel | 'auto';
 /**
  * `pc` (virtio-net-pci) or QEMU's `microvm` board (virtio-mmio): the latter boots faster but
  * hangs at random under TCG unless the kernel is told the TSC frequency (`tscKhz`).

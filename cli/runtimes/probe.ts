@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import * as z from 'zod';
 import type { CommandLine } from '../fleet/argv.js';
-import { QEMU_BINARY, qemuProbeCommand, type Accel } from '../fleet/qemu-command.js';
+import { QEMU_BINARY, qemuProbeCommand, type Accel, type AccelChoice } from '../fleet/qemu-command.js';
 import { hasNetAdmin, NET_ADMIN_FIX } from '../net/capability.js';
 import { writeCpio } from './initramfs.js';
 import { findOnPath } from './processes.js';
@@ -122,7 +122,7 @@ export const KVM_PROBE_DEADLINE_MS = 10_000;
  * probe's verdict is kept until the host reboots: where KVM guests hang, every probe costs the
  * whole deadline, and that answer does not change between two `up`s.
  */
-export async function chooseAccel(requested: 'auto' | Accel, kernel?: string): Promise<{ accel: Accel; reason: string }> {
+export async function chooseAccel(requested: AccelChoice, kernel?: string): Promise<{ accel: Accel; reason: string }> {
   if (requested !== 'auto') return { accel: requested, reason: `--accel ${requested}` };
   const kvm = await checkKvm(kernel, { reuse: true });
   return kvm.ok ? { accel: 'kvm', reason: kvm.detail } : { accel: 'tcg', reason: `using TCG (software emulation, slower): ${kvm.detail}` };

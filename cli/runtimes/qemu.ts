@@ -20,7 +20,7 @@ import { toShell } from '../fleet/argv.js';
 import { planAddressing, tapName } from '../fleet/addressing.js';
 import { networkCommands, ownerMark } from '../fleet/network-plan.js';
 import { appBuildCommands, type FleetPlan, type Role } from '../fleet/plan.js';
-import { qemuCommand, type Accel } from '../fleet/qemu-command.js';
+import { qemuCommand } from '../fleet/qemu-command.js';
 import { stateDir } from '../files.js';
 import { pidExists } from '../pid.js';
 import type { FleetState, MachineState } from '../fleet/state.js';
@@ -164,7 +164,7 @@ async function bootInputs(plan: FleetPlan, resources: QemuResources, ctx: Runtim
     inputs.kernel = kernel.kernel;
     modules = kernel.modules;
   }
-  const requested = (options.extra.accel as 'auto' | Accel | undefined) ?? 'auto';
+  const requested = options.accel ?? 'auto';
   if (requested === 'auto' && resources.accel !== undefined) {
     inputs.accel = resources.accel;
     return { inputs, modules };

@@ -1,6 +1,7 @@
 import type { RuntimeName } from '../config/schema.js';
 import type { CommandLine } from '../fleet/argv.js';
 import type { FleetPlan } from '../fleet/plan.js';
+import type { AccelChoice } from '../fleet/qemu-command.js';
 import type { FleetState } from '../fleet/state.js';
 import type { Progress } from '../progress.js';
 import { UserError } from '../errors.js';
@@ -52,8 +53,8 @@ export interface RuntimeContext {
 export interface UpOptions {
   /** How long to wait for the fleet to become healthy; the runtime's default when absent. */
   timeoutMs?: number;
-  /** Runtime-specific choices from the command line (e.g. qemu's `accel`). */
-  extra: Readonly<Record<string, string | boolean | undefined>>;
+  /** The qemu runtime's VM acceleration (`up --accel`; `auto` when absent); the other runtimes run no VMM of their own. */
+  accel?: AccelChoice;
 }
 
 export interface DownOptions {
