@@ -4,14 +4,23 @@ import { readState, statePath } from '../fleet/state.js';
 import type { StatsSeries } from '../stats/rates.js';
 import { adminEndpointOf, fetchStats, setBackendDrain, type AdminEndpoint } from '../stats/client.js';
 import type { ProxyStats } from '../stats/schema.js';
-import type { FleetInfo } from '../tui/Header.js';
-import type { DrainOutcome } from '../tui/Status.js';
 import { UserError } from '../errors.js';
 
 /**
  * `uproxy status`: which proxy to watch (from the state file and the admin token), one snapshot
  * of it for scripts, or the live screen. The command only parses options and prints.
  */
+
+/** What the command knows about the fleet it watches (from its state file). */
+export interface FleetInfo {
+  name: string;
+  runtime: string;
+  /** Where clients connect, e.g. `127.0.0.1:8080`. */
+  proxyAddress: string;
+}
+
+/** What became of a drain or undrain the user asked for (`d`). */
+export type DrainOutcome = { kind: 'done' } | { kind: 'unavailable' } | { kind: 'failed'; message: string };
 
 interface Watched {
   fleet: FleetInfo;

@@ -1,14 +1,7 @@
 import { Box, Text } from 'ink';
 import { formatClock, formatDuration, formatRate } from './format.js';
+import type { FleetInfo } from '../core/status.js';
 import type { PollState } from './poller.js';
-
-/** What the command knows about the fleet it watches (from its state file). */
-export interface FleetInfo {
-  name: string;
-  runtime: string;
-  /** Where clients connect, e.g. `127.0.0.1:8080`. */
-  proxyAddress: string;
-}
 
 export interface HeaderProps {
   fleet: FleetInfo;

@@ -4,12 +4,11 @@ import type { BackendStats } from '../stats/schema.js';
 import { AUTH_PANEL_HEIGHT, AuthPanel } from './AuthPanel.js';
 import { BACKENDS_TABLE_CHROME, BackendsTable, SORT_KEYS, sortBackends, type SortKey } from './BackendsTable.js';
 import { Footer, FOOTER_HEIGHT, Help } from './Footer.js';
-import { Header, headerHeight, type FleetInfo } from './Header.js';
+import type { DrainOutcome, FleetInfo } from '../core/status.js';
+import { Header, headerHeight } from './Header.js';
 import type { PollState } from './poller.js';
 
 /** What asking the proxy to drain or undrain a backend came to. */
-export type DrainOutcome = { kind: 'done' } | { kind: 'unavailable' } | { kind: 'failed'; message: string };
-
 export interface StatusScreenProps {
   fleet: FleetInfo;
   intervalMs: number;

@@ -2,9 +2,9 @@ import { render, renderToString } from 'ink';
 import { useEffect, useState } from 'react';
 import type { StatsSeries } from '../stats/rates.js';
 import type { ProxyStats } from '../stats/schema.js';
-import type { FleetInfo } from './Header.js';
+import type { DrainOutcome, FleetInfo } from '../core/status.js';
 import { StatsPoller, type PollState } from './poller.js';
-import { Status, StatusScreen, type DrainOutcome } from './Status.js';
+import { Status, StatusScreen } from './Status.js';
 
 /**
  * Entry points of `uproxy status` that draw: the live screen and the one-shot text snapshot.
