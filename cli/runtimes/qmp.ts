@@ -1,14 +1,9 @@
 /**
  * A client for QEMU's machine protocol (QMP) over the unix socket each machine is started
- * with: uproxy asks a machine for its status and stops it through here, never by signal,
- * except as the last resort after `quit` timed out.
+ * with: uproxy stops a machine through here (`quit`), and by signal only as the last resort
+ * after that timed out.
  */
 import { createConnection, type Socket } from 'node:net';
-
-export interface QmpEvent {
-  event: string;
-  data?: unknown;
-}
 
 type Reply = { return: unknown } | { error: { class: string; desc: string } };
 
@@ -18,7 +13,6 @@ export class QmpClient {
   private buffer = '';
   private readonly waiting: ((reply: Reply) => void)[] = [];
   private closedReason: Error | undefined;
-  readonly events: QmpEvent[] = [];
 
   private constructor(private readonly socket: Socket, private readonly path: string) {
     socket.setEncoding('utf8');
@@ -43,17 +37,13 @@ export class QmpClient {
   }
 
   /** Runs one command; resolves with its `return` value, rejects with QEMU's error text. */
-  async execute(command: string, args?: Record<string, unknown>, timeoutMs = 5_000): Promise<unknown> {
+  private async execute(command: string, args?: Record<string, unknown>, timeoutMs = 5_000): Promise<unknown> {
     if (this.closedReason) throw this.closedReason;
     const reply = new Promise<Reply>((resolve) => this.waiting.push(resolve));
     this.socket.write(`${JSON.stringify(args === undefined ? { execute: command } : { execute: command, arguments: args })}\n`);
     const answer = await withTimeout(reply, timeoutMs, `QMP ${command} on ${this.path}`);
     if ('error' in answer) throw new QmpError(`QMP ${command}: ${answer.error.desc}`);
     return answer.return;
-  }
-
-  async status(): Promise<{ running: boolean; status: string }> {
-    return (await this.execute('query-status')) as { running: boolean; status: string };
   }
 
   /** Ends QEMU at once; resolves when the process has closed the socket. */
@@ -64,11 +54,6 @@ export class QmpClient {
       if (!(error instanceof QmpError) || !this.closedReason) throw error;
     });
     await withTimeout(closed, timeoutMs, `QEMU exiting after QMP quit on ${this.path}`);
-  }
-
-  /** Asks the guest to shut down (ACPI power button); the guest decides when. */
-  async powerdown(): Promise<void> {
-    await this.execute('system_powerdown');
   }
 
   close(): void {
@@ -83,10 +68,8 @@ export class QmpClient {
       if (line === '') continue;
       const message = JSON.parse(line) as Record<string, unknown>;
       if ('QMP' in message) continue;
-      if ('event' in message) {
-        this.events.push(message as unknown as QmpEvent);
-        continue;
-      }
+      // Asynchronous events (SHUTDOWN, ...) are no replies; nothing here waits for one.
+      if ('event' in message) continue;
       this.waiting.shift()?.(message as unknown as Reply);
     }
   }
