@@ -41,7 +41,7 @@ export const proxyStats = z.object({
   requests: z.object({
     total: count,
     in_flight: count,
-    /** Requests sent again to another backend after a failure (absent from older proxies). */
+    /** Requests sent again to another backend after a failure. */
     retried: count,
     by_class: z.object({ '1xx': count, '2xx': count, '3xx': count, '4xx': count, '5xx': count }),
   }),
