@@ -283,7 +283,7 @@ static void route(struct admin_conn *a, const char *head, size_t head_len, const
 
 static void admin_destroy(struct admin_conn *a)
 {
-    loop_timer_clear(&a->timer);
+    loop_timer_release(&a->timer);
     loop_close(&a->w);
     free(a->out.p);
     a->out.p = NULL;
@@ -415,12 +415,12 @@ static void admin_accept(struct watcher *w, uint32_t events)
             return;
         }
         struct admin_conn *a = calloc(1, sizeof *a);
-        if (!a) {
+        if (!a || loop_timer_init(&a->timer, admin_timeout) < 0) {
+            free(a);
             close(fd);
             return;
         }
         loop_watcher_init(&a->w, fd, admin_event);
-        loop_timer_init(&a->timer, admin_timeout);
         http_msg_init(&a->req, HTTP_REQUEST, runtime.cfg->max_headers);
         if (loop_watch(&a->w, EPOLLIN) < 0) {
             admin_destroy(a);
@@ -439,7 +439,8 @@ static void admin_resume(struct timer *t)
 
 int admin_listen(void)
 {
-    loop_timer_init(&admin_backoff, admin_resume);
+    if (loop_timer_init(&admin_backoff, admin_resume) < 0)
+        return -1;
     int fd = net_listen(&runtime.cfg->admin, 64);
     if (fd < 0)
         return -1;

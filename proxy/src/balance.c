@@ -12,7 +12,6 @@
 
 static enum algorithm algorithm;
 static uint64_t rng_state;
-static const struct backend *avoided; /* set only for the duration of balance_pick_except */
 
 static uint64_t rng_next(void)
 {
@@ -41,16 +40,20 @@ int balance_has_room(const struct backend *b)
     return !max || b->idle_connections || b->active_connections < max;
 }
 
-static int usable(const struct backend *b) { return b->state == BACKEND_UP && b != avoided && balance_has_room(b); }
+/* `avoid`: a backend that just failed this request (NULL for none). */
+static int usable(const struct backend *b, const struct backend *avoid)
+{
+    return b->state == BACKEND_UP && b != avoid && balance_has_room(b);
+}
 
 /* Smooth weighted round-robin over the usable backends for which `eligible` holds. */
-static struct backend *smooth_rr(int (*eligible)(const struct backend *, long), long arg)
+static struct backend *smooth_rr(int (*eligible)(const struct backend *, long), long arg, const struct backend *avoid)
 {
     struct backend *best = NULL;
     long total = 0;
     for (size_t i = 0; i < nbackends; i++) {
         struct backend *b = backends[i];
-        if (!usable(b) || !eligible(b, arg))
+        if (!usable(b, avoid) || !eligible(b, arg))
             continue;
         b->current_weight += (long)b->weight;
         total += (long)b->weight;
@@ -74,29 +77,29 @@ static long load_of(const struct backend *b) { return (long)b->in_flight * 1000 
 
 static int has_load(const struct backend *b, long load) { return load_of(b) == load; }
 
-static struct backend *least_conn(void)
+static struct backend *least_conn(const struct backend *avoid)
 {
     long min = -1;
     for (size_t i = 0; i < nbackends; i++) {
         const struct backend *b = backends[i];
-        if (usable(b) && (min < 0 || load_of(b) < min))
+        if (usable(b, avoid) && (min < 0 || load_of(b) < min))
             min = load_of(b);
     }
-    return min < 0 ? NULL : smooth_rr(has_load, min);
+    return min < 0 ? NULL : smooth_rr(has_load, min, avoid);
 }
 
-static struct backend *weighted_random(const struct backend *exclude)
+static struct backend *weighted_random(const struct backend *avoid, const struct backend *exclude)
 {
     uint64_t total = 0;
     for (size_t i = 0; i < nbackends; i++)
-        if (usable(backends[i]) && backends[i] != exclude)
+        if (usable(backends[i], avoid) && backends[i] != exclude)
             total += backends[i]->weight;
     if (total == 0)
         return NULL;
     uint64_t r = rng_next() % total;
     for (size_t i = 0; i < nbackends; i++) {
         struct backend *b = backends[i];
-        if (!usable(b) || b == exclude)
+        if (!usable(b, avoid) || b == exclude)
             continue;
         if (r < b->weight)
             return b;
@@ -122,30 +125,22 @@ static double p2c_score(const struct backend *b)
     return (double)(b->in_flight + 1) * decayed_latency(b) / (double)b->weight;
 }
 
-static struct backend *p2c(void)
+static struct backend *p2c(const struct backend *avoid)
 {
-    struct backend *a = weighted_random(NULL);
+    struct backend *a = weighted_random(avoid, NULL);
     if (!a)
         return NULL;
-    struct backend *b = weighted_random(a);
+    struct backend *b = weighted_random(avoid, a);
     if (!b)
         return a;
     return p2c_score(b) < p2c_score(a) ? b : a;
 }
 
-struct backend *balance_pick(void)
+struct backend *balance_pick(const struct backend *avoid)
 {
     switch (algorithm) {
-    case ALG_LEAST_CONN: return least_conn();
-    case ALG_P2C: return p2c();
-    default: return smooth_rr(any_backend, 0);
+    case ALG_LEAST_CONN: return least_conn(avoid);
+    case ALG_P2C: return p2c(avoid);
+    default: return smooth_rr(any_backend, 0, avoid);
     }
-}
-
-struct backend *balance_pick_except(const struct backend *avoid)
-{
-    avoided = avoid;
-    struct backend *b = balance_pick();
-    avoided = NULL;
-    return b;
 }

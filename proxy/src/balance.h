@@ -20,9 +20,8 @@ void balance_init(enum algorithm alg);
  * it then takes no request, so slow clients cannot fill every slot it has (its health checks
  * and other clients keep room). */
 int balance_has_room(const struct backend *b);
-/* NULL when no backend is up. */
-struct backend *balance_pick(void);
-/* The same, never choosing `avoid` (a backend that just failed this request); NULL allowed. */
-struct backend *balance_pick_except(const struct backend *avoid);
+/* A backend to send a request to, never `avoid` (one that just failed this request; NULL for
+ * none); NULL when no backend is usable. */
+struct backend *balance_pick(const struct backend *avoid);
 
 #endif

@@ -39,7 +39,7 @@ void conn_destroy(struct conn *c)
      * exactly once. An ordinary exchange cut short is not: it never got its response. */
     if (c->state == C_TUNNEL)
         conn_count_exchange(c);
-    loop_timer_clear(&c->timer);
+    loop_timer_release(&c->timer);
     if (c->up)
         relay_detach(c, 0);
     buf_put(c->in);
@@ -58,20 +58,7 @@ void conn_destroy(struct conn *c)
 
 static void reset_exchange(struct conn *c)
 {
-    c->req_parsed_all = c->req_done = 0;
-    c->resp_head_done = c->resp_parsed_all = c->resp_done = c->resp_started = c->resp_seen = 0;
-    c->replayable = c->repeatable = c->retried = 0;
-    c->in_trailers = 0;
-    c->trailer_held = 0;
-    c->body_bytes = 0;
-    c->close_after = 0;
-    c->upstream_reusable = 1;
-    c->status = 0;
-    c->token_index = -1;
-    c->backend = NULL;
-    c->local_len = c->local_sent = 0;
-    c->bytes_to_client = 0;
-    c->path_len = 0;
+    c->ex = (struct exchange){.upstream_reusable = 1, .token_index = -1};
 }
 
 void conn_accept(int fd, const struct sockaddr_storage *peer)
@@ -82,8 +69,13 @@ void conn_accept(int fd, const struct sockaddr_storage *peer)
         stats.conn_rejected++;
         return;
     }
+    if (loop_timer_init(&c->timer, conn_timeout) < 0) {
+        free(c);
+        close(fd);
+        stats.conn_rejected++;
+        return;
+    }
     loop_watcher_init(&c->w, fd, client_event);
-    loop_timer_init(&c->timer, conn_timeout);
     net_format_ip(peer, c->ip, sizeof c->ip);
     for (size_t i = 0; i < runtime.cfg->ntrusted; i++)
         if (cidr_contains(&runtime.cfg->trusted[i], peer))
@@ -113,16 +105,16 @@ static void write_access_log(struct conn *c)
     char line[1024];
     size_t n = 0;
     uint64_t now = loop_now_us();
-    const char *token = c->token_index >= 0 ? auth_token((size_t)c->token_index)->name : "";
+    const char *token = c->ex.token_index >= 0 ? auth_token((size_t)c->ex.token_index)->name : "";
     int m = snprintf(line, sizeof line, "{\"ts_ms\":%llu,\"client\":\"%s\",\"method\":\"%s\",\"path\":\"",
-                     (unsigned long long)(now / 1000), c->ip, llhttp_method_name((llhttp_method_t)c->method));
+                     (unsigned long long)(now / 1000), c->ip, llhttp_method_name((llhttp_method_t)c->ex.method));
     if (m < 0 || (size_t)m >= sizeof line)
         return;
-    n = json_escape(line, (size_t)m, sizeof line - 200, c->path, c->path_len);
+    n = json_escape(line, (size_t)m, sizeof line - 200, c->path, c->ex.path_len);
     m = snprintf(line + n, sizeof line - n,
                  "\",\"status\":%d,\"backend\":\"%s\",\"token\":\"%s\",\"duration_ms\":%.3f,\"bytes_sent\":%llu}\n",
-                 c->status, c->backend ? c->backend->name : "", token,
-                 (double)(now - c->started_us) / 1000.0, (unsigned long long)c->bytes_to_client);
+                 c->ex.status, c->ex.backend ? c->ex.backend->name : "", token,
+                 (double)(now - c->ex.started_us) / 1000.0, (unsigned long long)c->ex.bytes_to_client);
     if (m < 0 || (size_t)m >= sizeof line - n)
         return;
     access_log_write(line, n + (size_t)m);
@@ -170,16 +162,16 @@ static int is_idempotent(int method)
 static int drop_trailers(struct conn *c)
 {
     struct buf *b = c->in;
-    size_t held = c->trailer_held;
+    size_t held = c->ex.trailer_held;
     if (held < 2)
         return -1; /* a bare LF ending the body */
     memmove(b->data + b->parsed + 2, b->data + b->parsed + held, b->end - b->parsed - held);
     memcpy(b->data + b->parsed, "\r\n", 2);
     b->end -= held - 2;
     b->parsed += 2;
-    c->body_bytes += 2;
-    c->trailer_held = 0;
-    c->in_trailers = 0;
+    c->ex.body_bytes += 2;
+    c->ex.trailer_held = 0;
+    c->ex.in_trailers = 0;
     return 0;
 }
 
@@ -188,20 +180,20 @@ static enum http_progress parse_body(struct conn *c)
 {
     struct buf *b = c->in;
     for (;;) {
-        size_t from = b->parsed + c->trailer_held, n;
+        size_t from = b->parsed + c->ex.trailer_held, n;
         enum http_progress r = http_execute(&c->req, b->data + from, b->end - from, &n);
-        if (!c->in_trailers) {
+        if (!c->ex.in_trailers) {
             b->parsed += n;
-            c->body_bytes += n;
+            c->ex.body_bytes += n;
             if (r != HTTP_LAST_CHUNK)
                 return r;
-            c->in_trailers = 1;
+            c->ex.in_trailers = 1;
             continue;
         }
-        c->trailer_held += n;
+        c->ex.trailer_held += n;
         if (r == HTTP_MSG_DONE)
             return drop_trailers(c) < 0 ? HTTP_ERROR : r;
-        if (r == HTTP_NEED_MORE && c->trailer_held > runtime.cfg->max_header_bytes)
+        if (r == HTTP_NEED_MORE && c->ex.trailer_held > runtime.cfg->max_header_bytes)
             return HTTP_ERROR; /* held back whole, so bounded like a head */
         return r;
     }
@@ -222,8 +214,8 @@ static int check_early_body(struct conn *c)
         reply_start(c, 400, "{\"error\":\"malformed request body\"}", 1);
         return -1;
     }
-    c->req_parsed_all = r == HTTP_MSG_DONE;
-    if (max && c->body_bytes > max) {
+    c->ex.req_parsed_all = r == HTTP_MSG_DONE;
+    if (max && c->ex.body_bytes > max) {
         reply_start(c, 413, "{\"error\":\"request body too large\"}", 1);
         return -1;
     }
@@ -235,15 +227,15 @@ static int check_early_body(struct conn *c)
 static void note_request(struct conn *c, size_t head_len, struct request_info *info)
 {
     const llhttp_t *p = &c->req.parser;
-    c->started_us = loop_now_us(); /* every outcome of dispatch() sets the connection's timer */
-    c->http10 = p->http_major == 1 && p->http_minor == 0;
-    c->keep_alive_req = llhttp_should_keep_alive(p);
-    c->method = p->method;
+    c->ex.started_us = loop_now_us(); /* every outcome of dispatch() sets the connection's timer */
+    c->ex.http10 = p->http_major == 1 && p->http_minor == 0;
+    c->ex.keep_alive_req = llhttp_should_keep_alive(p);
+    c->ex.method = p->method;
     http_scan_request(c->in->data, head_len, info);
-    c->upgrade = c->req.upgrade && may_upgrade(p, info);
+    c->ex.upgrade = c->req.upgrade && may_upgrade(p, info);
     if (access_log_enabled()) {
-        c->path_len = info->path_len < LOG_PATH_MAX ? info->path_len : LOG_PATH_MAX;
-        memcpy(c->path, info->path, c->path_len);
+        c->ex.path_len = info->path_len < LOG_PATH_MAX ? info->path_len : LOG_PATH_MAX;
+        memcpy(c->path, info->path, c->ex.path_len);
     }
 }
 
@@ -265,14 +257,14 @@ static int admit(struct conn *c, const struct request_info *info)
         reply_start(c, 401, "{\"error\":\"missing token\"}", 0);
         return -1;
     }
-    c->token_index = info->token_count == 1 ? auth_check_cached(&c->auth, info->token, info->token_len) : -1;
-    if (c->token_index < 0) {
+    c->ex.token_index = info->token_count == 1 ? auth_check_cached(&c->auth, info->token, info->token_len) : -1;
+    if (c->ex.token_index < 0) {
         stats.denied_invalid++;
         reply_start(c, 401, "{\"error\":\"invalid token\"}", 0);
         return -1;
     }
     stats.auth_accepted++;
-    auth_token((size_t)c->token_index)->accepted++;
+    auth_token((size_t)c->ex.token_index)->accepted++;
     return 0;
 }
 
@@ -281,8 +273,8 @@ static int admit(struct conn *c, const struct request_info *info)
 static int rewrite_head(struct conn *c, const struct request_info *info, size_t head_len)
 {
     struct buf *b = c->in;
-    struct rewrite rw = {.client_ip = c->ip, .trusted = c->trusted, .add_keep_alive = c->http10, .add_close = 0,
-                         .upgrade = c->upgrade, .keep_underscores = runtime.cfg->keep_underscores};
+    struct rewrite rw = {.client_ip = c->ip, .trusted = c->trusted, .add_keep_alive = c->ex.http10, .add_close = 0,
+                         .upgrade = c->ex.upgrade, .keep_underscores = runtime.cfg->keep_underscores};
     long new_len = http_rewrite_scanned_request(info, b->data, head_len, b->end - head_len, b->cap, &rw);
     if (new_len < 0) {
         if (new_len == HTTP_REWRITE_MALFORMED)
@@ -305,15 +297,15 @@ static int dispatch(struct conn *c)
     note_request(c, head_len, &info);
     if (admit(c, &info) < 0)
         return STEP_PROGRESS;
-    c->repeatable = is_idempotent(p->method) && !(p->flags & F_CHUNKED) && p->content_length == 0;
+    c->ex.repeatable = is_idempotent(p->method) && !(p->flags & F_CHUNKED) && p->content_length == 0;
     /* A backend that frames requests by Content-Length alone would take a chunked body for
      * more requests, and answer the next client's request with theirs (a response desync):
      * the upstream connection that carried one is closed, never pooled (see proxy/README.md). */
     if (p->flags & F_CHUNKED)
-        c->upstream_reusable = 0;
+        c->ex.upstream_reusable = 0;
     if (rewrite_head(c, &info, head_len) < 0 || check_early_body(c) < 0)
         return STEP_PROGRESS;
-    c->replayable = 1;
+    c->ex.replayable = 1;
     relay_start(c);
     return STEP_PROGRESS;
 }
@@ -356,12 +348,12 @@ static int parse_head(struct conn *c)
 int conn_parse_request_body(struct conn *c)
 {
     struct buf *b = c->in;
-    if (c->req_parsed_all)
+    if (c->ex.req_parsed_all)
         return STEP_IDLE;
-    size_t before = b->parsed + c->trailer_held;
+    size_t before = b->parsed + c->ex.trailer_held;
     enum http_progress r = parse_body(c);
     if (r == HTTP_MSG_DONE) {
-        c->req_parsed_all = 1;
+        c->ex.req_parsed_all = 1;
         return STEP_PROGRESS;
     }
     if (r != HTTP_NEED_MORE) {
@@ -370,7 +362,7 @@ int conn_parse_request_body(struct conn *c)
         conn_destroy(c);
         return STEP_CLOSED;
     }
-    return b->parsed + c->trailer_held != before ? STEP_PROGRESS : STEP_IDLE;
+    return b->parsed + c->ex.trailer_held != before ? STEP_PROGRESS : STEP_IDLE;
 }
 
 /* --- exchange boundaries --- */
@@ -391,7 +383,7 @@ static int start_linger(struct conn *c)
 
 void conn_count_exchange(struct conn *c)
 {
-    stats_count_response(c->status);
+    stats_count_response(c->ex.status);
     if (access_log_enabled())
         write_access_log(c);
 }
@@ -400,8 +392,8 @@ static int finish_exchange(struct conn *c)
 {
     conn_count_exchange(c);
     if (c->up)
-        relay_detach(c, c->upstream_reusable);
-    if (c->close_after || runtime.shutting_down || c->client_eof)
+        relay_detach(c, c->ex.upstream_reusable);
+    if (c->ex.close_after || runtime.shutting_down || c->client_eof)
         return start_linger(c);
     reset_exchange(c);
     c->state = C_IDLE;
@@ -443,7 +435,7 @@ static int step(struct conn *c)
     default:
         return STEP_IDLE;
     }
-    if (c->req_done && c->resp_done)
+    if (c->ex.req_done && c->ex.resp_done)
         return finish_exchange(c);
     return r;
 }
@@ -456,10 +448,10 @@ static uint32_t client_interest(const struct conn *c)
         has_room = !c->in || c->in->end < runtime.cfg->max_header_bytes;
     if (c->state == C_LINGER || (!c->client_eof && has_room))
         ev |= EPOLLIN;
-    if (c->state == C_LOCAL && c->local_sent < c->local_len)
+    if (c->state == C_LOCAL && c->ex.local_sent < c->ex.local_len)
         ev |= EPOLLOUT;
     if (c->state == C_PROXY && c->up && c->up->in &&
-        c->up->in->start < (c->resp_head_done ? c->up->in->parsed : c->resp_msg_start))
+        c->up->in->start < (c->ex.resp_head_done ? c->up->in->parsed : c->ex.resp_msg_start))
         ev |= EPOLLOUT;
     return ev;
 }
@@ -493,7 +485,7 @@ static int client_read(struct conn *c)
     struct buf *b = c->in;
     size_t limit = (c->state == C_IDLE || c->state == C_HEAD) ? runtime.cfg->max_header_bytes : b->cap;
     if (b->end >= limit && b->start > 0 && c->state != C_IDLE && c->state != C_HEAD) {
-        c->replayable = 0;
+        c->ex.replayable = 0;
         buf_compact(b);
     }
     if (b->end >= limit)
@@ -512,14 +504,14 @@ static int client_read(struct conn *c)
     if (n == 0) {
         c->client_eof = 1;
         if (c->state == C_LINGER || c->state == C_IDLE ||
-            (c->state == C_PROXY && !c->req_parsed_all)) {
+            (c->state == C_PROXY && !c->ex.req_parsed_all)) {
             conn_destroy(c);
             return STEP_CLOSED;
         }
-        if (c->state == C_LOCAL && !c->req_parsed_all) {
+        if (c->state == C_LOCAL && !c->ex.req_parsed_all) {
             /* The rest of the body will never come; answer, then close. */
-            c->req_parsed_all = 1;
-            c->close_after = 1;
+            c->ex.req_parsed_all = 1;
+            c->ex.close_after = 1;
         }
         return STEP_PROGRESS;
     }

@@ -37,20 +37,11 @@ enum conn_state {
  * STEP_TUNNEL that tunnel.c drives it from now on (it may be gone too). */
 enum step { STEP_IDLE = 0, STEP_PROGRESS = 1, STEP_CLOSED = -1, STEP_TUNNEL = -2 };
 
-struct conn {
-    struct watcher w;
-    struct timer timer;
-    struct conn *prev, *next; /* all client connections, for shutdown */
-    enum conn_state state;
-    struct buf *in;
-    struct http_msg req;
-    struct upstream *up;
+/* One request and its response, from the request head to the end of the response (or of the
+ * tunnel it became). Reset whole between requests (exchange_reset), so no field is right only
+ * because it happens to be set again before use. */
+struct exchange {
     struct backend *backend;
-    char ip[48];
-    struct auth_cache auth;
-    int trusted;
-    int client_eof;
-    /* per exchange */
     int req_parsed_all, req_done;
     int resp_head_done, resp_parsed_all, resp_done;
     int resp_started; /* bytes of the response reached the client */
@@ -60,18 +51,35 @@ struct conn {
     int retried;
     int in_trailers;     /* the request body's last chunk ended: what follows is its trailer section */
     size_t trailer_held; /* trailer bytes parsed and held after in->parsed, never forwarded */
-    int close_after, upstream_reusable;
+    int close_after;
+    int upstream_reusable;
     int keep_alive_req, http10, method;
     int upgrade;      /* the request may switch protocols: forwarded with Upgrade */
-    int shut_to_client, shut_to_backend; /* tunnel: our write side to that peer is shut */
     int status, token_index;
     size_t resp_msg_start;
-    uint64_t started_us, forwarded_us, bytes_to_client;
-    uint64_t body_bytes, active_ms;
+    uint64_t started_us, forwarded_us, bytes_to_client, body_bytes;
+    size_t local_len, local_sent; /* the proxy's own answer in conn.local */
+    size_t path_len;              /* the target for the access log in conn.path */
+};
+
+struct conn {
+    struct watcher w;
+    struct timer timer;
+    struct conn *prev, *next; /* all client connections, for shutdown */
+    enum conn_state state;
+    struct buf *in;
+    struct http_msg req;
+    struct upstream *up;
+    char ip[48];
+    struct auth_cache auth;
+    int trusted;
+    int client_eof;
+    int shut_to_client, shut_to_backend; /* tunnel: our write side to that peer is shut */
+    uint64_t active_ms;
+    struct exchange ex;
+    /* Storage the exchange's lengths describe: kept out of it so a reset stays small. */
     char local[384];
-    size_t local_len, local_sent;
     char path[LOG_PATH_MAX];
-    size_t path_len;
 };
 
 /* For the listener and main.c. */

@@ -174,18 +174,24 @@ void health_passive_failure(struct backend *b, const char *why)
         backend_set_state(b, next, why);
 }
 
-void health_init(struct backend *b)
+int health_init(struct backend *b)
 {
     struct health_check *hc = &b->hc;
     memset(hc, 0, sizeof *hc);
     hc->backend = b;
     loop_watcher_init(&hc->w, -1, check_event);
-    loop_timer_init(&hc->timer, on_timer);
+    return loop_timer_init(&hc->timer, on_timer);
 }
 
 void health_start(struct backend *b)
 {
     start_check(&b->hc);
+}
+
+void health_release(struct backend *b)
+{
+    health_stop(b);
+    loop_timer_release(&b->hc.timer);
 }
 
 void health_stop(struct backend *b)

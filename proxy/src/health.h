@@ -44,7 +44,10 @@ struct health_check {
  * answering): counted like a failed check, so repeated failures take the backend down before
  * the next probe. */
 void health_passive_failure(struct backend *b, const char *why);
-void health_init(struct backend *b);
+/* 0, or -1 when its timer cannot be reserved (see loop.h). */
+int health_init(struct backend *b);
+/* Stops the checks for good: the backend is about to be freed. */
+void health_release(struct backend *b);
 void health_start(struct backend *b);
 void health_stop(struct backend *b);
 

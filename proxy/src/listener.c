@@ -84,11 +84,12 @@ static void accept_event(struct watcher *w, uint32_t events)
 
 int listener_open(void)
 {
+    if (loop_timer_init(&accept_backoff_timer, resume_accept) < 0)
+        return -1;
     int fd = net_listen(&runtime.cfg->listen, 1024);
     if (fd < 0)
         return -1;
     loop_watcher_init(&listener, fd, accept_event);
-    loop_timer_init(&accept_backoff_timer, resume_accept);
     return loop_watch(&listener, EPOLLIN);
 }
 

@@ -19,7 +19,7 @@ static int running;
 static uint64_t now_us, start_us;
 
 static struct timer **heap;
-static int heap_len, heap_cap;
+static int heap_len, heap_cap, heap_reserved;
 
 static struct deferred *graveyard;
 static int grave_len, grave_cap;
@@ -146,11 +146,15 @@ static void heap_down(int i)
     }
 }
 
-void loop_timer_init(struct timer *t, timer_fn fn)
+int loop_timer_init(struct timer *t, timer_fn fn)
 {
     t->when_ms = t->due_ms = 0;
     t->heap_index = -1;
     t->on_fire = fn;
+    if (grow((void **)&heap, &heap_cap, heap_reserved + 1, sizeof *heap) != 0)
+        return -1;
+    heap_reserved++;
+    return 0;
 }
 
 void loop_timer_clear(struct timer *t)
@@ -168,6 +172,12 @@ void loop_timer_clear(struct timer *t)
     t->heap_index = -1;
 }
 
+void loop_timer_release(struct timer *t)
+{
+    loop_timer_clear(t);
+    heap_reserved--;
+}
+
 void loop_timer_set(struct timer *t, uint64_t delay_ms)
 {
     uint64_t when = loop_now_ms() + delay_ms;
@@ -179,8 +189,8 @@ void loop_timer_set(struct timer *t, uint64_t delay_ms)
         }
         return;
     }
-    if (grow((void **)&heap, &heap_cap, heap_len + 1, sizeof *heap) != 0)
-        return;
+    if (heap_len == heap_cap)
+        abort(); /* a timer armed without its slot reserved by loop_timer_init: a bug, never a deadline lost */
     t->when_ms = when;
     t->heap_index = heap_len;
     heap[heap_len++] = t;

@@ -22,7 +22,11 @@ struct watcher {
 struct timer;
 typedef void (*timer_fn)(struct timer *t);
 
-/* Moving an armed timer later (the common case: every exchange pushes its connection's
+/* Every timer has its heap slot reserved when it is initialised, so arming one needs no memory
+ * and cannot fail (a connection without its deadline would wait forever): an object whose timer
+ * cannot be reserved is refused when it is created, where saying no is still possible.
+ *
+ * Moving an armed timer later (the common case: every exchange pushes its connection's
  * deadline out) only records the new deadline; the heap keeps the old, earlier key and the
  * timer is re-filed when that key comes up. Moving it earlier re-files it at once. */
 struct timer {
@@ -39,7 +43,10 @@ int loop_watch(struct watcher *w, uint32_t events);
 /* Unregisters and closes the fd; any event for it still queued in this iteration is dropped. */
 void loop_close(struct watcher *w);
 
-void loop_timer_init(struct timer *t, timer_fn fn);
+/* Reserves the timer's slot: 0, or -1 when there is no memory for it. */
+int loop_timer_init(struct timer *t, timer_fn fn);
+/* Clears the timer and gives its slot back: for an object about to be freed. */
+void loop_timer_release(struct timer *t);
 void loop_timer_set(struct timer *t, uint64_t delay_ms);
 void loop_timer_clear(struct timer *t);
 

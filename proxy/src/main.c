@@ -65,7 +65,6 @@ static void begin_shutdown(void)
         health_stop(backends[i]);
     listener_close();
     conn_close_idle();
-    loop_timer_init(&drain_deadline, on_drain_deadline);
     loop_timer_set(&drain_deadline, cfg.shutdown_timeout_ms);
 }
 
@@ -105,7 +104,8 @@ static int hash_stdin(void)
 
 static int start(void)
 {
-    if (loop_init() < 0 || auth_init(cfg.tokens, cfg.ntokens) < 0 || backends_init(&cfg) < 0) {
+    if (loop_init() < 0 || loop_timer_init(&drain_deadline, on_drain_deadline) < 0 ||
+        auth_init(cfg.tokens, cfg.ntokens) < 0 || backends_init(&cfg) < 0) {
         log_error("start_failed", "error=\"%s\"", strerror(errno));
         return 1;
     }

@@ -18,12 +18,16 @@ enum failure {
     FAIL_OTHER,        /* a bad response, a timeout waiting for it, ... */
 };
 
+static void upstream_event(struct upstream *u, uint32_t events);
+static void upstream_timeout(struct upstream *u);
+static const struct upstream_ops relay_ops = {.on_event = upstream_event, .on_timeout = upstream_timeout};
+
 /* --- attaching, retrying, failing --- */
 
 /* Ends the request's use of its upstream connection (pooled again when `reusable`). */
 void relay_detach(struct conn *c, int reusable)
 {
-    c->backend->in_flight--;
+    c->ex.backend->in_flight--;
     stats.requests_in_flight--;
     upstream_release(c->up, reusable);
     c->up = NULL;
@@ -33,7 +37,7 @@ void relay_detach(struct conn *c, int reusable)
  * buffer. Returns -1 when no connection could even be started. */
 static int attach(struct conn *c, struct backend *be, struct buf *ub)
 {
-    struct upstream *u = upstream_acquire(be, c);
+    struct upstream *u = upstream_acquire(be, c, &relay_ops);
     if (!u)
         return -1;
     ub->start = ub->parsed = ub->end = 0;
@@ -41,20 +45,20 @@ static int attach(struct conn *c, struct backend *be, struct buf *ub)
     u->hup_paused = 0;
     u->eof = 0;
     http_msg_init(&u->resp, HTTP_RESPONSE, runtime.cfg->max_headers);
-    u->resp.skip_body = c->method == HTTP_HEAD;
+    u->resp.skip_body = c->ex.method == HTTP_HEAD;
     c->up = u;
-    c->backend = be;
-    c->resp_msg_start = 0;
+    c->ex.backend = be;
+    c->ex.resp_msg_start = 0;
     be->in_flight++;
     be->requests++;
     stats.requests_in_flight++;
-    c->forwarded_us = loop_now_us();
+    c->ex.forwarded_us = loop_now_us();
     /* The response timer starts once the whole request is out (pump_request): a slow upload
      * is the stream timeout's business, not a backend failing to answer. A pooled connection
      * still carries its idle deadline, which must not fire as a response timeout meanwhile. */
     if (u->connecting)
         loop_timer_set(&u->timer, runtime.cfg->connect_timeout_ms);
-    else if (!c->req_parsed_all)
+    else if (!c->ex.req_parsed_all)
         loop_timer_clear(&u->timer);
     else
         loop_timer_set(&u->timer, runtime.cfg->response_timeout_ms);
@@ -66,7 +70,7 @@ static int attach(struct conn *c, struct backend *be, struct buf *ub)
 static int pick_and_attach(struct conn *c, struct backend *avoid, struct buf *ub)
 {
     for (int attempt = 0; attempt < 2; attempt++) {
-        struct backend *be = balance_pick_except(avoid);
+        struct backend *be = balance_pick(avoid);
         if (!be && avoid && avoid->state == BACKEND_UP && balance_has_room(avoid))
             be = avoid; /* the only backend left: a fresh connection to it is still worth one try */
         if (!be)
@@ -82,16 +86,16 @@ static int pick_and_attach(struct conn *c, struct backend *avoid, struct buf *ub
 
 static int retry(struct conn *c)
 {
-    struct backend *failed = c->backend;
+    struct backend *failed = c->ex.backend;
     struct buf *ub = c->up->in;
     c->up->in = NULL; /* the response buffer is empty: keep it for the next attempt */
     relay_detach(c, 0);
-    c->retried = 1;
+    c->ex.retried = 1;
     c->in->start = 0; /* send the whole request again */
-    c->req_done = 0;
+    c->ex.req_done = 0;
     if (pick_and_attach(c, failed, ub) < 0) {
         buf_put(ub);
-        c->backend = failed; /* restored so the caller can account for the failure */
+        c->ex.backend = failed; /* restored so the caller can account for the failure */
         return -1;
     }
     stats.retried++;
@@ -103,32 +107,32 @@ static int retry(struct conn *c)
  * closed, or the request is idempotent, bodiless and still whole in our buffer. */
 static int may_retry(const struct conn *c, enum failure kind)
 {
-    if (c->retried || c->resp_seen || c->resp_started || !c->replayable || runtime.shutting_down)
+    if (c->ex.retried || c->ex.resp_seen || c->ex.resp_started || !c->ex.replayable || runtime.shutting_down)
         return 0;
     if (kind == FAIL_CONNECT)
         return 1;
-    return kind == FAIL_EARLY_CLOSE && (c->up->reused || c->repeatable);
+    return kind == FAIL_EARLY_CLOSE && (c->up->reused || c->ex.repeatable);
 }
 
 static void fail_upstream(struct conn *c, int status, const char *json, enum failure kind)
 {
-    c->backend->errors++;
-    c->upstream_reusable = 0;
+    c->ex.backend->errors++;
+    c->ex.upstream_reusable = 0;
     /* A fresh connection that fails is the backend's fault; a pooled one may just have aged. */
     if (kind == FAIL_CONNECT || (kind == FAIL_EARLY_CLOSE && !c->up->reused))
-        health_passive_failure(c->backend, kind == FAIL_CONNECT ? "connect failed" : "closed before responding");
+        health_passive_failure(c->ex.backend, kind == FAIL_CONNECT ? "connect failed" : "closed before responding");
     if (may_retry(c, kind) && retry(c) == 0)
         return;
-    if (c->resp_started) {
+    if (c->ex.resp_started) {
         /* Part of a response already went out: the only honest signal left is closing. */
-        c->close_after = 1;
-        c->resp_done = 1;
-        c->req_done = 1;
+        c->ex.close_after = 1;
+        c->ex.resp_done = 1;
+        c->ex.req_done = 1;
         return;
     }
     if (c->up) /* gone already when a retry found no backend to go to */
         relay_detach(c, 0);
-    c->backend = NULL;
+    c->ex.backend = NULL;
     reply_start(c, status, json, 0);
 }
 
@@ -146,9 +150,9 @@ static int any_backend_up(void)
 static uint64_t body_deadline_ms(const struct conn *c)
 {
     const struct config *cfg = runtime.cfg;
-    if (c->req_parsed_all || !cfg->min_body_rate)
+    if (c->ex.req_parsed_all || !cfg->min_body_rate)
         return 0;
-    return c->started_us / 1000 + cfg->body_timeout_ms + c->body_bytes * 1000 / cfg->min_body_rate;
+    return c->ex.started_us / 1000 + cfg->body_timeout_ms + c->ex.body_bytes * 1000 / cfg->min_body_rate;
 }
 
 /* The exchange's timer: the stream timeout after the last activity, or the body deadline. */
@@ -171,7 +175,7 @@ void relay_start(struct conn *c)
     if (pick_and_attach(c, NULL, ub) < 0) {
         buf_put(ub);
         reply_start(c, 503, any_backend_up() ? "{\"error\":\"every backend is at its connection limit\"}"
-                                             : "{\"error\":\"no backend available\"}", !c->req_parsed_all);
+                                             : "{\"error\":\"no backend available\"}", !c->ex.req_parsed_all);
         return;
     }
     c->active_ms = loop_now_ms();
@@ -185,15 +189,15 @@ void relay_start(struct conn *c)
 static int body_over_limit(struct conn *c)
 {
     unsigned max = runtime.cfg->max_body_bytes;
-    if (!max || c->body_bytes <= max)
+    if (!max || c->ex.body_bytes <= max)
         return 0;
-    if (c->resp_started) {
+    if (c->ex.resp_started) {
         conn_destroy(c);
         return STEP_CLOSED;
     }
-    c->backend->errors++;
+    c->ex.backend->errors++;
     relay_detach(c, 0);
-    c->backend = NULL;
+    c->ex.backend = NULL;
     reply_start(c, 413, "{\"error\":\"request body too large\"}", 1);
     return STEP_PROGRESS;
 }
@@ -203,9 +207,9 @@ static int body_over_limit(struct conn *c)
 static void tidy_request(struct conn *c)
 {
     struct buf *b = c->in;
-    if (c->replayable && b->end == b->cap && b->start > 0)
-        c->replayable = 0;
-    if (!c->replayable)
+    if (c->ex.replayable && b->end == b->cap && b->start > 0)
+        c->ex.replayable = 0;
+    if (!c->ex.replayable)
         buf_tidy(b);
 }
 
@@ -213,7 +217,7 @@ static int pump_request(struct conn *c)
 {
     struct buf *b = c->in;
     int progress = STEP_IDLE;
-    if (c->req_done || c->up->connecting)
+    if (c->ex.req_done || c->up->connecting)
         return STEP_IDLE;
     if (conn_parse_request_body(c) == STEP_CLOSED)
         return STEP_CLOSED;
@@ -223,16 +227,16 @@ static int pump_request(struct conn *c)
     long n = buf_send(b, c->up->w.fd, b->parsed);
     if (n < 0) {
         fail_upstream(c, 502, "{\"error\":\"backend closed the connection\"}",
-                      c->resp_seen ? FAIL_OTHER : FAIL_EARLY_CLOSE);
+                      c->ex.resp_seen ? FAIL_OTHER : FAIL_EARLY_CLOSE);
         return STEP_PROGRESS;
     }
     if (n > 0) {
-        c->backend->bytes_out += (uint64_t)n;
+        c->ex.backend->bytes_out += (uint64_t)n;
         progress = STEP_PROGRESS;
     }
-    if (c->req_parsed_all && b->start == b->parsed) {
-        c->req_done = 1;
-        if (!c->resp_head_done)
+    if (c->ex.req_parsed_all && b->start == b->parsed) {
+        c->ex.req_done = 1;
+        if (!c->ex.resp_head_done)
             loop_timer_set(&c->up->timer, runtime.cfg->response_timeout_ms);
         progress = STEP_PROGRESS;
     }
@@ -247,12 +251,10 @@ static void tidy_response(struct conn *c)
 {
     struct buf *r = c->up->in;
     size_t shift = r->start;
-    if (r->start == r->end)
-        shift = r->start;
-    else if (!(r->end == r->cap && r->start > 0))
-        return;
+    if (r->start != r->end && !(r->end == r->cap && r->start > 0))
+        return; /* buf_tidy would leave it as it is */
     buf_tidy(r);
-    c->resp_msg_start = c->resp_msg_start >= shift ? c->resp_msg_start - shift : 0;
+    c->ex.resp_msg_start = c->ex.resp_msg_start >= shift ? c->ex.resp_msg_start - shift : 0;
 }
 
 /* The backend answered an upgrade request without switching: after this response the client
@@ -260,8 +262,8 @@ static void tidy_response(struct conn *c)
  * handed the connection over to its protocol handler, so the upstream is not pooled either. */
 static void refused_upgrade(struct conn *c)
 {
-    c->close_after = 1;
-    c->upstream_reusable = 0;
+    c->ex.close_after = 1;
+    c->ex.upstream_reusable = 0;
 }
 
 static int on_response_head(struct conn *c)
@@ -271,7 +273,7 @@ static int on_response_head(struct conn *c)
     int status = u->resp.parser.status_code;
     int switching = 0, interim = 0;
     if ((unsigned)(status - 100) < 100) { /* 1xx; one comparison on every response's path */
-        if (status == 101 && !c->upgrade) {
+        if (status == 101 && !c->ex.upgrade) {
             fail_upstream(c, 502, "{\"error\":\"backend switched protocols\"}", FAIL_OTHER);
             return STEP_PROGRESS;
         }
@@ -279,30 +281,30 @@ static int on_response_head(struct conn *c)
         interim = !switching;
     }
     if (!interim) {
-        c->status = status;
-        c->resp_head_done = 1;
+        c->ex.status = status;
+        c->ex.resp_head_done = 1;
         loop_timer_clear(&u->timer);
-        backend_record_latency(c->backend, loop_now_us() - c->forwarded_us);
-        c->backend->sm.fail_streak = 0; /* a served response counts as a passing check */
-        c->close_after = !c->keep_alive_req || llhttp_message_needs_eof(&u->resp.parser) ||
+        backend_record_latency(c->ex.backend, loop_now_us() - c->ex.forwarded_us);
+        c->ex.backend->sm.fail_streak = 0; /* a served response counts as a passing check */
+        c->ex.close_after = !c->ex.keep_alive_req || llhttp_message_needs_eof(&u->resp.parser) ||
                          runtime.shutting_down || c->client_eof;
-        if (c->upgrade && !switching)
+        if (c->ex.upgrade && !switching)
             refused_upgrade(c);
     }
     struct rewrite rw = {.client_ip = c->ip, .trusted = 0,
-                         .add_keep_alive = !interim && c->http10 && !c->close_after,
-                         .add_close = !interim && c->close_after, .upgrade = switching};
-    size_t head_len = r->parsed - c->resp_msg_start;
-    long new_len = http_rewrite_response(r->data + c->resp_msg_start, head_len, r->end - r->parsed,
-                                         r->cap - c->resp_msg_start, &rw);
+                         .add_keep_alive = !interim && c->ex.http10 && !c->ex.close_after,
+                         .add_close = !interim && c->ex.close_after, .upgrade = switching};
+    size_t head_len = r->parsed - c->ex.resp_msg_start;
+    long new_len = http_rewrite_response(r->data + c->ex.resp_msg_start, head_len, r->end - r->parsed,
+                                         r->cap - c->ex.resp_msg_start, &rw);
     if (new_len < 0) {
         fail_upstream(c, 502, new_len == HTTP_REWRITE_MALFORMED ? "{\"error\":\"malformed response from backend\"}"
                                                                : "{\"error\":\"backend response head too large\"}",
                       FAIL_OTHER);
         return STEP_PROGRESS;
     }
-    r->end = c->resp_msg_start + (size_t)new_len + (r->end - r->parsed);
-    r->parsed = c->resp_msg_start + (size_t)new_len;
+    r->end = c->ex.resp_msg_start + (size_t)new_len + (r->end - r->parsed);
+    r->parsed = c->ex.resp_msg_start + (size_t)new_len;
     if (switching)
         tunnel_start(c);
     return STEP_PROGRESS;
@@ -312,11 +314,11 @@ static int parse_response(struct conn *c)
 {
     struct upstream *u = c->up;
     struct buf *r = u->in;
-    if (c->resp_parsed_all)
+    if (c->ex.resp_parsed_all)
         return STEP_IDLE;
-    if (!c->resp_head_done && r->start == r->parsed && r->start > 0) {
+    if (!c->ex.resp_head_done && r->start == r->parsed && r->start > 0) {
         buf_compact(r);
-        c->resp_msg_start = 0;
+        c->ex.resp_msg_start = 0;
     }
     size_t n, before = r->parsed;
     enum http_progress res = http_execute(&u->resp, r->data + r->parsed, r->end - r->parsed, &n);
@@ -325,21 +327,21 @@ static int parse_response(struct conn *c)
     case HTTP_HEAD_DONE:
         return on_response_head(c);
     case HTTP_MSG_DONE:
-        if (!c->resp_head_done) {
-            c->resp_msg_start = r->parsed; /* an interim 1xx ended; the real response follows */
+        if (!c->ex.resp_head_done) {
+            c->ex.resp_msg_start = r->parsed; /* an interim 1xx ended; the real response follows */
             return STEP_PROGRESS;
         }
-        c->resp_parsed_all = 1;
+        c->ex.resp_parsed_all = 1;
         if (r->parsed != r->end)
-            c->upstream_reusable = 0; /* bytes after the response: the stream is not clean */
-        if (!c->req_parsed_all) {
+            c->ex.upstream_reusable = 0; /* bytes after the response: the stream is not clean */
+        if (!c->ex.req_parsed_all) {
             /* The backend answered before the request ended: forward, then close both. */
-            c->upstream_reusable = 0;
-            c->close_after = 1;
+            c->ex.upstream_reusable = 0;
+            c->ex.close_after = 1;
         }
         return STEP_PROGRESS;
     case HTTP_NEED_MORE:
-        if (!c->resp_head_done && r->end - c->resp_msg_start >= runtime.cfg->max_header_bytes) {
+        if (!c->ex.resp_head_done && r->end - c->ex.resp_msg_start >= runtime.cfg->max_header_bytes) {
             fail_upstream(c, 502, "{\"error\":\"backend response head too large\"}", FAIL_OTHER);
             return STEP_PROGRESS;
         }
@@ -352,37 +354,37 @@ static int parse_response(struct conn *c)
 
 static int pump_response(struct conn *c)
 {
-    if (!c->up || c->up->connecting || c->resp_done)
+    if (!c->up || c->up->connecting || c->ex.resp_done)
         return STEP_IDLE;
     /* Parse all that arrived before sending any of it, so the body bytes that came with a head
      * are validated before that head reaches the client (a malformed one still gets a 502). */
     int progress = STEP_IDLE, p;
     while ((p = parse_response(c)) == STEP_PROGRESS) {
         progress = STEP_PROGRESS;
-        if (!c->up || c->state != C_PROXY || c->resp_parsed_all)
+        if (!c->up || c->state != C_PROXY || c->ex.resp_parsed_all)
             break;
     }
     if (p == STEP_CLOSED)
         return p;
-    if (!c->up || c->state != C_PROXY || c->resp_done)
+    if (!c->up || c->state != C_PROXY || c->ex.resp_done)
         return progress;
     struct buf *r = c->up->in;
     /* Only whole heads leave: a head still arriving may yet be rewritten or refused. */
-    long n = buf_send(r, c->w.fd, c->resp_head_done ? r->parsed : c->resp_msg_start);
+    long n = buf_send(r, c->w.fd, c->ex.resp_head_done ? r->parsed : c->ex.resp_msg_start);
     if (n < 0) {
         conn_destroy(c);
         return STEP_CLOSED;
     }
     if (n > 0) {
-        c->resp_started = 1;
-        c->bytes_to_client += (uint64_t)n;
+        c->ex.resp_started = 1;
+        c->ex.bytes_to_client += (uint64_t)n;
         progress = STEP_PROGRESS;
     }
-    if (c->resp_parsed_all && r->start == r->parsed) {
-        c->resp_done = 1;
-        if (!c->req_done) {
-            c->req_done = 1;
-            c->req_parsed_all = 1;
+    if (c->ex.resp_parsed_all && r->start == r->parsed) {
+        c->ex.resp_done = 1;
+        if (!c->ex.req_done) {
+            c->ex.req_done = 1;
+            c->ex.req_parsed_all = 1;
         }
         progress = STEP_PROGRESS;
     }
@@ -419,7 +421,7 @@ static uint32_t upstream_interest(const struct conn *c)
         u->hup_paused = 0;
     }
     uint32_t ev = 0;
-    if (!c->req_done && c->in && c->in->start < c->in->parsed)
+    if (!c->ex.req_done && c->in && c->in->start < c->in->parsed)
         ev |= EPOLLOUT;
     if (u->in->end < u->in->cap)
         ev |= EPOLLIN;
@@ -446,30 +448,30 @@ static void upstream_read(struct conn *c, uint32_t events)
     ssize_t n = recv(u->w.fd, r->data + r->end, r->cap - r->end, 0);
     if (n > 0) {
         r->end += (size_t)n;
-        c->resp_seen = 1;
-        c->backend->bytes_in += (uint64_t)n;
-        if (c->resp_parsed_all)
-            c->upstream_reusable = 0;
+        c->ex.resp_seen = 1;
+        c->ex.backend->bytes_in += (uint64_t)n;
+        if (c->ex.resp_parsed_all)
+            c->ex.upstream_reusable = 0;
         return;
     }
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
         return;
     /* EOF or error from the backend: consumed once, then the fd leaves epoll. */
-    c->upstream_reusable = 0;
+    c->ex.upstream_reusable = 0;
     u->eof = 1;
-    if (c->resp_parsed_all)
+    if (c->ex.resp_parsed_all)
         return;
-    if (n == 0 && c->resp_head_done && r->parsed == r->end && llhttp_message_needs_eof(&u->resp.parser)) {
+    if (n == 0 && c->ex.resp_head_done && r->parsed == r->end && llhttp_message_needs_eof(&u->resp.parser)) {
         if (http_finish(&u->resp) == HTTP_MSG_DONE) {
-            c->resp_parsed_all = 1;
+            c->ex.resp_parsed_all = 1;
             return;
         }
     }
     fail_upstream(c, 502, "{\"error\":\"backend closed the connection\"}",
-                  c->resp_seen ? FAIL_OTHER : FAIL_EARLY_CLOSE);
+                  c->ex.resp_seen ? FAIL_OTHER : FAIL_EARLY_CLOSE);
 }
 
-void relay_upstream_event(struct upstream *u, uint32_t events)
+static void upstream_event(struct upstream *u, uint32_t events)
 {
     struct conn *c = u->client;
     if (u->connecting) {
@@ -485,7 +487,7 @@ void relay_upstream_event(struct upstream *u, uint32_t events)
     conn_advance(c);
 }
 
-void relay_upstream_timeout(struct upstream *u)
+static void upstream_timeout(struct upstream *u)
 {
     struct conn *c = u->client;
     if (u->connecting)
@@ -499,13 +501,13 @@ void relay_upstream_timeout(struct upstream *u)
  * else nothing honest is left but closing. */
 static void request_body_timed_out(struct conn *c, const char *json)
 {
-    if (c->resp_started) {
+    if (c->ex.resp_started) {
         conn_destroy(c);
         return;
     }
-    c->backend->errors++;
+    c->ex.backend->errors++;
     relay_detach(c, 0);
-    c->backend = NULL;
+    c->ex.backend = NULL;
     reply_start(c, 408, json, 1);
     conn_advance(c);
 }
@@ -524,12 +526,12 @@ void relay_stream_timeout(struct conn *c)
         arm_stream_timer(c);
         return;
     }
-    if (c->resp_started) {
+    if (c->ex.resp_started) {
         /* A stalled response body (or a client not reading it). */
         conn_destroy(c);
         return;
     }
-    if (c->req_parsed_all) {
+    if (c->ex.req_parsed_all) {
         /* Waiting for a response head is the response timeout's job. */
         loop_timer_set(&c->timer, runtime.cfg->stream_timeout_ms);
         return;

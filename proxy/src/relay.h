@@ -20,8 +20,4 @@ void relay_detach(struct conn *c, int reusable);
 /* The exchange made no progress for a while (see --stream-timeout-ms). */
 void relay_stream_timeout(struct conn *c);
 
-/* For upstream.c: events and deadlines of an upstream connection in use. */
-void relay_upstream_event(struct upstream *u, uint32_t events);
-void relay_upstream_timeout(struct upstream *u);
-
 #endif

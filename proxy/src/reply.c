@@ -54,12 +54,12 @@ static void text_put_uint(struct text *t, unsigned v)
 
 void reply_start(struct conn *c, int status, const char *json, int must_close)
 {
-    c->status = status;
+    c->ex.status = status;
     /* After an upgrade request the client may already be sending the protocol it asked for, so
      * whatever follows is not parsed as HTTP: the connection ends with the answer. */
-    c->close_after = must_close || !c->keep_alive_req || runtime.shutting_down || c->client_eof || c->upgrade;
-    const char *conn_hdr = c->close_after ? "Connection: close\r\n"
-                           : c->http10    ? "Connection: keep-alive\r\n"
+    c->ex.close_after = must_close || !c->ex.keep_alive_req || runtime.shutting_down || c->client_eof || c->ex.upgrade;
+    const char *conn_hdr = c->ex.close_after ? "Connection: close\r\n"
+                           : c->ex.http10    ? "Connection: keep-alive\r\n"
                                           : "";
     struct text t = {.p = c->local, .cap = sizeof c->local};
     text_put(&t, "HTTP/1.1 ");
@@ -72,33 +72,33 @@ void reply_start(struct conn *c, int status, const char *json, int must_close)
     text_put(&t, conn_hdr);
     text_put(&t, "\r\n");
     text_put(&t, json);
-    c->local_len = t.overflow ? 0 : t.len;
-    c->local_sent = 0;
+    c->ex.local_len = t.overflow ? 0 : t.len;
+    c->ex.local_sent = 0;
     c->state = C_LOCAL;
     /* Bounds how long we wait for the rest of a body we are only going to drop. */
     loop_timer_set(&c->timer, runtime.cfg->header_timeout_ms);
     if (must_close)
-        c->req_parsed_all = c->req_done = 1;
+        c->ex.req_parsed_all = c->ex.req_done = 1;
 }
 
 int reply_pump(struct conn *c)
 {
     int progress = STEP_IDLE;
-    if (c->local_sent < c->local_len) {
-        ssize_t n = send(c->w.fd, c->local + c->local_sent, c->local_len - c->local_sent, MSG_NOSIGNAL);
+    if (c->ex.local_sent < c->ex.local_len) {
+        ssize_t n = send(c->w.fd, c->local + c->ex.local_sent, c->ex.local_len - c->ex.local_sent, MSG_NOSIGNAL);
         if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
             conn_destroy(c);
             return STEP_CLOSED;
         }
         if (n > 0) {
-            c->local_sent += (size_t)n;
-            c->bytes_to_client += (uint64_t)n;
+            c->ex.local_sent += (size_t)n;
+            c->ex.bytes_to_client += (uint64_t)n;
             progress = STEP_PROGRESS;
         }
     }
-    if (c->local_sent == c->local_len)
-        c->resp_done = 1;
-    if (!c->req_parsed_all && c->in) {
+    if (c->ex.local_sent == c->ex.local_len)
+        c->ex.resp_done = 1;
+    if (!c->ex.req_parsed_all && c->in) {
         int r = conn_parse_request_body(c);
         if (r == STEP_CLOSED)
             return r;
@@ -106,7 +106,7 @@ int reply_pump(struct conn *c)
         buf_tidy(c->in);
         progress |= r;
     }
-    if (c->req_parsed_all)
-        c->req_done = 1;
+    if (c->ex.req_parsed_all)
+        c->ex.req_done = 1;
     return progress;
 }

@@ -60,8 +60,8 @@ static int pump(struct conn *c)
         conn_destroy(c);
         return STEP_CLOSED;
     }
-    c->backend->bytes_out += (uint64_t)up;
-    c->bytes_to_client += (uint64_t)down;
+    c->ex.backend->bytes_out += (uint64_t)up;
+    c->ex.bytes_to_client += (uint64_t)down;
     int shut = propagate_eof(c->client_eof, c->in, u->w.fd, &c->shut_to_backend);
     shut |= propagate_eof(u->eof, u->in, c->w.fd, &c->shut_to_client);
     if (c->shut_to_backend && c->shut_to_client) {
@@ -115,22 +115,29 @@ static void client_event(struct watcher *w, uint32_t events)
     tunnel_advance(c);
 }
 
-static void upstream_event(struct watcher *w, uint32_t events)
+static void upstream_event(struct upstream *u, uint32_t events)
 {
-    struct upstream *u = (struct upstream *)((char *)w - offsetof(struct upstream, w));
     struct conn *c = u->client;
-    if ((events & (EPOLLIN | EPOLLHUP | EPOLLERR)) && read_side(u->w.fd, u->in, &u->eof, &c->backend->bytes_in) < 0) {
+    if ((events & (EPOLLIN | EPOLLHUP | EPOLLERR)) && read_side(u->w.fd, u->in, &u->eof, &c->ex.backend->bytes_in) < 0) {
         conn_destroy(c);
         return;
     }
     tunnel_advance(c);
 }
 
+/* The tunnel clears the upstream deadline when it starts; the client side's idle timer rules. */
+static void upstream_timeout(struct upstream *u)
+{
+    conn_destroy(u->client);
+}
+
+static const struct upstream_ops tunnel_ops = {.on_event = upstream_event, .on_timeout = upstream_timeout};
+
 void tunnel_start(struct conn *c)
 {
     struct upstream *u = c->up;
     c->state = C_TUNNEL;
-    c->upstream_reusable = 0;
+    c->ex.upstream_reusable = 0;
     c->shut_to_client = c->shut_to_backend = 0;
     /* Bytes the client sent after its request head were held back, not parsed: they belong to
      * the new protocol, as do the backend's bytes after the 101 head. */
@@ -138,7 +145,7 @@ void tunnel_start(struct conn *c)
     u->in->parsed = u->in->end;
     loop_timer_clear(&u->timer); /* no response deadline any more: the idle timeout rules */
     c->w.on_event = client_event;
-    u->w.on_event = upstream_event;
+    u->ops = &tunnel_ops;
     c->active_ms = loop_now_ms();
     loop_timer_set(&c->timer, runtime.cfg->stream_timeout_ms);
 }

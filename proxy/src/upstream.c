@@ -9,7 +9,6 @@
 
 #include "log.h"
 #include "net.h"
-#include "relay.h"
 #include "runtime.h"
 
 #define EWMA_ALPHA 0.2
@@ -22,14 +21,15 @@ static struct backend *backend_new(const struct backend_spec *s)
     if (nbackends == MAX_BACKENDS)
         return NULL;
     struct backend *b = calloc(1, sizeof *b);
-    if (!b)
+    if (!b || health_init(b) < 0) {
+        free(b);
         return NULL;
+    }
     memcpy(b->name, s->name, sizeof b->name);
     memcpy(b->address, s->address, sizeof b->address);
     b->addr = s->addr;
     b->weight = s->weight;
     b->state = BACKEND_DOWN;
-    health_init(b);
     backends[nbackends++] = b;
     log_event("backend_added", "backend=%s address=%s weight=%u state=down", b->name, b->address,
               b->weight);
@@ -62,7 +62,7 @@ struct backend *backend_find(const char *name, size_t len)
 
 static void destroy(struct upstream *u)
 {
-    loop_timer_clear(&u->timer);
+    loop_timer_release(&u->timer);
     buf_put(u->in);
     u->in = NULL;
     loop_close(&u->w);
@@ -86,7 +86,7 @@ static void reap_if_unused(struct backend *b)
     if (!b->removing || b->in_flight || b->active_connections)
         return;
     close_idle(b);
-    health_stop(b);
+    health_release(b);
     for (size_t i = 0; i < nbackends; i++) {
         if (backends[i] != b)
             continue;
@@ -170,12 +170,14 @@ static void idle_expired(struct timer *t)
 
 static void busy_event(struct watcher *w, uint32_t events)
 {
-    relay_upstream_event(upstream_of_watcher(w), events);
+    struct upstream *u = upstream_of_watcher(w);
+    u->ops->on_event(u, events);
 }
 
 static void busy_timeout(struct timer *t)
 {
-    relay_upstream_timeout(upstream_of_timer(t));
+    struct upstream *u = upstream_of_timer(t);
+    u->ops->on_timeout(u);
 }
 
 static struct upstream *pop_idle(struct backend *b)
@@ -197,19 +199,19 @@ static struct upstream *connect_new(struct backend *b)
     if (fd < 0)
         return NULL;
     struct upstream *u = calloc(1, sizeof *u);
-    if (!u) {
+    if (!u || loop_timer_init(&u->timer, busy_timeout) < 0) {
+        free(u);
         close(fd);
         return NULL;
     }
     loop_watcher_init(&u->w, fd, busy_event);
-    loop_timer_init(&u->timer, busy_timeout);
     u->backend = b;
     u->connecting = 1;
     b->active_connections++;
     return u;
 }
 
-struct upstream *upstream_acquire(struct backend *b, struct conn *client)
+struct upstream *upstream_acquire(struct backend *b, struct conn *client, const struct upstream_ops *ops)
 {
     struct upstream *u = pop_idle(b);
     if (!u)
@@ -217,6 +219,7 @@ struct upstream *upstream_acquire(struct backend *b, struct conn *client)
     if (!u)
         return NULL;
     u->client = client;
+    u->ops = ops;
     u->w.on_event = busy_event;
     u->timer.on_fire = busy_timeout;
     return u;

@@ -15,12 +15,21 @@
 #include "stats.h"
 
 struct conn;
+struct upstream;
+
+/* What the owner of an upstream connection in use does with its events and its deadline: the
+ * relay while the connection carries an exchange, the tunnel after a protocol switch. */
+struct upstream_ops {
+    void (*on_event)(struct upstream *u, uint32_t events);
+    void (*on_timeout)(struct upstream *u);
+};
 
 struct upstream {
     struct watcher w;
     struct timer timer; /* connect/response deadline while in use; idle expiry in the pool */
     struct backend *backend;
     struct conn *client; /* owner while in use, NULL when idle */
+    const struct upstream_ops *ops; /* the owner's handlers while in use */
     struct upstream *next_idle;
     struct http_msg resp;
     struct buf *in;
@@ -63,8 +72,9 @@ void backend_remove(struct backend *b);
 void backend_set_state(struct backend *b, enum backend_state s, const char *why);
 void backend_record_latency(struct backend *b, uint64_t micros);
 
-/* Hands out an idle connection (LIFO) or starts a new connect. NULL if no socket. */
-struct upstream *upstream_acquire(struct backend *b, struct conn *client);
+/* Hands out an idle connection (LIFO) or starts a new connect, its events and deadline going to
+ * `ops` (an owner hands it on by setting u->ops). NULL if no socket. */
+struct upstream *upstream_acquire(struct backend *b, struct conn *client, const struct upstream_ops *ops);
 /* Returns a connection to its backend's pool, or closes it when not reusable. */
 void upstream_release(struct upstream *u, int reusable);
 
