@@ -135,17 +135,45 @@ async function waitFor(check: () => boolean, timeoutMs: number): Promise<boolean
   return false;
 }
 
+/**
+ * One fleet shared by these tests (starting it is the slow part), but no test relies on what
+ * the one before it left: each first brings the fleet to the size it needs with `up`, which is
+ * idempotent, and reads the state from disk. A failing test fails alone.
+ */
 describe('a fleet on the host runtime', () => {
   let dir: string;
   let token: string;
-  let state: State;
-
-  it('comes up with 3 backends and prints a table and a curl line', { timeout: 240_000 }, async () => {
+  beforeAll(async () => {
     dir = await newProject('fleet');
     token = readFileSync(join(dir, '.uproxy/client-token'), 'utf8').trim();
+  });
+
+  /**
+   * Runs `work` while keep-alive clients send requests; they stop whatever happens (no client
+   * outlives the test), and not one of their requests may have failed.
+   */
+  async function underLoad(listen: string, work: (load: KeepAliveLoad) => Promise<void>): Promise<void> {
+    const load = keepAliveLoad(listen, token, { clients: 4, maxMs: 240_000, maxRequests: 200_000 });
+    let result: { ok: number; failures: string[] };
+    try {
+      await work(load);
+    } finally {
+      result = await load.stop();
+    }
+    expect(result.failures.slice(0, 5), `${result.failures.length} of ${result.ok + result.failures.length} requests failed`).toEqual([]);
+  }
+
+  /** `up --backends <count>`, which must succeed; the state it leaves. */
+  async function fleetOf(count: number): Promise<State> {
+    const result = await uproxy(['up', '--backends', String(count)], dir);
+    expect(result.exitCode, result.stderr).toBe(0);
+    return readState(dir);
+  }
+
+  it('comes up with 3 backends and prints a table and a curl line', { timeout: 240_000 }, async () => {
     const result = await uproxy(['up', '--backends', '3'], dir);
     expect(result.exitCode, result.stderr).toBe(0);
-    state = readState(dir);
+    const state = readState(dir);
     expect(state.machines.map((m) => m.name).sort()).toEqual(['backend-1', 'backend-2', 'backend-3', 'proxy']);
     expect(result.stdout).toMatch(/^NAME\s+ROLE\s+ADDRESS\s+PID\s+STATE$/m);
     // The same STATE column as ps: process state, then the proxy's view of the machine.
@@ -157,18 +185,21 @@ describe('a fleet on the host runtime', () => {
     for (const m of state.machines) expect(readFileSync(`/proc/${m.pid}/cmdline`, 'utf8')).not.toContain(token);
   });
 
-  it('spreads 300 requests evenly over the 3 backends', async () => {
+  it('spreads 300 requests evenly over the 3 backends', { timeout: 240_000 }, async () => {
+    const state = await fleetOf(3);
     const seen = await spread(state.proxy.listen, token, 300);
     expect(Object.keys(seen).sort()).toEqual(['backend-1', 'backend-2', 'backend-3']);
     for (const n of Object.values(seen)) expect(n).toBeGreaterThanOrEqual(90);
   });
 
-  it('answers 401 to a wrong or missing token', async () => {
+  it('answers 401 to a wrong or missing token', { timeout: 240_000 }, async () => {
+    const state = await fleetOf(3);
     expect((await get(`http://${state.proxy.listen}/`, 'not-the-token')).status).toBe(401);
     expect((await get(`http://${state.proxy.listen}/`)).status).toBe(401);
   });
 
-  it('changes nothing when up runs again', { timeout: 120_000 }, async () => {
+  it('changes nothing when up runs again', { timeout: 240_000 }, async () => {
+    const state = await fleetOf(3);
     const result = await uproxy(['up', '--backends', '3'], dir);
     expect(result.exitCode, result.stderr).toBe(0);
     expect(result.stderr).toMatch(/build proxy \(unchanged\)/);
@@ -176,7 +207,8 @@ describe('a fleet on the host runtime', () => {
     expect(readState(dir)).toEqual(state);
   });
 
-  it('restarts only a backend that died', { timeout: 120_000 }, async () => {
+  it('restarts only a backend that died', { timeout: 240_000 }, async () => {
+    const state = await fleetOf(3);
     const victim = state.machines.find((m) => m.name === 'backend-2')!;
     process.kill(victim.pid!, 'SIGKILL');
     const result = await uproxy(['up', '--backends', '3'], dir);
@@ -186,45 +218,44 @@ describe('a fleet on the host runtime', () => {
     expect(pid('backend-2', after)).not.toBe(victim.pid);
     for (const name of ['backend-1', 'backend-3', 'proxy']) expect(pid(name, after), name).toBe(pid(name, state));
     expect(Object.keys(await spread(after.proxy.listen, token, 30)).sort()).toEqual(['backend-1', 'backend-2', 'backend-3']);
-    state = after;
   });
 
   it('scales to 5 and back to 2 without failing a request or restarting the proxy', { timeout: 300_000 }, async () => {
+    const state = await fleetOf(3);
     const proxyPid = state.machines.find((m) => m.role === 'proxy')!.pid;
     const configBefore = readFileSync(join(dir, 'uproxy.json'), 'utf8');
-    const load = keepAliveLoad(state.proxy.listen, token, { clients: 4, maxMs: 240_000, maxRequests: 200_000 });
-    expect(await waitFor(() => load.ok() >= 50, 30_000)).toBe(true);
-    const five = await uproxy(['up', '--backends', '5'], dir);
-    expect(five.exitCode, five.stderr).toBe(0);
-    const scaled = readState(dir);
-    expect(scaled.machines.filter((m) => m.role === 'backend')).toHaveLength(5);
-    for (const name of ['backend-1', 'backend-2', 'backend-3']) {
-      expect(scaled.machines.find((m) => m.name === name)?.pid).toBe(state.machines.find((m) => m.name === name)?.pid);
-    }
-    expect(scaled.proxy.listen).toBe(state.proxy.listen);
-    expect(Object.keys(await spread(scaled.proxy.listen, token, 50)).sort()).toEqual(['backend-1', 'backend-2', 'backend-3', 'backend-4', 'backend-5']);
+    await underLoad(state.proxy.listen, async (load) => {
+      expect(await waitFor(() => load.ok() >= 50, 30_000)).toBe(true);
+      const five = await uproxy(['up', '--backends', '5'], dir);
+      expect(five.exitCode, five.stderr).toBe(0);
+      const scaled = readState(dir);
+      expect(scaled.machines.filter((m) => m.role === 'backend')).toHaveLength(5);
+      for (const name of ['backend-1', 'backend-2', 'backend-3']) {
+        expect(scaled.machines.find((m) => m.name === name)?.pid).toBe(state.machines.find((m) => m.name === name)?.pid);
+      }
+      expect(scaled.proxy.listen).toBe(state.proxy.listen);
+      expect(Object.keys(await spread(scaled.proxy.listen, token, 50)).sort()).toEqual(['backend-1', 'backend-2', 'backend-3', 'backend-4', 'backend-5']);
 
-    const two = await uproxy(['up', '--backends', '2'], dir);
-    expect(two.exitCode, two.stderr).toBe(0);
-    expect(two.stderr).toContain('Saved "backends": { "count": 2 } in uproxy.json');
-    expect(readFileSync(join(dir, 'uproxy.json'), 'utf8')).toBe(configBefore.replace('"count": 3', '"count": 2'));
-    const shrunk = readState(dir);
-    expect(shrunk.machines.map((m) => m.name).sort()).toEqual(['backend-1', 'backend-2', 'proxy']);
-    for (const m of scaled.machines.filter((m) => !shrunk.machines.some((s) => s.name === m.name))) {
-      expect(existsSync(`/proc/${m.pid}`) && readFileSync(`/proc/${m.pid}/cmdline`, 'utf8').length > 0).toBe(false);
-      expect(await portIsFree(m.address)).toBe(true);
-    }
-    expect(Object.keys(await spread(shrunk.proxy.listen, token, 20)).sort()).toEqual(['backend-1', 'backend-2']);
-    // The load must still be running after both scalings, or it proved nothing about them.
-    const okAfterScaling = load.ok();
-    expect(await waitFor(() => load.ok() >= okAfterScaling + 50, 30_000)).toBe(true);
-    const { ok, failures } = await load.stop();
-    expect(failures.slice(0, 5), `${failures.length} of ${ok + failures.length} requests failed`).toEqual([]);
-    for (const s of [scaled, shrunk]) expect(s.machines.find((m) => m.role === 'proxy')!.pid).toBe(proxyPid);
-    state = shrunk;
+      const two = await uproxy(['up', '--backends', '2'], dir);
+      expect(two.exitCode, two.stderr).toBe(0);
+      expect(two.stderr).toContain('Saved "backends": { "count": 2 } in uproxy.json');
+      expect(readFileSync(join(dir, 'uproxy.json'), 'utf8')).toBe(configBefore.replace('"count": 3', '"count": 2'));
+      const shrunk = readState(dir);
+      expect(shrunk.machines.map((m) => m.name).sort()).toEqual(['backend-1', 'backend-2', 'proxy']);
+      for (const m of scaled.machines.filter((m) => !shrunk.machines.some((s) => s.name === m.name))) {
+        expect(existsSync(`/proc/${m.pid}`) && readFileSync(`/proc/${m.pid}/cmdline`, 'utf8').length > 0).toBe(false);
+        expect(await portIsFree(m.address)).toBe(true);
+      }
+      expect(Object.keys(await spread(shrunk.proxy.listen, token, 20)).sort()).toEqual(['backend-1', 'backend-2']);
+      // The load must still be running after both scalings, or it proved nothing about them.
+      const okAfterScaling = load.ok();
+      expect(await waitFor(() => load.ok() >= okAfterScaling + 50, 30_000)).toBe(true);
+      for (const s of [scaled, shrunk]) expect(s.machines.find((m) => m.role === 'proxy')!.pid).toBe(proxyPid);
+    });
   });
 
-  it('a plain up keeps the size the last up --backends set', { timeout: 120_000 }, async () => {
+  it('a plain up keeps the size the last up --backends set', { timeout: 240_000 }, async () => {
+    const state = await fleetOf(2);
     const result = await uproxy(['up'], dir);
     expect(result.exitCode, result.stderr).toBe(0);
     expect(result.stderr).toMatch(/already up to date/);
@@ -233,28 +264,28 @@ describe('a fleet on the host runtime', () => {
   });
 
   it('restarts backends whose app changed one at a time, drained first, without failing a request', { timeout: 300_000 }, async () => {
+    const state = await fleetOf(2);
     const proxyPid = state.machines.find((m) => m.role === 'proxy')!.pid;
-    const load = keepAliveLoad(state.proxy.listen, token, { clients: 4, maxMs: 240_000, maxRequests: 200_000 });
-    expect(await waitFor(() => load.ok() >= 50, 30_000)).toBe(true);
-    const source = join(dir, 'backend/src/server.c');
-    writeFileSync(source, readFileSync(source, 'utf8').replace('<h1>Hello from %s</h1>', '<h1>Hello from %s, rebuilt</h1>'));
-    const result = await uproxy(['up'], dir);
-    expect(result.exitCode, result.stderr).toBe(0);
-    for (const name of ['backend-1', 'backend-2']) expect(result.stderr).toContain(`restart ${name} (changed), drained first`);
-    const after = readState(dir);
-    for (const name of ['backend-1', 'backend-2']) {
-      expect(after.machines.find((m) => m.name === name)?.pid, name).not.toBe(state.machines.find((m) => m.name === name)?.pid);
-    }
-    expect(after.machines.find((m) => m.role === 'proxy')!.pid).toBe(proxyPid);
-    expect((await get(`http://${after.proxy.listen}/`, token)).body).toContain(', rebuilt</h1>');
-    const okAfterRestart = load.ok();
-    expect(await waitFor(() => load.ok() >= okAfterRestart + 50, 30_000)).toBe(true);
-    const { ok, failures } = await load.stop();
-    expect(failures.slice(0, 5), `${failures.length} of ${ok + failures.length} requests failed`).toEqual([]);
-    state = after;
+    await underLoad(state.proxy.listen, async (load) => {
+      expect(await waitFor(() => load.ok() >= 50, 30_000)).toBe(true);
+      const source = join(dir, 'backend/src/server.c');
+      writeFileSync(source, readFileSync(source, 'utf8').replace('<h1>Hello from %s</h1>', '<h1>Hello from %s, rebuilt</h1>'));
+      const result = await uproxy(['up'], dir);
+      expect(result.exitCode, result.stderr).toBe(0);
+      for (const name of ['backend-1', 'backend-2']) expect(result.stderr).toContain(`restart ${name} (changed), drained first`);
+      const after = readState(dir);
+      for (const name of ['backend-1', 'backend-2']) {
+        expect(after.machines.find((m) => m.name === name)?.pid, name).not.toBe(state.machines.find((m) => m.name === name)?.pid);
+      }
+      expect(after.machines.find((m) => m.role === 'proxy')!.pid).toBe(proxyPid);
+      expect((await get(`http://${after.proxy.listen}/`, token)).body).toContain(', rebuilt</h1>');
+      const okAfterRestart = load.ok();
+      expect(await waitFor(() => load.ok() >= okAfterRestart + 50, 30_000)).toBe(true);
+    });
   });
 
-  it('up undrains a backend left draining (an interrupted restart, or a drain from status)', { timeout: 120_000 }, async () => {
+  it('up undrains a backend left draining (an interrupted restart, or a drain from status)', { timeout: 240_000 }, async () => {
+    const state = await fleetOf(2);
     const endpoint = { url: `http://${state.proxy.admin}`, token: readFileSync(join(dir, '.uproxy/admin-token'), 'utf8').trim() };
     expect(await setBackendDrain(endpoint, 'backend-1', true)).toBe(true);
     expect((await fetchStats(endpoint)).backends.find((b) => b.name === 'backend-1')?.state).toBe('draining');
@@ -265,7 +296,8 @@ describe('a fleet on the host runtime', () => {
     expect(readState(dir)).toEqual(state);
   });
 
-  it('restarts a proxy that died with the whole current backend list', { timeout: 120_000 }, async () => {
+  it('restarts a proxy that died with the whole current backend list', { timeout: 240_000 }, async () => {
+    const state = await fleetOf(2);
     const proxy = state.machines.find((m) => m.role === 'proxy')!;
     process.kill(proxy.pid!, 'SIGKILL');
     const result = await uproxy(['up'], dir);
@@ -276,10 +308,10 @@ describe('a fleet on the host runtime', () => {
     const argv = readFileSync(`/proc/${restarted.pid}/cmdline`, 'utf8').split('\0');
     expect(argv.filter((word, i) => argv[i - 1] === '--backend').map((b) => b.split('=')[0])).toEqual(['backend-1', 'backend-2']);
     expect(Object.keys(await spread(after.proxy.listen, token, 20)).sort()).toEqual(['backend-1', 'backend-2']);
-    state = after;
   });
 
-  it('ps and logs show the fleet', async () => {
+  it('ps and logs show the fleet', { timeout: 240_000 }, async () => {
+    await fleetOf(2);
     const ps = await uproxy(['ps', '--json'], dir);
     const listing = JSON.parse(ps.stdout);
     expect(listing.machines.map((m: { name: string; state: string; health?: string }) => [m.name, m.state, m.health])).toEqual([
@@ -291,7 +323,8 @@ describe('a fleet on the host runtime', () => {
     expect(logs.stdout).toContain('backend backend-2 listening on');
   });
 
-  it('down stops everything, frees the ports and is idempotent', { timeout: 60_000 }, async () => {
+  it('down stops everything, frees the ports and is idempotent', { timeout: 240_000 }, async () => {
+    const state = await fleetOf(2);
     const down = await uproxy(['down'], dir);
     expect(down.exitCode, down.stderr).toBe(0);
     expect(down.stdout).toContain('Stopped 3 machines');
