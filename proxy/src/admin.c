@@ -13,6 +13,7 @@
 #include "admin_backends.h"
 #include "admin_request.h"
 #include "auth.h"
+#include "conn.h"
 #include "http.h"
 #include "log.h"
 #include "net.h"
@@ -239,6 +240,20 @@ static int path_is(const char *path, size_t len, const char *want)
     return len >= n && memcmp(path, want, n) == 0 && (len == n || path[n] == '?');
 }
 
+/* POST /shutdown: the drain SIGTERM starts, for a proxy that gets no signal (a VM guest, a
+ * unikernel). It begins before the loop next waits; this answer goes out first. */
+static void shutdown_requested(struct admin_conn *a, int method)
+{
+    if (method != HTTP_POST) {
+        respond_json(a, 405, "Method Not Allowed", "{\"error\":\"use POST /shutdown\"}");
+        return;
+    }
+    log_event("shutdown_requested", "via=admin open_connections=%lu", conn_count());
+    runtime.shutdown_requested = 1;
+    a->close_after = 1;
+    respond_json(a, 202, "Accepted", "{\"status\":\"draining\"}");
+}
+
 static void route(struct admin_conn *a, const char *head, size_t head_len, const char *body, size_t body_len)
 {
     struct request_info info;
@@ -253,12 +268,18 @@ static void route(struct admin_conn *a, const char *head, size_t head_len, const
     int stats_route = path_is(info.path, info.path_len, "/stats");
     int metrics_route = path_is(info.path, info.path_len, "/metrics");
     int backends_route = admin_backends_route(info.path, info.path_len);
-    if (!stats_route && !metrics_route && !backends_route) {
-        respond_json(a, 404, "Not Found", "{\"error\":\"no such admin route; try /healthz, /stats, /metrics or /backends\"}");
+    int shutdown_route = path_is(info.path, info.path_len, "/shutdown");
+    if (!stats_route && !metrics_route && !backends_route && !shutdown_route) {
+        respond_json(a, 404, "Not Found",
+                     "{\"error\":\"no such admin route; try /healthz, /stats, /metrics, /backends or /shutdown\"}");
         return;
     }
     if (check_bearer(a, head, head_len) < 0)
         return;
+    if (shutdown_route) {
+        shutdown_requested(a, method);
+        return;
+    }
     if (backends_route) {
         struct admin_reply r;
         admin_backends_handle(method, info.path, info.path_len, body, body_len, &r);

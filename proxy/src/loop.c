@@ -8,6 +8,7 @@
 
 #define MAX_EVENTS 256
 #define MAX_WAIT_MS 1000
+#define WAIT_BACKOFF_MAX_MS 1000
 
 struct deferred {
     void *p;
@@ -243,6 +244,25 @@ static int closed_in_batch(int fd, struct watcher *w)
 
 void loop_stop(void) { running = 0; }
 
+/* epoll_wait failed for want of memory (Unikraft allocates in it): a pause that doubles while
+ * the failures last (up to a second), then the loop goes on. Only a broken epoll descriptor
+ * ends the loop. */
+static unsigned wait_backoff_ms;
+
+static int wait_failed(int err)
+{
+    if (err == EINTR)
+        return 0;
+    if (err == EBADF || err == EINVAL || err == EFAULT)
+        return -1;
+    wait_backoff_ms = wait_backoff_ms ? wait_backoff_ms * 2 : 10;
+    if (wait_backoff_ms > WAIT_BACKOFF_MAX_MS)
+        wait_backoff_ms = WAIT_BACKOFF_MAX_MS;
+    struct timespec pause = {.tv_sec = wait_backoff_ms / 1000, .tv_nsec = (long)(wait_backoff_ms % 1000) * 1000000L};
+    nanosleep(&pause, NULL);
+    return 0;
+}
+
 void loop_run(void (*before_wait)(void))
 {
     struct epoll_event events[MAX_EVENTS];
@@ -254,8 +274,10 @@ void loop_run(void (*before_wait)(void))
             break;
         int n = epoll_wait(epfd, events, MAX_EVENTS, next_timeout_ms());
         now_us = read_clock_us();
-        if (n < 0 && errno != EINTR)
+        if (n < 0 && wait_failed(errno) < 0)
             break;
+        if (n >= 0)
+            wait_backoff_ms = 0;
         for (int i = 0; i < n; i++)
             fds[i] = ((struct watcher *)events[i].data.ptr)->fd;
         for (int i = 0; i < n; i++) {

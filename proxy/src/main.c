@@ -49,11 +49,30 @@ static void install_signals(void)
     sigaction(SIGPIPE, &sa, NULL);
 }
 
+/* After the last connection closed, the loop runs this much longer before exiting: closes
+ * queue FINs that a user-space stack (lwip on Unikraft) sends from the loop's own turns, and a
+ * peer that never sees one keeps the connection, and its slot, open. */
+#define FIN_FLUSH_MS 100
+
+static struct timer exit_timer;
+
+static void on_exit_timer(struct timer *t)
+{
+    (void)t;
+    loop_stop();
+}
+
+static void exit_soon(void)
+{
+    if (exit_timer.heap_index < 0)
+        loop_timer_set(&exit_timer, FIN_FLUSH_MS);
+}
+
 static void on_drain_deadline(struct timer *t)
 {
     (void)t;
     log_event("shutdown", "result=deadline open_connections=%lu", conn_count());
-    loop_stop();
+    exit_soon();
 }
 
 static void begin_shutdown(void)
@@ -65,16 +84,17 @@ static void begin_shutdown(void)
         health_stop(backends[i]);
     listener_close();
     conn_close_idle();
+    backends_close_idle();
     loop_timer_set(&drain_deadline, cfg.shutdown_timeout_ms);
 }
 
 static void before_wait(void)
 {
-    if (stop_requested && !runtime.shutting_down)
+    if ((stop_requested || runtime.shutdown_requested) && !runtime.shutting_down)
         begin_shutdown();
-    if (runtime.shutting_down && conn_count() == 0) {
+    if (runtime.shutting_down && conn_count() == 0 && exit_timer.heap_index < 0) {
         log_event("shutdown", "result=drained");
-        loop_stop();
+        exit_soon();
     }
 }
 
@@ -105,6 +125,7 @@ static int hash_stdin(void)
 static int start(void)
 {
     if (loop_init() < 0 || loop_timer_init(&drain_deadline, on_drain_deadline) < 0 ||
+        loop_timer_init(&exit_timer, on_exit_timer) < 0 ||
         auth_init(cfg.tokens, cfg.ntokens) < 0 || backends_init(&cfg) < 0) {
         log_error("start_failed", "error=\"%s\"", strerror(errno));
         return 1;

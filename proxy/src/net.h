@@ -35,5 +35,9 @@ int net_connect(const struct net_addr *a);
 int net_connect_result(int fd);
 int net_set_nonblock(int fd);
 void net_set_nodelay(int fd);
+/* TCP keepalive probes after 30 s idle, every 10 s, 3 lost ones end the connection: a peer that
+ * vanished (a VM powered off, a cable pulled) cannot hold a connection slot for ever. Accepted
+ * connections inherit it from their listener. Best effort: a stack without an option skips it. */
+void net_set_keepalive(int fd);
 
 #endif

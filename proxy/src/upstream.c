@@ -109,6 +109,12 @@ void backend_remove(struct backend *b)
     reap_if_unused(b);
 }
 
+void backends_close_idle(void)
+{
+    for (size_t i = 0; i < nbackends; i++)
+        close_idle(backends[i]);
+}
+
 void backend_set_state(struct backend *b, enum backend_state s, const char *why)
 {
     log_event("backend_state", "backend=%s address=%s from=%s to=%s reason=\"%s\"", b->name,
@@ -204,6 +210,7 @@ static struct upstream *connect_new(struct backend *b)
         close(fd);
         return NULL;
     }
+    net_set_keepalive(fd);
     loop_watcher_init(&u->w, fd, busy_event);
     u->backend = b;
     u->connecting = 1;

@@ -70,6 +70,9 @@ struct backend *backend_find(const char *name, size_t len);
 /* Drains the backend, then removes it once no request or connection uses it. */
 void backend_remove(struct backend *b);
 void backend_set_state(struct backend *b, enum backend_state s, const char *why);
+/* Closes every pooled idle connection (with a FIN): at shutdown, so no backend keeps a
+ * connection from a proxy that is gone. */
+void backends_close_idle(void);
 void backend_record_latency(struct backend *b, uint64_t micros);
 
 /* Hands out an idle connection (LIFO) or starts a new connect, its events and deadline going to

@@ -1,11 +1,12 @@
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { request } from 'undici';
+import { Agent, request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startBackend, type TestBackend } from './support/backend.js';
-import { CLIENT_TOKEN, fetchStats, freePort, runProxyRaw, sha256hex, startProxy } from './support/proxy.js';
+import { ADMIN_TOKEN, CLIENT_TOKEN, fetchStats, freePort, runProxyRaw, sha256hex, startProxy } from './support/proxy.js';
 
 const auth = { 'x-auth-token': CLIENT_TOKEN };
 
@@ -43,6 +44,38 @@ describe('proxy: shutdown', () => {
     expect(proxy.output()).toMatch(/event=shutdown result=drained/);
   });
 
+  it('drains on an authenticated POST /shutdown as on SIGTERM, and leaves no connection open on the backend', async () => {
+    const proxy = await startProxy({ backends: [{ name: 'solo', address: backend.address }] });
+    // Warm the pool with several upstream connections, then keep one request in flight.
+    await Promise.all(Array.from({ length: 8 }, () => request(`${proxy.url}/slow?ms=100`, { headers: auth }).then((r) => r.body.dump())));
+    expect((await proxy.stats()).backends[0]!.idle_connections).toBeGreaterThan(1);
+    const pending = request(`${proxy.url}/slow?ms=800`, { headers: auth });
+    const deadline = Date.now() + 10_000;
+    while ((await proxy.stats()).requests.in_flight < 1 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+
+    const anonymous = await request(`${proxy.adminUrl}/shutdown`, { method: 'POST' });
+    expect(anonymous.statusCode).toBe(401);
+    await anonymous.body.dump();
+    const res = await request(`${proxy.adminUrl}/shutdown`, { method: 'POST', headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
+    expect(res.statusCode).toBe(202);
+    expect(await res.body.json()).toEqual({ status: 'draining' });
+
+    const slow = await pending;
+    expect(slow.statusCode).toBe(200);
+    expect(slow.headers.connection).toBe('close');
+    await slow.body.dump();
+    expect(await proxy.exited).toBe(0);
+    expect(proxy.output()).toMatch(/event=shutdown_requested via=admin/);
+    expect(proxy.output()).toMatch(/event=shutdown result=drained/);
+    // Every upstream connection ended with a FIN the backend saw, pooled ones included.
+    let open = await backend.openConnections();
+    for (let i = 0; i < 50 && open > 0; i++) {
+      await new Promise((r) => setTimeout(r, 20));
+      open = await backend.openConnections();
+    }
+    expect(open).toBe(0);
+  });
+
   it('exits at the deadline when a request outlives it', async () => {
     const proxy = await startProxy({ backends: [{ name: 'solo', address: backend.address }], args: ['--shutdown-timeout-ms', '300'] });
     const pending = request(`${proxy.url}/slow?ms=5000`, { headers: auth }).catch((e: Error) => e);
@@ -54,6 +87,27 @@ describe('proxy: shutdown', () => {
     expect(Date.now() - started).toBeLessThan(4_000);
     expect(proxy.output()).toMatch(/event=shutdown result=deadline/);
     expect(await pending).toBeInstanceOf(Error);
+  });
+});
+
+describe('proxy: vanished peers', () => {
+  it('runs TCP keepalive on client connections and on upstream connections', async () => {
+    const backend = await startBackend('ka');
+    const proxy = await startProxy({ backends: [{ name: 'ka', address: backend.address }] });
+    const agent = new Agent({ connections: 1, keepAliveTimeout: 30_000 });
+    try {
+      const res = await request(`${proxy.url}/x`, { headers: auth, dispatcher: agent });
+      await res.body.dump();
+      // ss shows a keepalive timer on the proxy's side of each connection: its accepted client
+      // socket (source port = the proxy's) and its pooled upstream socket (destination = the backend).
+      const sockets = (filter: string): string => execFileSync('ss', ['-tnoH', 'state', 'established', filter], { encoding: 'utf8' });
+      expect(sockets(`( sport = :${proxy.port} )`)).toMatch(/timer:\(keepalive,/);
+      expect(sockets(`( dport = :${backend.port} )`)).toMatch(/timer:\(keepalive,/);
+    } finally {
+      await agent.close();
+      await proxy.stop();
+      await backend.close();
+    }
   });
 });
 

@@ -18,6 +18,8 @@ export interface TestBackend {
   seen: SeenRequest[];
   /** Distinct client sockets that carried non-health requests. */
   socketsUsed(): number;
+  /** TCP connections open to it now (health checks included). */
+  openConnections(): Promise<number>;
   close(): Promise<void>;
 }
 
@@ -107,6 +109,7 @@ export async function startBackend(name: string): Promise<TestBackend> {
     address: `127.0.0.1:${port}`,
     seen,
     socketsUsed: () => new Set(seen.map((s) => s.socketId)).size,
+    openConnections: () => new Promise<number>((resolve, reject) => server.getConnections((e, n) => (e ? reject(e) : resolve(n)))),
     close: () => new Promise<void>((resolve) => {
       server.closeAllConnections();
       server.close(() => resolve());
