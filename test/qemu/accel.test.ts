@@ -31,10 +31,13 @@ async function withoutQemu<T>(work: () => Promise<T>): Promise<T> {
 const skip = skipUnlessCi(kvmOpens() ? undefined : 'needs a /dev/kvm it can open read-write (the verdict kept is a KVM probe\'s)');
 
 describe.skipIf(skip !== undefined)('--accel auto keeps the KVM probe verdict until the host reboots', () => {
-  const cache = mkdtempSync(join(tmpdir(), 'uproxy-accel-cache-'));
-  const verdictFile = join(cache, 'uproxy', 'kvm-probe.json');
+  // Made in beforeAll, not here: a skipped describe still runs this body, and nothing would remove it.
+  let cache: string;
+  let verdictFile: string;
   let xdg: string | undefined;
   beforeAll(() => {
+    cache = mkdtempSync(join(tmpdir(), 'uproxy-accel-cache-'));
+    verdictFile = join(cache, 'uproxy', 'kvm-probe.json');
     xdg = process.env.XDG_CACHE_HOME;
     process.env.XDG_CACHE_HOME = cache;
   });
