@@ -88,6 +88,15 @@ const backends = z
     app: z.string().min(1).default('backend').describe('Directory of the backend app (relative to uproxy.json)'),
     binary: z.string().min(1).default('build/backend').describe('The built backend, relative to app'),
     port: port.default(DEFAULT_PORTS.backend).describe('Port each backend listens on inside its machine (the host runtime picks free loopback ports instead)'),
+    maxConnections: z
+      .number()
+      .int()
+      .min(0)
+      .max(1_000_000)
+      .default(200)
+      .describe(
+        "Connections the proxy opens to one backend at most (0: no limit). Keep it below what the backend accepts, so slow clients cannot take its last connection from health checks and other clients: the default backend holds 256 on a host or Linux guest; a Unikraft backend holds LWIP_NUM_TCPCON - 1 (63 with the template's Kraftfile), so give such fleets 48",
+      ),
     health,
   })
   .prefault({});

@@ -181,7 +181,7 @@ export function planKraftFleet(plan: FleetPlan, inputs: KraftInputs): KraftFleet
     return machine(b.name, 'backend', ip, serves, config.unikraft.backendMemoryMiB, backendApp, backendArgs(b.name, serves));
   });
   const proxyIp = addressing.proxy.ip;
-  const listeners = { listen: `0.0.0.0:${proxyPort}`, admin: `${proxyIp}:${adminPort}` };
+  const listeners = { listen: `0.0.0.0:${proxyPort}`, admin: `${proxyIp}:${adminPort}`, backendNetwork: config.network.subnet };
   const endpoints = backends.map((b) => ({ name: b.name, address: b.serves }));
   const proxy = machine(plan.proxy.name, 'proxy', proxyIp, `${proxyIp}:${proxyPort}`, config.unikraft.proxyMemoryMiB, proxyApp,
     proxyArgs(config, listeners, endpoints));

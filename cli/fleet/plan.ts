@@ -98,6 +98,8 @@ export interface ProxyListeners {
   listen: string;
   /** `host:port` for the admin API. */
   admin: string;
+  /** CIDR of the fleet's own network: backends added through the admin API must be in it. */
+  backendNetwork: string;
 }
 
 /**
@@ -126,6 +128,8 @@ export function proxyArgs(config: UproxyConfig, listeners: ProxyListeners, backe
       'idle-timeout-ms': proxy.timeouts.idleMs,
       'shutdown-timeout-ms': proxy.timeouts.shutdownMs,
       'max-connections': proxy.maxConnections,
+      'backend-max-connections': config.backends.maxConnections,
+      'backend-network': listeners.backendNetwork,
     },
     '--',
   );
@@ -169,7 +173,7 @@ export function planHostProcesses(plan: FleetPlan, ports: HostPorts, logDir: str
       log: join(logDir, `${machine.name}.log`),
     };
   });
-  const listeners = { listen: `${LOOPBACK}:${ports.proxy}`, admin: `${LOOPBACK}:${ports.admin}` };
+  const listeners = { listen: `${LOOPBACK}:${ports.proxy}`, admin: `${LOOPBACK}:${ports.admin}`, backendNetwork: `${LOOPBACK}/32` };
   const proxy = {
     name: plan.proxy.name,
     role: plan.proxy.role,

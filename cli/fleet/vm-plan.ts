@@ -102,7 +102,7 @@ export function planVmFleet(plan: FleetPlan, inputs: VmInputs): VmFleetPlan {
     const serves = `${address.ip}:${backendPort}`;
     return machine(b.name, 'backend', address, serves, staticBinary(b.app.binary), backendArgs(b.name, serves));
   });
-  const listeners = { listen: `0.0.0.0:${proxyPort}`, admin: `${addressing.proxy.ip}:${adminPort}` };
+  const listeners = { listen: `0.0.0.0:${proxyPort}`, admin: `${addressing.proxy.ip}:${adminPort}`, backendNetwork: config.network.subnet };
   const endpoints = backends.map((b) => ({ name: b.name, address: b.serves }));
   const proxyServes = `${addressing.proxy.ip}:${proxyPort}`;
   const proxy = machine(plan.proxy.name, 'proxy', addressing.proxy, proxyServes, staticBinary(plan.proxy.app.binary), proxyArgs(config, listeners, endpoints));

@@ -657,7 +657,9 @@ const char *config_backend_refused(const struct config *cfg, const struct net_ad
     for (size_t i = 0; i < 2; i++) {
         if (!own[i] || net_addr_port(own[i]) != port)
             continue;
-        if (net_addr_same_ip(own[i], a) || net_addr_unspecified(own[i]) || net_addr_loopback(a))
+        /* A listener on 0.0.0.0 says nothing of which addresses are this machine's (in a VM
+         * fleet every backend listens on the proxy's port number too): same address or loopback. */
+        if (net_addr_same_ip(own[i], a) || net_addr_loopback(a))
             return "that is the proxy's own listener; a backend must be another server";
     }
     if (cfg->nbackend_networks == 0)

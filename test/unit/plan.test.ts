@@ -33,7 +33,7 @@ describe('planFleet', () => {
 
 describe('proxy and backend command lines', () => {
   it('gives the proxy token hashes and every setting from the config', () => {
-    const args = proxyArgs(config, { listen: '127.0.0.1:8080', admin: '127.0.0.1:8081' }, [
+    const args = proxyArgs(config, { listen: '127.0.0.1:8080', admin: '127.0.0.1:8081', backendNetwork: '127.0.0.1/32' }, [
       { name: 'backend-1', address: '127.0.0.1:9001' },
       { name: 'backend-2', address: '127.0.0.1:9002' },
     ]);
@@ -47,6 +47,8 @@ describe('proxy and backend command lines', () => {
     expect(args).toContain(`default:${CLIENT}`);
     expect(args.join(' ')).toContain('--algorithm p2c --health-path /health --health-interval-ms 1000');
     expect(args.join(' ')).toContain('--shutdown-timeout-ms 10000 --max-connections 10000');
+    // The proxy refuses admin-API backends outside the fleet's network, and caps connections per backend.
+    expect(args.join(' ')).toContain('--backend-max-connections 200 --backend-network 127.0.0.1/32');
   });
 
   it('plans host processes on loopback, backends before the proxy, each with its log', () => {
