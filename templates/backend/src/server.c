@@ -1,7 +1,7 @@
 /*
  * uproxy's default backend: a small single-threaded HTTP/1.1 server.
  *
- *   backend --listen ADDR:PORT --name NAME
+ *   backend --listen ADDR:PORT --name NAME [--idle-timeout-ms N] [--header-timeout-ms N]
  *
  * GET /        an HTML page naming this instance and showing its memory use (when known)
  * GET /health  "ok"
@@ -9,8 +9,20 @@
  *
  * Built on poll() and plain sockets only, so the same file runs as a host process, in a
  * Linux microVM and as a Unikraft unikernel (musl + lwip + posix-poll). Memory use comes from
- * /proc when it exists, else getrusage(); a unikernel has no /proc and its getrusage() says 0,
- * so there the page leaves memory out.
+ * /proc when it exists, else getrusage(); a native Unikraft kernel has neither (its
+ * getrusage() says 0), so there the page shows what its allocator has free, and where nothing
+ * knows, leaves memory out.
+ *
+ * It defends itself, since a peer can vanish without a FIN (a VM powered off) or never send:
+ * - a connection silent for --idle-timeout-ms (default 60 s) is closed, and so is a request
+ *   body or a response that makes no progress for that long; a request head must be complete
+ *   --header-timeout-ms (default 10 s) after its first byte;
+ * - TCP keepalive on every connection (probes after 30 s idle, every 10 s, 3 of them);
+ * - client buffers are allocated per connection, so memory follows load, and the table of
+ *   connections is as large as the network stack allows (MAX_CLIENTS below);
+ * - a transient failure of poll() or accept() (no memory, no descriptors) pauses and retries,
+ *   doubling the pause up to 1 s; only an error that can never pass (EBADF, EINVAL, EFAULT)
+ *   ends the program.
  *
  * Requests are parsed by llhttp in request.c: this file only moves bytes and answers. Keep
  * it that way when you add routes: framing a request by hand (reading Content-Length and
@@ -32,14 +44,50 @@
 
 #include "request.h"
 
+#ifdef __Unikraft__
+#include <uk/config.h>
+#if CONFIG_LIBUKALLOC
+#include <uk/alloc.h>
+#define HAVE_UK_ALLOC 1
+#endif
+#endif
+
+/*
+ * How many connections the server holds at once. Under Unikraft, lwip has one netconn per
+ * socket, CONFIG_LWIP_NUM_TCPCON of them (the Kraftfile's LWIP_NUM_TCPCON), and the listener
+ * takes one: TCPCON - 1 clients is all it can ever accept. Elsewhere (host, microVM, static
+ * build) 256, or -DMAX_CLIENTS=N. While the table is full the listener is not polled and new
+ * connections wait in the accept queue. The table itself is pointers: a client's buffers
+ * (8 KiB) are allocated when it connects and freed when it goes.
+ */
+#ifndef MAX_CLIENTS
+#if defined(CONFIG_LWIP_NUM_TCPCON)
+#define MAX_CLIENTS (CONFIG_LWIP_NUM_TCPCON - 1)
+#else
 #define MAX_CLIENTS 256
+#endif
+#endif
 /* Input waits here only while the answer to the request before it is being sent: llhttp
- * keeps no bytes of its own (heads are bounded by REQUEST_HEAD_MAX in request.c). */
-#define IN_BUFFER 8192
-#define OUT_BUFFER 8192
+ * keeps no bytes of its own (heads are bounded by REQUEST_HEAD_MAX in request.c, whatever
+ * this holds). The largest response is the page: a 2 KB body and its head. */
+#define IN_BUFFER 4096
+#define OUT_BUFFER 3072
 #define NAME_MAX_LEN 64
-#define ACCEPT_BACKOFF_MIN_MS 10
-#define ACCEPT_BACKOFF_MAX_MS 1000
+#define BACKOFF_MIN_MS 10
+#define BACKOFF_MAX_MS 1000
+/*
+ * 60 s: longer than any idle connection the proxy keeps to a backend (it closes pooled ones
+ * after --upstream-idle-timeout-ms, 4 s by default), so the proxy always closes first and
+ * never sends a request on a connection this end is closing. What this timeout catches is a
+ * peer that is gone: a proxy VM powered off with QMP quit sends no FIN.
+ */
+#define IDLE_TIMEOUT_MS_DEFAULT 60000
+/* As the proxy's --header-timeout-ms: a head trickled in byte by byte holds a slot no longer. */
+#define HEADER_TIMEOUT_MS_DEFAULT 10000
+/* TCP keepalive, as the proxy sets it: a silent peer is probed after 30 s, dropped ~30 s later. */
+#define KEEPALIVE_IDLE_S 30
+#define KEEPALIVE_INTERVAL_S 10
+#define KEEPALIVE_COUNT 3
 
 struct client {
     int fd;
@@ -47,6 +95,8 @@ struct client {
     size_t out_len;
     size_t out_sent;
     int close_after_write;
+    long long deadline_ms; /* when the connection is closed unless it makes progress */
+    long long head_started_ms; /* the first byte of the request head being read, 0 if none */
     struct request req;
     char in[IN_BUFFER];
     char out[OUT_BUFFER];
@@ -56,17 +106,32 @@ struct server {
     int listen_fd;
     unsigned accept_backoff_ms;
     long long accept_resume_ms; /* 0 while accepting */
+    unsigned poll_backoff_ms;
+    unsigned idle_timeout_ms;
+    unsigned header_timeout_ms;
+    int clients_open;
     char name[NAME_MAX_LEN];
     unsigned long long requests;
     time_t started;
-    struct client clients[MAX_CLIENTS];
+    struct client *clients[MAX_CLIENTS]; /* NULL: a free slot */
 };
+
+/* A client fits in two 4 KiB pages with the 32-byte header of Unikraft's malloc over its page
+ * allocator, which rounds up to a power of two pages: 8 KiB a connection (two 8 KiB buffers
+ * took 32). */
+_Static_assert(sizeof(struct client) <= 8192 - 32, "struct client outgrew two pages");
 
 static struct server srv;
 
 static void usage(const char *program)
 {
-    fprintf(stderr, "usage: %s --listen ADDR:PORT --name NAME\n", program);
+    fprintf(stderr,
+            "usage: %s --listen ADDR:PORT --name NAME [--idle-timeout-ms N] [--header-timeout-ms N]\n"
+            "  --idle-timeout-ms N    close a connection silent (or a body or response stalled) for\n"
+            "                         N ms (default %d)\n"
+            "  --header-timeout-ms N  close a connection whose request head is not complete N ms\n"
+            "                         after its first byte (default %d)\n",
+            program, IDLE_TIMEOUT_MS_DEFAULT, HEADER_TIMEOUT_MS_DEFAULT);
 }
 
 static int parse_listen(const char *text, struct sockaddr_in *addr)
@@ -100,6 +165,17 @@ static int set_nonblocking(int fd)
     return flags < 0 ? -1 : fcntl(fd, F_SETFL, flags | O_NONBLOCK);
 }
 
+/* Best effort: a stack without one of these options still serves, only without it. */
+static void set_keepalive(int fd)
+{
+    int on = 1, idle = KEEPALIVE_IDLE_S, interval = KEEPALIVE_INTERVAL_S, count = KEEPALIVE_COUNT;
+
+    setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on));
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof(interval));
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &count, sizeof(count));
+}
+
 static int open_listener(const struct sockaddr_in *addr)
 {
     int one = 1;
@@ -108,6 +184,9 @@ static int open_listener(const struct sockaddr_in *addr)
     if (fd < 0)
         return -1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    /* Linux hands these to every accepted socket; lwip only SO_KEEPALIVE (accept_clients sets
+     * them again on each connection). */
+    set_keepalive(fd);
     if (bind(fd, (const struct sockaddr *)addr, sizeof(*addr)) < 0 || listen(fd, 128) < 0 ||
         set_nonblocking(fd) < 0) {
         close(fd);
@@ -116,8 +195,9 @@ static int open_listener(const struct sockaddr_in *addr)
     return fd;
 }
 
-/* Resident memory in KiB: current from /proc when there is one, else the peak from getrusage;
- * 0 when neither knows (Unikraft's getrusage() fills in zeros). */
+/* Memory for the page, in KiB, and what the figure is: resident (current, from /proc), else
+ * peak resident (getrusage), else free in a Unikraft kernel's heap (its allocator's count);
+ * 0 when nothing knows (Unikraft's getrusage() fills in zeros). */
 static long memory_kib(const char **what)
 {
     struct rusage usage;
@@ -136,6 +216,17 @@ static long memory_kib(const char **what)
     *what = "peak resident";
     if (getrusage(RUSAGE_SELF, &usage) == 0 && usage.ru_maxrss > 0)
         return usage.ru_maxrss;
+#ifdef HAVE_UK_ALLOC
+    {
+        /* Every registered allocator's free bytes (Unikraft 0.16: uk_alloc_availmem_total). */
+        long long free_bytes = (long long)uk_alloc_availmem_total();
+
+        if (free_bytes > 0) {
+            *what = "free in the unikernel's heap";
+            return (long)(free_bytes / 1024);
+        }
+    }
+#endif
     return 0;
 }
 
@@ -157,7 +248,7 @@ static void respond(struct client *c, int status, const char *reason, const char
 static void serve_page(struct client *c)
 {
     char body[2048];
-    char memory[64] = "";
+    char memory[128] = "";
     const char *what = "resident";
     long kib = memory_kib(&what);
 
@@ -199,9 +290,35 @@ static void refuse(struct client *c, int status)
         respond(c, 400, "Bad Request", "text/plain", "bad request\n");
 }
 
+static long long now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * After any progress on a connection, when it is closed unless it makes more: a request head
+ * has until --header-timeout-ms after its first byte; a response being sent, a request body
+ * being read and a connection waiting for its next request have --idle-timeout-ms from now.
+ */
+static void set_deadline(struct client *c)
+{
+    long long now = now_ms();
+
+    if (c->out_len == 0 && !c->req.head_done && c->req.head_bytes > 0) {
+        if (c->head_started_ms == 0)
+            c->head_started_ms = now;
+        c->deadline_ms = c->head_started_ms + srv.header_timeout_ms;
+    } else
+        c->deadline_ms = now + srv.idle_timeout_ms;
+}
+
 /* Answers the request the parser stopped at (complete, or refused). */
 static void answer(struct client *c)
 {
+    c->head_started_ms = 0; /* the next request's head starts its own clock */
     if (c->req.state == REQUEST_ERROR) {
         refuse(c, c->req.error);
         return;
@@ -212,6 +329,7 @@ static void answer(struct client *c)
     request_next(&c->req);
 }
 
+/* Closes the connection; run() frees the client once it is done with it this round. */
 static void drop_client(struct client *c)
 {
     close(c->fd);
@@ -229,6 +347,7 @@ static void flush_output(struct client *c)
             return;
         }
         c->out_sent += (size_t)n;
+        set_deadline(c);
     }
     c->out_len = c->out_sent = 0;
     if (c->close_after_write)
@@ -245,10 +364,12 @@ static void process_input(struct client *c)
         memmove(c->in, c->in + used, c->in_len - used);
         c->in_len -= used;
         if (c->req.state == REQUEST_MORE)
-            return;
+            break;
         answer(c);
         flush_output(c);
     }
+    if (c->fd >= 0)
+        set_deadline(c);
 }
 
 /* The parser takes every byte unless it stopped at a request being answered, and then the
@@ -266,72 +387,138 @@ static void read_client(struct client *c)
     process_input(c);
 }
 
-static long long now_ms(void)
+/* The next pause of a transient failure: 10 ms, doubling up to 1 s while failures last. */
+static unsigned next_backoff(unsigned previous)
 {
-    struct timespec ts;
+    unsigned next = previous ? previous * 2 : BACKOFF_MIN_MS;
 
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return next > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : next;
+}
+
+/* Errors that no waiting cures: a bug, not a shortage. Anything else (ENOMEM, ENOBUFS, EMFILE,
+ * ENFILE, and whatever a small network stack reports under load) is retried after a pause. */
+static int fatal_error(int err)
+{
+    return err == EBADF || err == EINVAL || err == EFAULT || err == ENOTSOCK || err == EOPNOTSUPP;
 }
 
 /*
- * When accept() fails for lack of descriptors or memory (EMFILE, ENFILE, ENOBUFS), the
+ * When accept() fails for lack of descriptors or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM), the
  * connection stays queued and poll() reports the listener readable again at once: a 100% CPU
  * spin. Stop polling the listener for a while instead, doubling the pause while it lasts.
  */
 static void pause_accept(int err)
 {
-    srv.accept_backoff_ms = srv.accept_backoff_ms ? srv.accept_backoff_ms * 2 : ACCEPT_BACKOFF_MIN_MS;
-    if (srv.accept_backoff_ms > ACCEPT_BACKOFF_MAX_MS)
-        srv.accept_backoff_ms = ACCEPT_BACKOFF_MAX_MS;
+    srv.accept_backoff_ms = next_backoff(srv.accept_backoff_ms);
     srv.accept_resume_ms = now_ms() + srv.accept_backoff_ms;
     fprintf(stderr, "backend %s: accept failed (%s), retrying in %u ms\n", srv.name, strerror(err),
             srv.accept_backoff_ms);
 }
 
-/* How long poll() may wait: forever, or until the paused listener is polled again. */
+/* How long poll() may wait: until the paused listener is polled again or the first client
+ * deadline, whichever is sooner; forever when there is neither. */
 static int poll_timeout(void)
 {
-    long long left;
+    long long now = now_ms();
+    long long until = 0;
 
-    if (srv.accept_resume_ms == 0)
+    if (srv.accept_resume_ms != 0 && srv.accept_resume_ms <= now)
+        srv.accept_resume_ms = 0;
+    if (srv.accept_resume_ms != 0)
+        until = srv.accept_resume_ms;
+    for (int i = 0; i < MAX_CLIENTS; i++) {
+        struct client *c = srv.clients[i];
+
+        if (c != NULL && (until == 0 || c->deadline_ms < until))
+            until = c->deadline_ms;
+    }
+    if (until == 0)
         return -1;
-    left = srv.accept_resume_ms - now_ms();
-    if (left > 0)
-        return (int)left;
-    srv.accept_resume_ms = 0;
-    return -1;
+    if (until <= now)
+        return 0;
+    return until - now > 24 * 3600 * 1000LL ? 24 * 3600 * 1000 : (int)(until - now);
 }
 
 static void accept_clients(void)
 {
-    for (;;) {
-        int fd = accept(srv.listen_fd, NULL, NULL);
+    while (srv.clients_open < MAX_CLIENTS) {
+        /* The memory first: without it the connection waits in the queue, not accepted and
+         * dropped. */
+        struct client *c = malloc(sizeof(*c));
+        int fd = c != NULL ? accept(srv.listen_fd, NULL, NULL) : -1;
+        int err = c != NULL ? errno : ENOMEM;
         int one = 1;
         int slot;
 
         if (fd < 0) {
-            if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO)
+            free(c);
+            if (err == EINTR || err == ECONNABORTED || err == EPROTO)
                 continue;
-            if (errno != EAGAIN && errno != EWOULDBLOCK)
-                pause_accept(errno);
+            if (err == EAGAIN || err == EWOULDBLOCK)
+                return;
+            if (fatal_error(err)) {
+                fprintf(stderr, "backend %s: accept: %s\n", srv.name, strerror(err));
+                exit(1);
+            }
+            pause_accept(err);
             return;
         }
         srv.accept_backoff_ms = 0;
-        for (slot = 0; slot < MAX_CLIENTS && srv.clients[slot].fd >= 0; slot++)
-            ;
-        if (slot == MAX_CLIENTS || set_nonblocking(fd) < 0) {
+        if (set_nonblocking(fd) < 0) {
             close(fd);
+            free(c);
             continue;
         }
+        for (slot = 0; srv.clients[slot] != NULL; slot++)
+            ;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-        srv.clients[slot].fd = fd;
-        srv.clients[slot].in_len = 0;
-        srv.clients[slot].out_len = 0;
-        srv.clients[slot].out_sent = 0;
-        srv.clients[slot].close_after_write = 0;
-        request_init(&srv.clients[slot].req);
+        set_keepalive(fd);
+        c->fd = fd;
+        c->in_len = 0;
+        c->out_len = 0;
+        c->out_sent = 0;
+        c->close_after_write = 0;
+        c->head_started_ms = 0;
+        request_init(&c->req);
+        set_deadline(c);
+        srv.clients[slot] = c;
+        srv.clients_open++;
     }
+}
+
+/* Closes the connections whose deadline has passed. */
+static void expire_clients(void)
+{
+    long long now = now_ms();
+
+    for (int i = 0; i < MAX_CLIENTS; i++) {
+        struct client *c = srv.clients[i];
+
+        if (c != NULL && c->deadline_ms <= now) {
+            drop_client(c);
+            free(c);
+            srv.clients[i] = NULL;
+            srv.clients_open--;
+        }
+    }
+}
+
+/* poll() failed: a transient shortage (Unikraft 0.16's poll() allocates on every call and can
+ * fail with ENOMEM under load) is waited out, the pause doubling up to 1 s while it lasts. */
+static void poll_failed(int err)
+{
+    struct timespec pause;
+
+    if (fatal_error(err)) {
+        fprintf(stderr, "backend %s: poll: %s\n", srv.name, strerror(err));
+        exit(1);
+    }
+    srv.poll_backoff_ms = next_backoff(srv.poll_backoff_ms);
+    fprintf(stderr, "backend %s: poll failed (%s), retrying in %u ms\n", srv.name, strerror(err),
+            srv.poll_backoff_ms);
+    pause.tv_sec = srv.poll_backoff_ms / 1000;
+    pause.tv_nsec = (long)(srv.poll_backoff_ms % 1000) * 1000000L;
+    nanosleep(&pause, NULL);
 }
 
 static void run(void)
@@ -343,39 +530,58 @@ static void run(void)
         nfds_t n = 0;
         int timeout = poll_timeout();
 
-        /* poll() skips a negative descriptor: the listener, while accepting is paused. */
-        fds[n].fd = srv.accept_resume_ms != 0 ? -1 : srv.listen_fd;
+        /* poll() skips a negative descriptor: the listener, while accepting is paused or the
+         * table is full. */
+        fds[n].fd = srv.accept_resume_ms != 0 || srv.clients_open >= MAX_CLIENTS ? -1 : srv.listen_fd;
         fds[n].events = POLLIN;
+        fds[n].revents = 0;
         owner[n++] = -1;
         for (int i = 0; i < MAX_CLIENTS; i++) {
-            struct client *c = &srv.clients[i];
+            struct client *c = srv.clients[i];
 
-            if (c->fd < 0)
+            if (c == NULL)
                 continue;
             fds[n].fd = c->fd;
             fds[n].events = c->out_len > 0 ? POLLOUT : POLLIN;
+            fds[n].revents = 0;
             owner[n++] = i;
         }
         if (poll(fds, n, timeout) < 0) {
-            if (errno == EINTR)
-                continue;
-            perror("poll");
-            exit(1);
+            if (errno != EINTR)
+                poll_failed(errno);
+            continue;
         }
+        srv.poll_backoff_ms = 0;
         for (nfds_t k = 1; k < n; k++) {
-            struct client *c = &srv.clients[owner[k]];
+            struct client *c = srv.clients[owner[k]];
 
             if (fds[k].revents & (POLLERR | POLLNVAL))
                 drop_client(c);
             else if (fds[k].revents & POLLOUT) {
                 flush_output(c);
-                process_input(c);
+                if (c->fd >= 0)
+                    process_input(c);
             } else if (fds[k].revents & (POLLIN | POLLHUP))
                 read_client(c);
+            if (c->fd < 0) {
+                free(c);
+                srv.clients[owner[k]] = NULL;
+                srv.clients_open--;
+            }
         }
+        expire_clients();
         if (fds[0].revents & POLLIN)
             accept_clients();
     }
+}
+
+/* A positive number of milliseconds, or -1. */
+static long parse_ms(const char *text)
+{
+    char *end;
+    long v = strtol(text, &end, 10);
+
+    return *text != '\0' && *end == '\0' && v >= 1 && v <= 24L * 3600 * 1000 ? v : -1;
 }
 
 int main(int argc, char **argv)
@@ -384,12 +590,28 @@ int main(int argc, char **argv)
     const char *listen_arg = NULL;
     const char *name = "backend";
 
+    srv.idle_timeout_ms = IDLE_TIMEOUT_MS_DEFAULT;
+    srv.header_timeout_ms = HEADER_TIMEOUT_MS_DEFAULT;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--listen") == 0 && i + 1 < argc)
             listen_arg = argv[++i];
         else if (strcmp(argv[i], "--name") == 0 && i + 1 < argc)
             name = argv[++i];
-        else {
+        else if ((strcmp(argv[i], "--idle-timeout-ms") == 0 || strcmp(argv[i], "--header-timeout-ms") == 0) &&
+                 i + 1 < argc) {
+            long ms = parse_ms(argv[i + 1]);
+
+            if (ms < 0) {
+                fprintf(stderr, "backend: %s needs milliseconds from 1 to 86400000, got \"%s\"\n", argv[i],
+                        argv[i + 1]);
+                return 2;
+            }
+            if (strcmp(argv[i], "--idle-timeout-ms") == 0)
+                srv.idle_timeout_ms = (unsigned)ms;
+            else
+                srv.header_timeout_ms = (unsigned)ms;
+            i++;
+        } else {
             fprintf(stderr, "backend: unknown argument \"%s\"\n", argv[i]);
             usage(argv[0]);
             return 2;
@@ -406,8 +628,6 @@ int main(int argc, char **argv)
     }
     strcpy(srv.name, name);
     srv.started = time(NULL);
-    for (int i = 0; i < MAX_CLIENTS; i++)
-        srv.clients[i].fd = -1;
     srv.listen_fd = open_listener(&addr);
     if (srv.listen_fd < 0) {
         fprintf(stderr, "backend: cannot listen on %s: %s\n", listen_arg, strerror(errno));
