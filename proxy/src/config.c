@@ -261,26 +261,25 @@ static int parse_cidr(struct ctx *c, const char *key, const char *v, struct cidr
     return 0;
 }
 
+/* Appends a CIDR to one of the config's fixed-size range lists. */
+static int add_cidr(struct ctx *c, const char *key, const char *v, struct cidr *list, size_t *n, size_t max)
+{
+    if (*n == max)
+        return fail(c, key, "at most %zu ranges", max);
+    if (parse_cidr(c, key, v, &list[*n]) < 0)
+        return -1;
+    (*n)++;
+    return 0;
+}
+
 static int set_trusted(struct ctx *c, const char *key, const char *v)
 {
-    struct config *cfg = c->cfg;
-    if (cfg->ntrusted == MAX_TRUSTED)
-        return fail(c, key, "at most %d trusted proxy ranges", MAX_TRUSTED);
-    if (parse_cidr(c, key, v, &cfg->trusted[cfg->ntrusted]) < 0)
-        return -1;
-    cfg->ntrusted++;
-    return 0;
+    return add_cidr(c, key, v, c->cfg->trusted, &c->cfg->ntrusted, MAX_TRUSTED);
 }
 
 static int set_backend_network(struct ctx *c, const char *key, const char *v)
 {
-    struct config *cfg = c->cfg;
-    if (cfg->nbackend_networks == MAX_BACKEND_NETWORKS)
-        return fail(c, key, "at most %d backend networks", MAX_BACKEND_NETWORKS);
-    if (parse_cidr(c, key, v, &cfg->backend_networks[cfg->nbackend_networks]) < 0)
-        return -1;
-    cfg->nbackend_networks++;
-    return 0;
+    return add_cidr(c, key, v, c->cfg->backend_networks, &c->cfg->nbackend_networks, MAX_BACKEND_NETWORKS);
 }
 
 /* A comma-separated list of protocol names (RFC 9110 token characters), stored lowercase. */
