@@ -261,9 +261,10 @@ static void serve_page(struct client *c)
          "<p>Instance: <b>%s</b> (pid %ld)</p>\n"
          "%s"
          "<p>Requests served: %llu; up %lld s</p>\n"
+         "<p>Open connections: %d</p>\n"
          "</body></html>\n",
          srv.name, srv.name, srv.name, (long)getpid(), memory, srv.requests,
-         (long long)(time(NULL) - srv.started));
+         (long long)(time(NULL) - srv.started), srv.clients_open);
     respond(c, 200, "OK", "text/html; charset=utf-8", body);
 }
 
