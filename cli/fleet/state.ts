@@ -21,6 +21,11 @@ export const machineState = z.object({
   role: z.enum(['proxy', 'backend']),
   /** Where it serves, `host:port` (the client port for the proxy). */
   address: z.string(),
+  /**
+   * A proxy machine's admin API, `host:port`, where stopping it asks it to shut down: kept per
+   * machine because `up` stops the old proxy after the state took the new plan's addresses.
+   */
+  admin: z.optional(z.string()),
   /** null until the process exists. */
   pid: z.nullable(z.int().check(z.positive())),
   /** Exactly what was run: `down --force` finds leftovers by this command line. */

@@ -59,6 +59,7 @@ export function adminApiProxy(fleet: AdminApiFleet): FleetProxy {
     roll: (name, replace) => rollBackend(sync(), name, replace),
     waitHealthy: (timeoutMs, dead) =>
       waitUntilHealthy(fleet, { timeoutMs, deadMachine: dead, hint: fleet.hint }),
+    downBackends: async () => (await fetchStats(sync().endpoint)).backends.filter((b) => b.state === 'down').map((b) => b.name),
   };
 }
 
@@ -121,9 +122,13 @@ export async function rollBackend(sync: Omit<BackendSync, 'wanted'>, name: strin
     return health ? health.checks - health.failures : 0;
   };
   await setBackendDrain(sync.endpoint, name, true);
+  // Not only no request in flight: no connection of the proxy's open either, so a hard stop of
+  // the machine (QMP `quit` sends no FIN) leaves the proxy nothing pooled to a vanished peer.
   await waitForProxy(sync, `${name} drained`, (stats) => {
     const backend = stats.backends.find((b) => b.name === name);
-    return !backend || backend.in_flight === 0 ? null : `${name} still has ${backend.in_flight} requests in flight`;
+    if (!backend) return null;
+    const open = backend.active_connections + backend.idle_connections;
+    return backend.in_flight === 0 && open === 0 ? null : `${name} still has ${backend.in_flight} requests in flight, ${open} connections open`;
   });
   await replace();
   const before = passedChecks(await fetchStats(sync.endpoint));

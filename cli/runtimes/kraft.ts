@@ -26,6 +26,7 @@ import { pidExists } from '../pid.js';
 import { adminApiProxy, withoutBackendList } from './backend-sync.js';
 import { fileHash } from './build.js';
 import { readKraftfileNames } from './kraftfile.js';
+import { shutdownProxy } from './proxy-shutdown.js';
 import { inFleetOrder, reconcile, stopMachines, WAIT_POLICY, type MachineDriver } from './machines.js';
 import { findOnPath, logTail, sleep, waitForExit } from './processes.js';
 import type { DownOptions, MachineStatus, Runtime, RuntimeContext } from './runtime.js';
@@ -152,12 +153,19 @@ function isFleetInstance(fleet: string, name: string): boolean {
 
 /**
  * kraft's machines: started with `kraft run -d`, seen through `kraft ps`, stopped with `kraft
- * stop` + `kraft rm`. The last listing is kept: a name kraft still lists blocks `kraft run`.
+ * stop` + `kraft rm`; the proxy is first asked to shut down through its admin API, and its
+ * unikernel halts by itself once it has drained (proxy-shutdown.ts). The last listing is kept:
+ * a name kraft still lists blocks `kraft run`.
  */
 function driver(state: FleetState, ctx: RuntimeContext): MachineDriver<KraftMachinePlan> {
   let listed = new Map<string, KraftMachine>();
   return {
-    record: (m) => ({ address: m.serves, command: [m.run.file, ...m.run.args], log: machineLog(ctx, m.name) }),
+    record: (m) => ({
+      address: m.serves,
+      ...(m.role === 'proxy' ? { admin: state.proxy.admin } : {}),
+      command: [m.run.file, ...m.run.args],
+      log: machineLog(ctx, m.name),
+    }),
     async start(m, machine) {
       // A machine of that name that the state does not record (from a lost state) blocks the name.
       if (listed.has(m.instance)) await removeInstances([m.instance], { timeoutMs: WAIT_POLICY.stopMs, force: false }, ctx);
@@ -167,6 +175,16 @@ function driver(state: FleetState, ctx: RuntimeContext): MachineDriver<KraftMach
       return Number.isInteger(pid) && pid > 0 ? pid : null;
     },
     async stop(machines, options) {
+      if (machines.some((m) => m.role === 'proxy')) {
+        const deadline = Date.now() + options.timeoutMs;
+        const before = await listMachines();
+        for (const m of machines) {
+          const row = before.get(instanceName(state.fleet, m.name));
+          const pid = Number(row?.pid ?? NaN);
+          // kraft reports the QEMU process: its exit is the unikernel powering off.
+          if (row?.status === 'running' && Number.isInteger(pid) && pid > 0) await shutdownProxy(m, ctx.adminToken(), () => !pidExists(pid), deadline);
+        }
+      }
       await removeInstances(machines.map((m) => instanceName(state.fleet, m.name)), options, ctx);
       listed = await listMachines();
     },

@@ -6,6 +6,7 @@
  * `MachineDriver`: how to start, stop and look at its machines, and what to clean up.
  */
 import type { Role } from '../fleet/plan.js';
+import { UserError } from '../errors.js';
 import type { FleetState, MachineState } from '../fleet/state.js';
 import type { DeadMachine } from './health-wait.js';
 import { isOurProcess } from './processes.js';
@@ -36,6 +37,11 @@ export const WAIT_POLICY = {
   unchangedMs: 10_000,
   /** How long a machine `up` replaces, removes or rolls back gets to stop before it is killed. */
   stopMs: 5_000,
+  /**
+   * How long a proxy `up` replaces gets to drain and exit by itself: its default drain deadline
+   * (`proxy.timeouts.shutdownMs`, 10 s) and a margin for the exit; only then is it stopped hard.
+   */
+  proxyStopMs: 15_000,
 } as const;
 
 /** A planned machine and the fingerprint that, when it changes, means a restart. */
@@ -141,8 +147,8 @@ export interface PlannedMachine {
 
 /** What a runtime supplies to `reconcile` and `stopMachines`: its machines' life cycle, nothing of the loop. */
 export interface MachineDriver<P extends PlannedMachine> {
-  /** What the state records of a planned machine before it starts: where it serves, its exact command line, its log. */
-  record(plan: P): Pick<MachineState, 'address' | 'command' | 'log'>;
+  /** What the state records of a planned machine before it starts: where it serves (a proxy: its admin API too), its exact command line, its log. */
+  record(plan: P): Pick<MachineState, 'address' | 'admin' | 'command' | 'log'>;
   /** Starts a machine the state already records as `starting`; resolves to its PID (null: the runtime has none). */
   start(plan: P, machine: MachineState): Promise<number | null>;
   /** Stops these machines and tolerates ones already gone; the caller keeps the state. */
@@ -167,6 +173,8 @@ export interface FleetProxy {
   roll(name: string, replace: () => Promise<void>): Promise<void>;
   /** Resolves once the proxy reports every planned backend up; a machine `dead` returns fails the wait. */
   waitHealthy(timeoutMs: number, dead: () => Promise<DeadMachine | undefined>): Promise<void>;
+  /** The backends the proxy reports `down` right now (its health checks fail); rejects when it does not answer. */
+  downBackends(): Promise<string[]>;
 }
 
 export interface Reconciliation<P extends PlannedMachine> {
@@ -188,20 +196,35 @@ export interface Reconciliation<P extends PlannedMachine> {
  * wait until the proxy reports every backend up, and only then stop the machines the plan
  * dropped (the proxy drained them during the sync).
  *
- * On a failure every machine this `up` started is stopped again, except a backend whose restart
- * one at a time completed: the proxy reported the new one up, the old one is gone, and
- * stopping it would leave the fleet smaller than `up` found it. The backends not rolled yet
- * keep running as they were; the next `up` rolls them (and undrains one left draining).
+ * A fleet that needs no change but whose proxy still reports some backends down after the
+ * health wait has those backends replaced, like dead ones: their machine runs (a VM whose app
+ * died without powering it off, a hung process), so waiting longer would not bring them back.
+ *
+ * On a failure every machine this `up` started is stopped again, except the ones that took the
+ * place of a machine it stopped and still run: a backend whose restart one at a time completed
+ * (the proxy reported the new one up), and a machine that replaced one outright, above all a
+ * proxy. Stopping those would leave the fleet smaller than `up` found it, or without a proxy;
+ * the proxy kept serves the backends that are up. The backends not rolled yet keep running as
+ * they were; the next `up` rolls them (and undrains one left draining).
  */
 export async function reconcile<P extends PlannedMachine>(r: Reconciliation<P>): Promise<FleetState> {
   const { state, driver, proxy, ctx } = r;
-  const changes = planChanges(state.machines, r.wanted, await driver.running());
+  const running = await driver.running();
+  let changes = planChanges(state.machines, r.wanted, running);
   const started: MachineState[] = [];
   const dead = deadMachineCheck(state, driver, started);
   if (isUnchanged(changes)) {
     await proxy.sync();
-    await ctx.progress.step('fleet already up to date; checking health', () => proxy.waitHealthy(WAIT_POLICY.unchangedMs, dead));
-    return state;
+    try {
+      await ctx.progress.step('fleet already up to date; checking health', () => proxy.waitHealthy(WAIT_POLICY.unchangedMs, dead));
+      return state;
+    } catch (error) {
+      const down = await proxy.downBackends().catch((): string[] => []);
+      const stuck = state.machines.filter((m) => m.role === 'backend' && down.includes(m.name));
+      if (stuck.length === 0) throw error;
+      ctx.progress.log(`${machineNames(stuck)} still down after ${WAIT_POLICY.unchangedMs / 1000} s: replacing ${stuck.length === 1 ? 'it' : 'them'}`);
+      changes = planChanges(state.machines, r.wanted, (m) => running(m) && !stuck.includes(m));
+    }
   }
 
   const stop = { timeoutMs: WAIT_POLICY.stopMs, force: false };
@@ -214,7 +237,8 @@ export async function reconcile<P extends PlannedMachine>(r: Reconciliation<P>):
   const rolledIn = new Set<MachineState>();
   try {
     if (changes.replaced.length > 0) {
-      await ctx.progress.step(`stop ${machineNames(changes.replaced)} (changed or exited)`, () => stopMachines(state, changes.replaced, driver, ctx, stop));
+      await ctx.progress.step(`stop ${machineNames(changes.replaced)} (changed, exited or not serving)`, () =>
+        stopMachines(state, changes.replaced, driver, ctx, stop, { ...stop, timeoutMs: WAIT_POLICY.proxyStopMs }));
     }
     for (const want of changes.toStart) {
       await ctx.progress.step(`start ${want.plan.name} on ${driver.record(want.plan).address}`, () => start(want));
@@ -233,9 +257,16 @@ export async function reconcile<P extends PlannedMachine>(r: Reconciliation<P>):
     const backends = r.wanted.filter((w) => w.plan.role === 'backend').length;
     await ctx.progress.step(`wait until the proxy reports ${backends} backends up`, () => proxy.waitHealthy(r.timeoutMs, dead));
   } catch (error) {
+    const stillRunning = await driver.running().catch(() => () => false);
+    const kept = started.filter((m) => rolledIn.has(m) || (changes.replaced.some((old) => old.name === m.name) && stillRunning(m)));
     // A machine whose start failed is recorded without a PID: `force` finds it by its command line.
-    await stopMachines(state, started.filter((m) => !rolledIn.has(m)), driver, ctx, { ...stop, force: true });
+    await stopMachines(state, started.filter((m) => !kept.includes(m)), driver, ctx, { ...stop, force: true });
     await driver.cleanup(state);
+    const keptProxy = kept.find((m) => m.role === 'proxy');
+    if (keptProxy && error instanceof Error) {
+      const note = `the new ${keptProxy.name} keeps running (the old one is gone, and a fleet is not left without a proxy): it serves the backends that are up; \`uproxy ps\` shows them`;
+      throw new UserError(error.message, [...(error instanceof UserError ? error.details : []), note]);
+    }
     throw error;
   }
   if (changes.removed.length > 0) {
@@ -247,14 +278,28 @@ export async function reconcile<P extends PlannedMachine>(r: Reconciliation<P>):
   return state;
 }
 
-/** Marks the machines as stopping, has the driver stop them, and drops them from the state. */
+/**
+ * Marks the machines as stopping, has the driver stop them, and drops them from the state.
+ * The proxy goes first, on its own (with `proxyOptions`): asked to shut down, it drains and
+ * closes every client and upstream connection with a FIN. A backend stopped after that holds
+ * no connection of the proxy, so even a hard stop of it (QMP `quit`, which sends no FIN) leaves
+ * no peer holding a connection; stopped first, it would leave the proxy pooled connections to
+ * a machine that vanished without closing them. (A backend `up` removes or restarts behind a
+ * running proxy is drained through the proxy before it is stopped: backend-sync.ts.)
+ */
 export async function stopMachines<P extends PlannedMachine>(
-  state: FleetState, machines: readonly MachineState[], driver: MachineDriver<P>, ctx: RuntimeContext, options: DownOptions,
+  state: FleetState, machines: readonly MachineState[], driver: MachineDriver<P>, ctx: RuntimeContext, options: DownOptions, proxyOptions = options,
 ): Promise<void> {
-  if (machines.length === 0) return;
-  recordStopping(state, machines, ctx);
-  await driver.stop(machines, options);
-  forgetMachines(state, machines, ctx);
+  const groups: [MachineState[], DownOptions][] = [
+    [machines.filter((m) => m.role === 'proxy'), proxyOptions],
+    [machines.filter((m) => m.role !== 'proxy'), options],
+  ];
+  for (const [group, groupOptions] of groups) {
+    if (group.length === 0) continue;
+    recordStopping(state, group, ctx);
+    await driver.stop(group, groupOptions);
+    forgetMachines(state, group, ctx);
+  }
 }
 
 /**

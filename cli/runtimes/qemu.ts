@@ -8,8 +8,9 @@
  * boots with the whole current list. Order of a change: network (recorded resource by resource),
  * then each machine (recorded as `starting` with its exact command line before QEMU runs),
  * then a wait until the proxy's admin API, reached from the host over the bridge, reports
- * every backend up. `down` asks each machine to quit over QMP, kills what does not go by its
- * recorded PID, and removes exactly the network resources the state records.
+ * every backend up. `down` asks the proxy to shut down through its admin API (its VM powers
+ * off once it has drained), then each other machine to quit over QMP, kills what does not go
+ * by its recorded PID, and removes exactly the network resources the state records.
  */
 import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -38,6 +39,7 @@ import { findUnikraftBuilds } from './kraftfile.js';
 import { processStatuses, reconcile, stopMachines, type MachineDriver, type Wanted } from './machines.js';
 import { BUSYBOX, chooseAccel, isStaticElf } from './probe.js';
 import { findProcessesByArgv, isOurProcess, sleep, waitForExit } from './processes.js';
+import { shutdownProxy } from './proxy-shutdown.js';
 import { QmpClient } from './qmp.js';
 import type { DownOptions, Runtime, RuntimeContext, UpOptions } from './runtime.js';
 
@@ -97,7 +99,7 @@ export const runtime: Runtime = {
     const vm = planVmFleet(plan, inputs);
     resources.accel = inputs.accel;
     const state: FleetState = { version: 1, fleet: plan.fleet, runtime: 'qemu', proxy: vm.proxy, machines: previous?.machines ?? [], resources };
-    const machines = driver(ctx);
+    const machines = driver(ctx, vm.proxy.admin);
 
     const networkFingerprint = sha256(JSON.stringify(vm.network));
     if (resources.networkFingerprint !== networkFingerprint) {
@@ -124,7 +126,7 @@ export const runtime: Runtime = {
   },
 
   async down(state, ctx, options) {
-    const machines = driver(ctx);
+    const machines = driver(ctx, state.proxy.admin);
     await stopMachines(state, state.machines, machines, ctx, options);
     await machines.cleanup(state);
   },
@@ -216,13 +218,20 @@ async function applyFleetNetwork(vm: VmFleetPlan, state: FleetState, resources: 
 
 /**
  * QEMU machines: each started daemonized with its PID file and QMP socket, recognised by PID
- * and command line, asked to quit over QMP and killed by PID after the timeout.
+ * and command line. The proxy is asked to shut down through its admin API (`proxyAdmin`, its
+ * planned address) and its VM powers off by itself; a backend, or a proxy still there at the
+ * timeout, is asked to quit over QMP and killed by PID after the timeout.
  */
-function driver(ctx: RuntimeContext): MachineDriver<VmStart> {
+function driver(ctx: RuntimeContext, proxyAdmin: string): MachineDriver<VmStart> {
   return {
-    record: ({ machine }) => ({ address: machine.serves, command: [machine.command.file, ...machine.command.args], log: machine.guest.serialLog }),
+    record: ({ role, machine }) => ({
+      address: machine.serves,
+      ...(role === 'proxy' ? { admin: proxyAdmin } : {}),
+      command: [machine.command.file, ...machine.command.args],
+      log: machine.guest.serialLog,
+    }),
     start: startMachine,
-    stop: (machines, options) => Promise.all(machines.map((m) => stopMachine(m, join(vmDir(ctx), `${m.name}.qmp`), options))).then(() => {}),
+    stop: (machines, options) => Promise.all(machines.map((m) => stopMachine(m, join(vmDir(ctx), `${m.name}.qmp`), options, ctx.adminToken()))).then(() => {}),
     running: async () => (m) => isOurProcess(m.pid, m.command),
     cleanup: async (state) => {
       if (state.machines.length === 0) await removeFleet(state, ctx);
@@ -270,12 +279,22 @@ function vmDir(ctx: RuntimeContext): string {
   return join(stateDir(ctx.projectDir), 'vm');
 }
 
-async function stopMachine(machine: MachineState, qmpSocket: string, options: DownOptions): Promise<void> {
+/**
+ * A proxy VM first gets `options.timeoutMs` to shut down by itself (proxy-shutdown.ts); then,
+ * or at once for a backend, QMP `quit`, and SIGKILL if QEMU is still there after as long again.
+ * A backend needs no gentler stop: by the time one is stopped, no peer holds a connection to
+ * it (the proxy drained it, or was stopped before it: machines.ts `stopMachines`).
+ */
+async function stopMachine(machine: MachineState, qmpSocket: string, options: DownOptions, adminToken: string): Promise<void> {
   // A machine recorded without a PID was being started when uproxy died: its command line finds it.
   const pids = machine.pid !== null && !options.force ? [machine.pid] : [...new Set([...(machine.pid === null ? [] : [machine.pid]), ...findProcessesByArgv([machine.command])])];
   const alive = () => pids.filter((pid) => isOurProcess(pid, machine.command));
   const ours = alive();
   if (ours.length === 0) return;
+  if (await shutdownProxy(machine, adminToken, () => alive().length === 0, Date.now() + options.timeoutMs)) {
+    await waitForExit(ours, pidExists);
+    return;
+  }
   try {
     const qmp = await QmpClient.connect(qmpSocket, 2_000);
     try {

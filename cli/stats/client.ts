@@ -106,3 +106,19 @@ export async function setBackendDrain(endpoint: AdminEndpoint, backend: string, 
     throw error;
   }
 }
+
+/**
+ * Asks the proxy to drain and exit (`POST /shutdown`): it stops accepting, finishes what is in
+ * flight, closes every client and pooled upstream connection with a FIN and exits 0, as on
+ * SIGTERM, which a VM guest cannot be sent. Resolves once the proxy accepted (202); false when
+ * this proxy has no such route (404) and must be stopped some other way.
+ */
+export async function requestShutdown(endpoint: AdminEndpoint, timeoutMs = DEFAULT_TIMEOUT_MS): Promise<boolean> {
+  try {
+    await adminRequest(endpoint, 'POST', '/shutdown', timeoutMs);
+    return true;
+  } catch (error) {
+    if (error instanceof AdminApiError && error.status === 404) return false;
+    throw error;
+  }
+}

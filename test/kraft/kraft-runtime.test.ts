@@ -300,10 +300,12 @@ describe('kraft runtime', () => {
     const before = invocations(project).length;
     const down = await run(project, ['down'], true);
     expect(down.exitCode, down.stderr).toBe(0);
+    // The proxy first: asked through its admin API, it drains and exits, and its machine ends by
+    // itself (no `kraft stop`); only then the backends, which no connection of it holds any more.
     expect(summary(invocations(project).slice(before)).filter((s) => !s.startsWith('ps'))).toEqual([
+      'rm fleet-proxy',
       'stop fleet-backend-1', 'rm fleet-backend-1',
       'stop fleet-backend-2', 'rm fleet-backend-2',
-      'stop fleet-proxy', 'rm fleet-proxy',
       'net rm uproxy0',
     ]);
     const fake = JSON.parse(readFileSync(join(project.fakeDir, 'state.json'), 'utf8'));

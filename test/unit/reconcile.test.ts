@@ -37,6 +37,10 @@ interface Fleet {
   failStart: Set<string>;
   /** Fails the final health wait. */
   failWait?: string;
+  /** Fails only the first health wait (the unchanged fleet's). */
+  failFirstWait?: string;
+  /** Backends the proxy reports down. */
+  down: string[];
   /** Names the driver reports as no longer running. */
   dead: Set<string>;
   /** What the wait's dead-machine check returned. */
@@ -51,6 +55,7 @@ function fleet(recorded: MachineState[]): Fleet {
     calls: [],
     saved: [],
     failStart: new Set(),
+    down: [],
     dead: new Set(),
     deadSeen: [],
     state: { version: 1, fleet: 'f', runtime: 'host', proxy: { listen: '10.0.0.1:80', admin: '10.0.0.1:81' }, machines: recorded, resources: {} },
@@ -74,7 +79,8 @@ function fleet(recorded: MachineState[]): Fleet {
       return nextPid++;
     },
     async stop(machines, options) {
-      f.calls.push(`stop ${machines.map((m) => `${m.name} (${onDisk(m.name)})`).join(', ')}${options.force ? ' --force' : ''}`);
+      const proxyTimeout = machines.some((m) => m.role === 'proxy') && !options.force ? ` within ${options.timeoutMs} ms` : '';
+      f.calls.push(`stop ${machines.map((m) => `${m.name} (${onDisk(m.name)})`).join(', ')}${options.force ? ' --force' : ''}${proxyTimeout}`);
     },
     async running() {
       return (m) => !f.dead.has(m.name);
@@ -95,7 +101,16 @@ function fleet(recorded: MachineState[]): Fleet {
     async waitHealthy(timeoutMs, dead) {
       f.calls.push(`wait ${timeoutMs} ms`);
       f.deadSeen.push(await dead());
+      if (f.failFirstWait) {
+        const failure = f.failFirstWait;
+        delete f.failFirstWait;
+        throw new Error(failure);
+      }
       if (f.failWait) throw new Error(f.failWait);
+    },
+    async downBackends() {
+      f.calls.push('ask which backends are down');
+      return f.down;
     },
   };
   return f;
@@ -202,11 +217,12 @@ describe('reconcile', () => {
     expect(summary(state).map((s) => s.split(':')[0])).toEqual(['backend-2', 'proxy', 'backend-1']);
   });
 
-  it('restarts every changed machine outright when the proxy restarts too', async () => {
+  it('restarts every changed machine outright when the proxy restarts too, the proxy stopped first (it drains and closes its upstream connections)', async () => {
     const f = fleet(allRunning());
     await f.run([want('backend-1', 'new'), want('backend-2', 'old'), want('backend-3', 'old'), want('proxy', 'p-new')]);
     expect(f.calls).toEqual([
-      'stop backend-1 (stopping), proxy (stopping)',
+      `stop proxy (stopping) within ${WAIT_POLICY.proxyStopMs} ms`,
+      'stop backend-1 (stopping)',
       'start backend-1 (starting, fingerprint new)',
       'start proxy (starting, fingerprint p-new)',
       'wait 30000 ms',
@@ -220,5 +236,58 @@ describe('reconcile', () => {
     f.dead.add('backend-1');
     await up;
     expect(f.deadSeen).toEqual([{ what: 'machine backend-1 stopped right after it was started', log: 'backend-1.log' }]);
+  });
+
+  it('replaces the backends an unchanged fleet still reports down after the health wait (their machines run), then waits again', async () => {
+    const f = fleet(allRunning());
+    f.failFirstWait = 'the fleet did not become healthy within 10 s: not up yet: backend-2 (down)';
+    f.down = ['backend-2'];
+    const state = await f.run([want('backend-1', 'old'), want('backend-2', 'old'), want('backend-3', 'old'), want('proxy', 'p')]);
+    expect(f.calls).toEqual([
+      'sync',
+      `wait ${WAIT_POLICY.unchangedMs} ms`,
+      'ask which backends are down',
+      'stop backend-2 (stopping)',
+      'start backend-2 (starting, fingerprint old)',
+      'sync',
+      'wait 30000 ms',
+    ]);
+    expect(summary(state)).toEqual(['backend-1:running:old:1', 'backend-3:running:old:3', 'proxy:running:p:4', 'backend-2:running:old:100']);
+  });
+
+  it('an unchanged fleet whose proxy reports no backend down fails the health wait as before', async () => {
+    const f = fleet(allRunning());
+    f.failFirstWait = 'the proxy did not answer';
+    await expect(f.run([want('backend-1', 'old'), want('backend-2', 'old'), want('backend-3', 'old'), want('proxy', 'p')])).rejects.toThrow('the proxy did not answer');
+    expect(f.calls).toEqual(['sync', `wait ${WAIT_POLICY.unchangedMs} ms`, 'ask which backends are down']);
+  });
+
+  it('a replacement proxy that does not become healthy keeps running (with the backends that replaced others): the fleet is never left without a proxy', async () => {
+    const f = fleet(allRunning());
+    f.failWait = 'the fleet did not become healthy';
+    const up = f.run([want('backend-1', 'new'), want('backend-2', 'old'), want('backend-3', 'old'), want('backend-4', 'b'), want('proxy', 'p-new')]);
+    await expect(up).rejects.toThrow('the fleet did not become healthy');
+    await expect(up).rejects.toMatchObject({ details: [expect.stringContaining('the new proxy keeps running')] });
+    expect(f.calls).toEqual([
+      `stop proxy (stopping) within ${WAIT_POLICY.proxyStopMs} ms`,
+      'stop backend-1 (stopping)',
+      'start backend-1 (starting, fingerprint new)',
+      'start backend-4 (starting, fingerprint b)',
+      'start proxy (starting, fingerprint p-new)',
+      'wait 30000 ms',
+      // Only the new backend-4 had no machine before: it goes; the proxy and backend-1 stay.
+      'stop backend-4 (stopping) --force',
+      'cleanup (4 left)',
+    ]);
+    expect(summary(f.saved.at(-1)!)).toEqual(['backend-2:running:old:2', 'backend-3:running:old:3', 'backend-1:running:new:100', 'proxy:running:p-new:102']);
+  });
+
+  it('a replacement proxy that died is not kept', async () => {
+    const f = fleet(allRunning());
+    f.failWait = 'the fleet did not become healthy';
+    const up = f.run([want('backend-1', 'old'), want('backend-2', 'old'), want('backend-3', 'old'), want('proxy', 'p-new')]);
+    f.dead.add('proxy');
+    await expect(up).rejects.toThrow('the fleet did not become healthy');
+    expect(f.calls.slice(-2)).toEqual(['stop proxy (stopping) --force', 'cleanup (3 left)']);
   });
 });
