@@ -4,13 +4,15 @@ import { projectDir } from './options.js';
 export function register(program: Command): void {
   program
     .command('ps')
-    .description('List the machines of the fleet with their process state and health')
+    .description('List the machines of the fleet with their process state and health (exit 1 when the fleet has no running proxy)')
     .option('--json', 'print JSON instead of a table', false)
     .addHelpText('after', '\nExamples:\n  $ uproxy ps\n  $ uproxy ps --json | jq ".machines[].pid"')
     .action(async (options: { json: boolean }, command: Command) => {
-      const { listingJson, listMachines } = await import('../core/ps.js');
+      const { listingJson, listMachines, missingProxy } = await import('../core/ps.js');
       const { machineTable, curlLine } = await import('../core/output.js');
       const listing = await listMachines(projectDir(command));
+      const missing = missingProxy(listing);
+      if (missing) process.exitCode = 1;
       if (options.json) {
         process.stdout.write(`${JSON.stringify(listingJson(listing), null, 2)}\n`);
         return;
@@ -20,6 +22,7 @@ export function register(program: Command): void {
         return;
       }
       const note = listing.healthUnknown ? `\nHealth unknown: ${listing.healthUnknown}\n` : '';
-      process.stdout.write(`${machineTable(listing.machines)}\n${note}\n${curlLine(listing.state.proxy.listen)}\n`);
+      const last = missing ? `No proxy: ${missing}` : curlLine(listing.state.proxy.listen);
+      process.stdout.write(`${machineTable(listing.machines)}\n${note}\n${last}\n`);
     });
 }

@@ -45,8 +45,20 @@ export async function withHealth(projectDir: string, state: FleetState, inspecte
   }
 }
 
+/**
+ * Why a fleet that is recorded has no proxy running, if so: every client request fails then,
+ * so `ps` and `status` say it in words and exit non-zero rather than list the backends.
+ */
+export function missingProxy(listing: Listing): string | undefined {
+  if (!listing.state) return undefined;
+  const proxy = listing.machines.find((m) => m.role === 'proxy');
+  if (!proxy) return `fleet ${listing.state.fleet} has no proxy: no client request is served; \`uproxy up\` starts one`;
+  if (proxy.state !== 'running') return `the proxy of fleet ${listing.state.fleet} is not running (${proxy.state}): no client request is served; \`uproxy up\` starts it again`;
+  return undefined;
+}
+
 /** The `ps --json` document: null fields when no fleet runs here. */
 export function listingJson(listing: Listing): unknown {
   const { state, machines } = listing;
-  return { fleet: state?.fleet ?? null, runtime: state?.runtime ?? null, proxy: state?.proxy ?? null, machines };
+  return { fleet: state?.fleet ?? null, runtime: state?.runtime ?? null, proxy: state?.proxy ?? null, machines, proxyMissing: missingProxy(listing) ?? null };
 }

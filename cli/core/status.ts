@@ -53,10 +53,18 @@ export interface StatusSnapshot {
 export async function statusSnapshot(dir: string, intervalMs: number): Promise<StatusSnapshot> {
   const { fleet, admin, fetch } = watch(dir, intervalMs);
   const { sampleTwice } = await import('../tui/poller.js');
-  const series = await sampleTwice(fetch, intervalMs).catch((error: Error) => {
+  const series = await sampleTwice(fetch, intervalMs).catch(async (error: Error) => {
+    await refuseWithoutProxy(dir);
     throw new UserError(`${error.message}; is the fleet up? \`uproxy ps\` shows its machines`);
   });
   return { fleet, admin, intervalMs, series };
+}
+
+/** A fleet without a running proxy has nothing to show: said plainly, as an error. */
+async function refuseWithoutProxy(dir: string): Promise<void> {
+  const { listMachines, missingProxy } = await import('./ps.js');
+  const missing = missingProxy(await listMachines(dir));
+  if (missing) throw new UserError(missing);
 }
 
 /** The `--json` document: the fleet, the latest stats and the rates. */
@@ -68,6 +76,7 @@ export function statusJson(snapshot: StatusSnapshot): unknown {
 /** The live screen until the user quits; `d` drains or undrains through the admin API. */
 export async function liveStatus(dir: string, intervalMs: number): Promise<void> {
   const { fleet, endpoint, fetch } = watch(dir, intervalMs);
+  await refuseWithoutProxy(dir);
   const drain = async (name: string, drain: boolean): Promise<DrainOutcome> => {
     try {
       return (await setBackendDrain(endpoint, name, drain)) ? { kind: 'done' } : { kind: 'unavailable' };
