@@ -323,6 +323,74 @@ describe('a fleet on the host runtime', () => {
     expect(logs.stdout).toContain('backend backend-2 listening on');
   });
 
+  it('replaces a backend whose process runs but stays down (stopped), instead of waiting on it', { timeout: 240_000 }, async () => {
+    const state = await fleetOf(2);
+    const victim = state.machines.find((m) => m.name === 'backend-2')!;
+    // Alive to the runtime, dead to the proxy: what an app that died inside a VM still running looks like.
+    process.kill(victim.pid!, 'SIGSTOP');
+    try {
+      const endpoint = { url: `http://${state.proxy.admin}`, token: readFileSync(join(dir, '.uproxy/admin-token'), 'utf8').trim() };
+      const deadline = Date.now() + 30_000;
+      while ((await fetchStats(endpoint)).backends.find((b) => b.name === 'backend-2')?.state !== 'down' && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      const result = await uproxy(['up'], dir);
+      expect(result.exitCode, result.stderr).toBe(0);
+      expect(result.stderr).toContain('stop backend-2 (changed, exited or not serving)');
+      const after = readState(dir);
+      const pid = (name: string, s: State): number | null | undefined => s.machines.find((m) => m.name === name)?.pid;
+      expect(pid('backend-2', after)).not.toBe(victim.pid);
+      for (const name of ['backend-1', 'proxy']) expect(pid(name, after), name).toBe(pid(name, state));
+      expect(Object.keys(await spread(after.proxy.listen, token, 20)).sort()).toEqual(['backend-1', 'backend-2']);
+    } finally {
+      try {
+        process.kill(victim.pid!, 'SIGCONT');
+      } catch {
+        // Gone: the up above replaced it.
+      }
+    }
+  });
+
+  it('a replacement proxy that does not become healthy keeps serving; ps and status fail plainly once no proxy runs', { timeout: 300_000 }, async () => {
+    const state = await fleetOf(2);
+    const oldProxy = state.machines.find((m) => m.role === 'proxy')!;
+    const configPath = join(dir, 'uproxy.json');
+    const configBefore = readFileSync(configPath, 'utf8');
+    // A new health path changes the proxy's command line (a restart) and fails every check.
+    const config = JSON.parse(configBefore);
+    config.backends.health = { path: '/no-such-page' };
+    writeFileSync(configPath, JSON.stringify(config, null, 2));
+    try {
+      const failed = await uproxy(['up', '--timeout', '6'], dir);
+      expect(failed.exitCode).toBe(1);
+      expect(failed.stderr).toMatch(/the fleet did not become healthy within 6 s/);
+      expect(failed.stderr).toContain('the new proxy keeps running');
+      const kept = readState(dir).machines.find((m) => m.role === 'proxy')!;
+      expect(kept.pid).not.toBe(oldProxy.pid);
+      const ps = await uproxy(['ps'], dir);
+      expect(ps.exitCode, ps.stdout).toBe(0);
+      expect(ps.stdout).toMatch(/^proxy\s+proxy\s+\S+\s+\d+\s+running, serving$/m);
+      // It serves: the clients get an answer from it (no backend is up under this health path).
+      expect((await get(`http://${readState(dir).proxy.listen}/`, token)).status).toBe(503);
+
+      process.kill(kept.pid!, 'SIGKILL');
+      expect(await waitFor(() => !existsSync(`/proc/${kept.pid}/cmdline`) || readFileSync(`/proc/${kept.pid}/cmdline`, 'utf8') === '', 10_000)).toBe(true);
+      const none = await uproxy(['ps'], dir);
+      expect(none.exitCode).toBe(1);
+      expect(none.stdout).toContain('No proxy: the proxy of fleet fleet is not running (exited)');
+      const json = await uproxy(['ps', '--json'], dir);
+      expect(json.exitCode).toBe(1);
+      expect(JSON.parse(json.stdout).proxyMissing).toMatch(/not running/);
+      const status = await uproxy(['status', '--once', '--interval', '0.2'], dir);
+      expect(status.exitCode).toBe(1);
+      expect(status.stderr).toContain('the proxy of fleet fleet is not running (exited)');
+    } finally {
+      writeFileSync(configPath, configBefore);
+    }
+    const healthy = await fleetOf(2);
+    expect(Object.keys(await spread(healthy.proxy.listen, token, 20)).sort()).toEqual(['backend-1', 'backend-2']);
+  });
+
   it('down stops everything, frees the ports and is idempotent', { timeout: 240_000 }, async () => {
     const state = await fleetOf(2);
     const down = await uproxy(['down'], dir);
