@@ -9,7 +9,7 @@ export function register(program: Command): void {
     .option('--backends <n>', 'number of backends; saved as backends.count in uproxy.json (default: that count)', integerIn(1, 64))
     .option('--runtime <runtime>', 'host, qemu or kraft (default: runtime in uproxy.json)', runtime)
     .option('--timeout <seconds>', 'how long to wait for every backend to be up', seconds)
-    .addOption(new Option('--accel <mode>', 'VM acceleration, for the qemu runtime only').choices(['auto', 'kvm', 'tcg']))
+    .addOption(new Option('--accel <mode>', 'VM acceleration, for the qemu runtime only (overrides qemu.accel in uproxy.json)').choices(['auto', 'kvm', 'tcg']))
     .option('--dry-run', 'print every command it would run, run nothing', false)
     .option('--verbose', 'show build output', false)
     .addHelpText('after', '\nExamples:\n  $ uproxy up --backends 3\n  $ uproxy up --backends 5      # scale a running fleet\n  $ uproxy up --dry-run')

@@ -124,7 +124,16 @@ const qemu = z
     guest: z.enum(['microvm', 'unikraft']).default('microvm').describe('microvm: Linux + an initramfs uproxy builds; unikraft: a kraft-built kernel'),
     board: z.enum(['pc', 'microvm']).default('pc').describe('QEMU machine type for microvm guests; "microvm" boots faster but needs the host TSC frequency under TCG'),
     kernel: z.string().min(1).optional().describe("Linux bzImage for microvm guests; default: the host's /boot/vmlinuz-*, else Debian's linux-image-cloud-amd64"),
-    memoryMiB: z.number().int().min(4).default(96).describe('Memory per machine; measured minimums: 72 MiB for a microvm guest, 4 MiB for a unikraft guest'),
+    memoryMiB: z
+      .number()
+      .int()
+      .min(4)
+      .default(96)
+      .describe('Memory of each microvm guest (measured minimum: 72 MiB). Unikraft guests ignore it: they take unikraft.proxyMemoryMiB and unikraft.backendMemoryMiB'),
+    accel: z
+      .enum(['auto', 'kvm', 'tcg'])
+      .default('auto')
+      .describe('VM acceleration: auto is KVM when a probe guest boots under it, else TCG (the verdict is cached until the host reboots); `up --accel` overrides it'),
   })
   .prefault({})
   .describe('The qemu runtime');
@@ -154,9 +163,8 @@ const unikraft = z
       .min(8)
       .default(24)
       .describe(
-        'Memory of the proxy machine. Measured (native Unikraft 0.16.3, LWIP_NUM_TCPCON=256, QEMU TCG): it does not boot at 3-4 MiB ' +
-          '(lwip/virtqueue allocation fails), at 5 MiB a burst of 50 clients hangs it for good, from 8 MiB 50 concurrent clients are all served; ' +
-          '24 MiB served 150 concurrent clients (256 lwip connections serve about 125 proxied clients, two sockets each, plus TIME_WAIT). ' +
+        'Memory of the proxy machine. Measured (native Unikraft 0.16.3, LWIP_NUM_TCPCON=256, QEMU TCG on 2 shared cores): ' +
+          '50 concurrent clients needed 12 MiB (11 MiB was marginal, at 8 and 10 MiB accept failed with "Out of memory"). ' +
           'elfloader guests run the general-purpose base kernel: give them 64 or more.',
       ),
     backendMemoryMiB: z
@@ -165,8 +173,8 @@ const unikraft = z
       .min(10)
       .default(12)
       .describe(
-        'Memory of each backend machine. Measured (native Unikraft 0.16.3): the default backend, whose 256-client table is 4.2 MB of static buffers, ' +
-          'crashes at boot below 8 MiB, fails most concurrent requests at 8-9 MiB, and serves 100 concurrent clients from 10 MiB. elfloader guests: 64 or more',
+        'Memory of each backend machine. The default backend serves at most LWIP_NUM_TCPCON - 1 clients at once (63 with the template\'s Kraftfile) ' +
+          'and allocates 8 KiB of buffers per connected client, besides what lwip takes per connection. elfloader guests: 64 or more.',
       ),
   })
   .prefault({})

@@ -166,7 +166,7 @@ async function bootInputs(plan: FleetPlan, resources: QemuResources, ctx: Runtim
     inputs.kernel = kernel.kernel;
     modules = kernel.modules;
   }
-  const requested = options.accel ?? 'auto';
+  const requested = options.accel ?? plan.config.qemu.accel;
   if (requested === 'auto' && resources.accel !== undefined) {
     inputs.accel = resources.accel;
     return { inputs, modules };

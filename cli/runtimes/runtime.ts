@@ -53,7 +53,7 @@ export interface RuntimeContext {
 export interface UpOptions {
   /** How long to wait for the fleet to become healthy; the runtime's default when absent. */
   timeoutMs?: number;
-  /** The qemu runtime's VM acceleration (`up --accel`; `auto` when absent); the other runtimes run no VMM of their own. */
+  /** The qemu runtime's VM acceleration (`up --accel`; `qemu.accel` of uproxy.json when absent); the other runtimes run no VMM of their own. */
   accel?: AccelChoice;
 }
 

@@ -33,6 +33,12 @@ describe('uproxy.json schema', () => {
     expect(config.network).toEqual({ bridge: 'uproxy0', subnet: '172.44.0.0/24' });
   });
 
+  it('takes qemu.accel from uproxy.json (auto by default) and refuses other values', () => {
+    expect(parseConfig(JSON.stringify(minimal), 'uproxy.json').qemu.accel).toBe('auto');
+    expect(parseConfig(JSON.stringify(withChange((c) => (c.qemu = { accel: 'tcg' }))), 'uproxy.json').qemu.accel).toBe('tcg');
+    expect(problems(withChange((c) => (c.qemu = { accel: 'hvf' })))).toEqual([expect.stringMatching(/^qemu\.accel: .*"auto".*"kvm".*"tcg"/)]);
+  });
+
   it('rejects backends.image, which no runtime implements, instead of ignoring it', () => {
     expect(problems(withChange((c) => (c.backends = { image: 'backend.img' })))).toEqual(['backends: unknown key "image" (check the spelling; uproxy.schema.json lists every key)']);
   });
