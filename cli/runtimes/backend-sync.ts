@@ -15,7 +15,7 @@ import type { Progress } from '../progress.js';
 import { adminEndpointOf, adminRequest, AdminApiError, fetchStats, setBackendDrain, type AdminEndpoint } from '../stats/client.js';
 import type { ProxyStats } from '../stats/schema.js';
 import { UserError } from '../errors.js';
-import { waitUntilHealthy } from './health-wait.js';
+import { passedChecks, waitUntilHealthy } from './health-wait.js';
 import { WAIT_POLICY, type FleetProxy } from './machines.js';
 import { sleep } from './processes.js';
 import type { RuntimeContext } from './runtime.js';
@@ -57,8 +57,9 @@ export function adminApiProxy(fleet: AdminApiFleet): FleetProxy {
   return {
     sync: () => syncBackends({ ...sync(), wanted: fleet.backends }),
     roll: (name, replace) => rollBackend(sync(), name, replace),
-    waitHealthy: (timeoutMs, dead) =>
-      waitUntilHealthy(fleet, { timeoutMs, deadMachine: dead, hint: fleet.hint }),
+    waitHealthy: (timeoutMs, dead, since) =>
+      waitUntilHealthy(fleet, { timeoutMs, deadMachine: dead, since, hint: fleet.hint }),
+    healthMarks: async () => passedChecks(await fetchStats(sync().endpoint)),
     downBackends: async () => (await fetchStats(sync().endpoint)).backends.filter((b) => b.state === 'down').map((b) => b.name),
   };
 }
@@ -117,10 +118,7 @@ export async function syncBackends(sync: BackendSync): Promise<void> {
  * on while draining), undrain, and wait until the proxy reports it up.
  */
 export async function rollBackend(sync: Omit<BackendSync, 'wanted'>, name: string, replace: () => Promise<void>): Promise<void> {
-  const passedChecks = (stats: ProxyStats): number => {
-    const health = stats.backends.find((b) => b.name === name)?.health;
-    return health ? health.checks - health.failures : 0;
-  };
+  const passed = (stats: ProxyStats): number => passedChecks(stats)[name] ?? 0;
   await setBackendDrain(sync.endpoint, name, true);
   // Not only no request in flight: no connection of the proxy's open either, so a hard stop of
   // the machine (QMP `quit` sends no FIN) leaves the proxy nothing pooled to a vanished peer.
@@ -131,9 +129,9 @@ export async function rollBackend(sync: Omit<BackendSync, 'wanted'>, name: strin
     return backend.in_flight === 0 && open === 0 ? null : `${name} still has ${backend.in_flight} requests in flight, ${open} connections open`;
   });
   await replace();
-  const before = passedChecks(await fetchStats(sync.endpoint));
+  const before = passed(await fetchStats(sync.endpoint));
   await waitForProxy(sync, `a passing health check of the new ${name}`, (stats) =>
-    passedChecks(stats) > before ? null : `no health check of the new ${name} has passed yet`);
+    passed(stats) > before ? null : `no health check of the new ${name} has passed yet`);
   await setBackendDrain(sync.endpoint, name, false);
   await waitForProxy(sync, `${name} up again`, (stats) => {
     const state = stats.backends.find((b) => b.name === name)?.state ?? 'not listed';

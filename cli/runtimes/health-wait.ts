@@ -28,8 +28,17 @@ export interface WaitedFleet {
   ctx: RuntimeContext;
 }
 
+/** Each backend's count of passed health checks at some moment (`passedChecks`). */
+export type HealthMarks = Readonly<Record<string, number>>;
+
 export interface HealthWait {
   timeoutMs: number;
+  /**
+   * Backends started again behind a proxy that kept running: each counts as up only once a
+   * health check has passed since these counts were taken, since until the proxy notices the
+   * old one's death it still reports it up.
+   */
+  since?: HealthMarks;
   /** Called before each poll; a machine it returns fails the wait. */
   deadMachine: () => Promise<DeadMachine | undefined>;
   /** Said after the timeout message, e.g. where else to look. */
@@ -53,7 +62,7 @@ export async function waitUntilHealthy({ plan, state, ctx }: WaitedFleet, wait: 
     if (dead) throw new UserError(`${dead.what}; the end of ${dead.log}:`, logTail(dead.log, DEAD_LOG_LINES));
     try {
       const stats = await fetchStats(endpoint, Math.min(2000, Math.max(500, deadline - Date.now())));
-      const problem = healthProblem(stats, wanted);
+      const problem = healthProblem(stats, wanted, wait.since);
       if (problem === null) return;
       lastProblem = problem;
     } catch (error) {
@@ -68,13 +77,20 @@ export async function waitUntilHealthy({ plan, state, ctx }: WaitedFleet, wait: 
   )
 }
 
-export function healthProblem(stats: ProxyStats, wanted: readonly string[]): string | null {
+/** Health checks that passed, per backend the proxy lists. */
+export function passedChecks(stats: ProxyStats): HealthMarks {
+  return Object.fromEntries(stats.backends.map((b) => [b.name, b.health.checks - b.health.failures]));
+}
+
+export function healthProblem(stats: ProxyStats, wanted: readonly string[], since: HealthMarks = {}): string | null {
   const reported = stats.backends.map((b) => b.name);
   const missing = wanted.filter((name) => !reported.includes(name));
   if (missing.length > 0 || reported.length !== wanted.length) {
     return `the proxy on this port reports backends ${reported.join(', ') || '(none)'}, expected ${wanted.join(', ')}`;
   }
-  const notUp = stats.backends.filter((b) => b.state !== 'up');
-  if (notUp.length > 0) return `not up yet: ${notUp.map((b) => `${b.name} (${b.state})`).join(', ')}`;
+  const passed = passedChecks(stats);
+  const stale = (name: string): boolean => since[name] !== undefined && passed[name]! <= since[name]!;
+  const notUp = stats.backends.filter((b) => b.state !== 'up' || stale(b.name));
+  if (notUp.length > 0) return `not up yet: ${notUp.map((b) => `${b.name} (${stale(b.name) ? 'restarted, no health check passed yet' : b.state})`).join(', ')}`;
   return null;
 }

@@ -8,7 +8,7 @@
 import type { Role } from '../fleet/plan.js';
 import { UserError } from '../errors.js';
 import type { FleetState, MachineState } from '../fleet/state.js';
-import type { DeadMachine } from './health-wait.js';
+import type { DeadMachine, HealthMarks } from './health-wait.js';
 import { isOurProcess } from './processes.js';
 import type { DownOptions, MachineStatus, RuntimeContext } from './runtime.js';
 
@@ -171,8 +171,13 @@ export interface FleetProxy {
    * start the new), and resolves once the proxy reports the new one up.
    */
   roll(name: string, replace: () => Promise<void>): Promise<void>;
-  /** Resolves once the proxy reports every planned backend up; a machine `dead` returns fails the wait. */
-  waitHealthy(timeoutMs: number, dead: () => Promise<DeadMachine | undefined>): Promise<void>;
+  /**
+   * Resolves once the proxy reports every planned backend up; a machine `dead` returns fails the
+   * wait. A backend in `since` must also have passed a health check since those counts.
+   */
+  waitHealthy(timeoutMs: number, dead: () => Promise<DeadMachine | undefined>, since?: HealthMarks): Promise<void>;
+  /** Each backend's count of passed health checks now; rejects when the proxy does not answer. */
+  healthMarks(): Promise<HealthMarks>;
   /** The backends the proxy reports `down` right now (its health checks fail); rejects when it does not answer. */
   downBackends(): Promise<string[]>;
 }
@@ -235,6 +240,14 @@ export async function reconcile<P extends PlannedMachine>(r: Reconciliation<P>):
     return machine;
   };
   const rolledIn = new Set<MachineState>();
+  // Backends replaced behind a proxy that keeps running (dead, or not serving): until its checks
+  // fail the proxy may still report the old one up, so the wait needs a check passed since now.
+  const proxyKept = !changes.toStart.some((w) => w.plan.role === 'proxy');
+  const restartedBehindProxy = proxyKept && changes.replaced.some((m) => m.role === 'backend');
+  const since = restartedBehindProxy ? await proxy.healthMarks().then(
+    (marks) => Object.fromEntries(changes.replaced.filter((m) => m.role === 'backend').map((m) => [m.name, marks[m.name] ?? 0])),
+    () => undefined,
+  ) : undefined;
   try {
     if (changes.replaced.length > 0) {
       await ctx.progress.step(`stop ${machineNames(changes.replaced)} (changed, exited or not serving)`, () =>
@@ -244,7 +257,7 @@ export async function reconcile<P extends PlannedMachine>(r: Reconciliation<P>):
       await ctx.progress.step(`start ${want.plan.name} on ${driver.record(want.plan).address}`, () => start(want));
     }
     // A proxy started now has the whole list on its command line; a running one is told through its admin API.
-    if (!changes.toStart.some((w) => w.plan.role === 'proxy')) await proxy.sync();
+    if (proxyKept) await proxy.sync();
     for (const { machine, want } of changes.rolled) {
       let fresh: MachineState | undefined;
       await ctx.progress.step(`restart ${machine.name} (changed), drained first`, () =>
@@ -255,7 +268,7 @@ export async function reconcile<P extends PlannedMachine>(r: Reconciliation<P>):
       if (fresh) rolledIn.add(fresh);
     }
     const backends = r.wanted.filter((w) => w.plan.role === 'backend').length;
-    await ctx.progress.step(`wait until the proxy reports ${backends} backends up`, () => proxy.waitHealthy(r.timeoutMs, dead));
+    await ctx.progress.step(`wait until the proxy reports ${backends} backends up`, () => proxy.waitHealthy(r.timeoutMs, dead, since));
   } catch (error) {
     const stillRunning = await driver.running().catch(() => () => false);
     const kept = started.filter((m) => rolledIn.has(m) || (changes.replaced.some((old) => old.name === m.name) && stillRunning(m)));

@@ -98,8 +98,8 @@ function fleet(recorded: MachineState[]): Fleet {
       await replace();
       f.calls.push(`undrain ${name}`);
     },
-    async waitHealthy(timeoutMs, dead) {
-      f.calls.push(`wait ${timeoutMs} ms`);
+    async waitHealthy(timeoutMs, dead, since) {
+      f.calls.push(`wait ${timeoutMs} ms${since ? ` (a check passed since ${JSON.stringify(since)})` : ''}`);
       f.deadSeen.push(await dead());
       if (f.failFirstWait) {
         const failure = f.failFirstWait;
@@ -107,6 +107,9 @@ function fleet(recorded: MachineState[]): Fleet {
         throw new Error(failure);
       }
       if (f.failWait) throw new Error(f.failWait);
+    },
+    async healthMarks() {
+      return { 'backend-1': 7, 'backend-2': 5, 'backend-3': 3 };
     },
     async downBackends() {
       f.calls.push('ask which backends are down');
@@ -210,7 +213,8 @@ describe('reconcile', () => {
       'stop backend-1 (stopping)',
       'start backend-1 (starting, fingerprint old)',
       'sync',
-      'wait 30000 ms',
+      // The proxy kept running may still report the dead one up: the new one must pass a check.
+      'wait 30000 ms (a check passed since {"backend-1":7})',
       'stop backend-3 (stopping)',
       'cleanup (3 left)',
     ]);
@@ -250,7 +254,7 @@ describe('reconcile', () => {
       'stop backend-2 (stopping)',
       'start backend-2 (starting, fingerprint old)',
       'sync',
-      'wait 30000 ms',
+      'wait 30000 ms (a check passed since {"backend-2":5})',
     ]);
     expect(summary(state)).toEqual(['backend-1:running:old:1', 'backend-3:running:old:3', 'proxy:running:p:4', 'backend-2:running:old:100']);
   });
