@@ -34,10 +34,10 @@ interface ClientResult {
   errors: string[];
 }
 
-/** Sends `count` requests from inside namespace `ns`. */
-async function requests(ns: string, url: string, count: number, withToken = token, timeoutMs = 5000, untilFile?: string): Promise<ClientResult> {
+/** Sends `count` requests from inside namespace `ns`, over `clients` keep-alive connections for at most `maxMs`. */
+async function requests(ns: string, url: string, count: number, withToken = token, timeoutMs = 5000, untilFile = '', clients = 1, maxMs = 240_000): Promise<ClientResult> {
   const [file, ...wrap] = netnsWrap(ns);
-  const args = [...wrap, 'node', CLIENT, url, withToken, String(count), String(timeoutMs), ...(untilFile ? [untilFile] : [])];
+  const args = [...wrap, 'node', CLIENT, url, withToken, String(count), String(timeoutMs), untilFile, String(clients), String(maxMs)];
   const result = await execa(file!, args, { reject: false, timeout: 300_000 });
   expect(result.exitCode, result.stderr).toBe(0);
   return JSON.parse(result.stdout) as ClientResult;
@@ -45,6 +45,13 @@ async function requests(ns: string, url: string, count: number, withToken = toke
 
 function uproxyInside(args: string[], timeoutMs = 300_000) {
   return execa('ip', ['netns', 'exec', inner, 'node', BIN, ...args], { cwd: dir, reject: false, timeout: timeoutMs, stdin: 'ignore', all: true });
+}
+
+/** A page fetched from inside the uproxy namespace (a backend's, straight from the bridge). */
+async function pageOf(url: string): Promise<string> {
+  const result = await execa('ip', ['netns', 'exec', inner, 'curl', '-sS', '--max-time', '5', url], { reject: false, timeout: 10_000 });
+  expect(result.exitCode, result.stderr).toBe(0);
+  return result.stdout;
 }
 
 /** Each recorded machine's QEMU PID, by machine name. */
@@ -95,6 +102,12 @@ describe.skipIf(skip !== undefined)(`qemu runtime: a fleet of microvm guests${sk
     const config = JSON.parse(readFileSync(join(dir, 'uproxy.json'), 'utf8'));
     config.proxy.publish = `0.0.0.0:${PUBLISHED.split(':')[1]}`;
     writeFileSync(join(dir, 'uproxy.json'), JSON.stringify(config, null, 2));
+    // A backend app that can be told to exit (GET /exit), as one that crashes would: its VM must
+    // power off and `up` replace it.
+    const server = join(dir, 'backend/src/server.c');
+    const route = 'if (request_path_is(&c->req, "/health"))';
+    expect(readFileSync(server, 'utf8')).toContain(route);
+    writeFileSync(server, readFileSync(server, 'utf8').replace(route, `if (request_path_is(&c->req, "/exit")) exit(7);\n    else ${route}`));
     token = readFileSync(join(dir, '.uproxy/client-token'), 'utf8').trim();
   }, 120_000);
 
@@ -172,6 +185,65 @@ describe.skipIf(skip !== undefined)(`qemu runtime: a fleet of microvm guests${sk
     expect(again.all).toMatch(/already up to date/);
     expect(machinePids()).toEqual(after);
     expect(qemuProcessesOf(dir).sort()).toEqual(Object.values(after).sort());
+  }, 330_000);
+
+  it('a backend app that exits inside its VM powers the VM off, and up replaces that VM alone', async () => {
+    const before = machinePids();
+    const exited = await requests(inner, 'http://172.44.0.5:8080/exit', 1, token, 3000);
+    expect(exited.errors).toHaveLength(1);
+    const deadline = Date.now() + 60_000;
+    while (qemuProcessesOf(dir).includes(before['backend-3']!) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(qemuProcessesOf(dir)).not.toContain(before['backend-3']);
+    expect(readFileSync(join(dir, '.uproxy/logs/backend-3.log'), 'utf8')).toContain('uproxy-init: /uproxy/program exited with status 7');
+    const ps = await uproxyInside(['ps']);
+    expect(ps.stdout).toMatch(/^backend-3\s+backend\s+\S+\s+\d+\s+exited/m);
+
+    const up = await uproxyInside(['up', '--runtime', 'qemu', '--backends', '3', '--accel', 'tcg']);
+    expect(up.exitCode, up.all).toBe(0);
+    const after = machinePids();
+    expect(after['backend-3']).not.toBe(before['backend-3']);
+    for (const name of ['backend-1', 'backend-2', 'proxy']) expect(after[name], name).toBe(before[name]);
+    const spread = await requests(inner, 'http://172.44.0.2:8080/', 30);
+    expect(spread.statuses).toEqual({ 200: 30 });
+    expect(Object.keys(spread.backends).sort()).toEqual(['backend-1', 'backend-2', 'backend-3']);
+  }, 330_000);
+
+  it('replaces the proxy VM under 64 keep-alive clients: it drains and exits first, so no backend is left holding its connections', async () => {
+    const before = machinePids();
+    const enough = join(root, 'proxy-replaced');
+    const load = requests(inner, 'http://172.44.0.2:8080/', 200_000, token, 5000, enough, 64, 240_000);
+    try {
+      // The load must have reached every backend through the old proxy before it is replaced.
+      await new Promise((resolve) => setTimeout(resolve, 5_000));
+      const config = JSON.parse(readFileSync(join(dir, 'uproxy.json'), 'utf8'));
+      config.proxy.algorithm = 'least-conn';
+      writeFileSync(join(dir, 'uproxy.json'), JSON.stringify(config, null, 2));
+      const up = await uproxyInside(['up', '--runtime', 'qemu', '--backends', '3', '--accel', 'tcg']);
+      expect(up.exitCode, up.all).toBe(0);
+    } finally {
+      writeFileSync(enough, '');
+    }
+    const during = await load;
+    expect(during.statuses[200], JSON.stringify(during.errors.slice(0, 5))).toBeGreaterThan(500);
+    const after = machinePids();
+    expect(after.proxy).not.toBe(before.proxy);
+    for (const name of ['backend-1', 'backend-2', 'backend-3']) expect(after[name], name).toBe(before[name]);
+
+    // The new proxy's own pooled connections close after 4 idle seconds (its upstream idle
+    // timeout); the old proxy's would stay until the backends' 60 s idle timeout, had it
+    // vanished without a FIN. Between the two, each backend must hold a handful at most.
+    await new Promise((resolve) => setTimeout(resolve, 8_000));
+    for (const [name, ip] of [['backend-1', '172.44.0.3'], ['backend-2', '172.44.0.4'], ['backend-3', '172.44.0.5']]) {
+      const page = await pageOf(`http://${ip}:8080/`);
+      const open = Number(/Open connections: (\d+)/.exec(page)?.[1]);
+      expect(open, `${name}: ${page}`).toBeLessThanOrEqual(4);
+    }
+    const ps = await uproxyInside(['ps']);
+    expect(ps.exitCode, ps.all).toBe(0);
+    expect(ps.stdout).toMatch(/^proxy\s+proxy\s+\S+\s+\d+\s+running, serving$/m);
+    for (const name of ['backend-1', 'backend-2', 'backend-3']) expect(ps.stdout).toMatch(new RegExp(`^${name}\\s+backend\\s+\\S+\\s+\\d+\\s+running, up$`, 'm'));
+    const spread = await requests(inner, 'http://172.44.0.2:8080/', 30);
+    expect(spread.statuses).toEqual({ 200: 30 });
   }, 330_000);
 
   it('scales to 5 backend VMs and back to 2 through the admin API: only the backends that change start or stop, the proxy VM keeps running', async () => {
