@@ -1,7 +1,10 @@
 /**
  * The /init of a `microvm` guest: a busybox shell script that loads the virtio-net driver,
  * takes its address from the kernel command line (`uproxy.ip=`, `uproxy.gw=`) and runs the
- * program, powering the machine off when it ends. Everything it prints goes to the serial console, i.e. `.uproxy/logs/<name>.log`,
+ * program, powering the machine off when it ends (exit, crash, or a proxy's POST /shutdown):
+ * QEMU then exits, so uproxy sees the machine gone and `up` replaces it, and a stop waits for
+ * that instead of a hard QMP `quit` (a kernel panic reboots, which -no-reboot also turns into
+ * QEMU's exit). Everything it prints goes to the serial console, i.e. `.uproxy/logs/<name>.log`,
  * which is what `up` shows when a machine does not come up.
  */
 import { GUEST_PATHS } from './initramfs.js';
