@@ -19,6 +19,7 @@
 #include "net.h"
 #include "runtime.h"
 #include "stats.h"
+#include "tls.h"
 #include "upstream.h"
 
 #define ADMIN_IN 4096
@@ -114,7 +115,11 @@ static void render_stats(struct sbuf *o)
     for (size_t i = 0; i < auth_count(); i++)
         sb_printf(o, "%s\"%s\":%llu", i ? "," : "", auth_token(i)->name,
                   (unsigned long long)auth_token(i)->accepted);
-    sb_printf(o, "}},\"backends\":[");
+    sb_printf(o, "}},\"tls\":{\"enabled\":%s,\"handshakes\":%llu,\"resumed\":%llu,\"failed\":%llu,\"in_progress\":%llu}",
+              tls_enabled() ? "true" : "false", (unsigned long long)tls_stats.handshakes,
+              (unsigned long long)tls_stats.resumed, (unsigned long long)tls_stats.failed,
+              (unsigned long long)tls_stats.in_progress);
+    sb_printf(o, ",\"backends\":[");
     for (size_t i = 0; i < nbackends; i++) {
         if (i)
             sb_printf(o, ",");

@@ -301,6 +301,17 @@ static int set_upgrade_protocols(struct ctx *c, const char *key, const char *v)
     return 0;
 }
 
+static int set_tls_cert(struct ctx *c, const char *key, const char *v)
+{
+    struct config *cfg = c->cfg;
+    if (cfg->ntls_certs == MAX_TLS_CERTS)
+        return fail(c, key, "at most %d certificates", MAX_TLS_CERTS);
+    if (strlen(v) == 0 || strlen(v) >= sizeof cfg->tls_certs[0])
+        return fail(c, key, "path is empty or too long");
+    strcpy(cfg->tls_certs[cfg->ntls_certs++], v);
+    return 0;
+}
+
 static int set_underscore_headers(struct ctx *c, const char *key, const char *v)
 {
     if (strcmp(v, "drop") == 0)
@@ -334,6 +345,7 @@ static const struct option options[] = {
     {"trusted-proxy", set_trusted, "CIDR  peers whose X-Forwarded-*, Forwarded and X-Real-IP are kept (repeatable)", 0, 0, 0},
     {"backend-network", set_backend_network, "CIDR  where POST /backends may point (repeatable; default anywhere)", 0, 0, 0},
     {"upgrade-protocols", set_upgrade_protocols, "LIST  protocols an Upgrade may switch to (default websocket; '' for none)", 0, 0, 0},
+    {"tls-cert", set_tls_cert, "PEM  certificate chain and key: the client listener speaks TLS (repeatable; SNI picks)", 0, 0, 0},
     {"underscore-headers", set_underscore_headers, "drop|keep  request header names with '_' (default drop)", 0, 0, 0},
     {"access-log", set_access_log, "PATH  JSON-lines access log (- for stdout)", 0, 0, 0},
     {"config", set_config_file, "FILE  JSON object with the same keys (repeatables as arrays)", 0, 0, 0},
@@ -354,6 +366,7 @@ static const struct option options[] = {
     {"stream-timeout-ms", NULL, "N  an exchange with no progress either way (default 60000)", offsetof(struct config, stream_timeout_ms), 1, 86400000},
     {"body-timeout-ms", NULL, "N  a request body's time before --min-body-rate applies (default 20000)", offsetof(struct config, body_timeout_ms), 1, 86400000},
     {"min-body-rate", NULL, "N  bytes/s a request body must keep up after that, 0 for none (default 500)", offsetof(struct config, min_body_rate), 0, 1000000000},
+    {"max-handshakes", NULL, "N  TLS handshakes in progress at once (default 1000)", offsetof(struct config, max_handshakes), 1, 1000000},
     {"backend-max-connections", NULL, "N  connections to one backend, 0 for no limit (default 0)", offsetof(struct config, backend_max_connections), 0, 1000000},
 };
 
@@ -563,6 +576,7 @@ static void set_defaults(struct config *cfg)
     cfg->stream_timeout_ms = 60000;
     cfg->body_timeout_ms = 20000;
     cfg->min_body_rate = 500;
+    cfg->max_handshakes = 1000;
     strcpy(cfg->upgrade_protocols, "websocket");
 }
 

@@ -15,6 +15,7 @@
 #define MAX_TRUSTED 32
 #define MAX_BACKEND_NETWORKS 32
 #define UPGRADE_PROTOCOLS_MAX 256
+#define MAX_TLS_CERTS 16
 
 enum algorithm { ALG_ROUND_ROBIN, ALG_LEAST_CONN, ALG_P2C };
 
@@ -62,6 +63,9 @@ struct config {
     unsigned backend_max_connections;        /* 0: no limit */
     char upgrade_protocols[UPGRADE_PROTOCOLS_MAX]; /* comma-separated, lowercase */
     int keep_underscores;
+    char tls_certs[MAX_TLS_CERTS][256]; /* PEM files: chain and key; SNI picks among them */
+    size_t ntls_certs;
+    unsigned max_handshakes; /* TLS handshakes in progress at once; more connections are closed */
     size_t buffer_bytes; /* derived: max_header_bytes + room for the rewritten head */
 
     struct cidr trusted[MAX_TRUSTED];

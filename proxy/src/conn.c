@@ -23,6 +23,7 @@ static unsigned long nconns;
 
 static void client_event(struct watcher *w, uint32_t events);
 static void conn_timeout(struct timer *t);
+static int client_read(struct conn *c);
 
 unsigned long conn_count(void) { return nconns; }
 
@@ -44,6 +45,8 @@ void conn_destroy(struct conn *c)
         relay_detach(c, 0);
     buf_put(c->in);
     c->in = NULL;
+    if (c->tls)
+        tls_free(c->tls);
     loop_close(&c->w);
     if (c->prev)
         c->prev->next = c->next;
@@ -84,6 +87,10 @@ void conn_accept(int fd, const struct sockaddr_storage *peer)
     c->req.parser.data = c;
     reset_exchange(c);
     c->state = C_IDLE;
+    if (tls_enabled()) {
+        c->tls = tls_accept(fd);
+        c->state = C_HANDSHAKE;
+    }
     c->next = all_conns;
     if (all_conns)
         all_conns->prev = c;
@@ -91,11 +98,12 @@ void conn_accept(int fd, const struct sockaddr_storage *peer)
     nconns++;
     stats.conn_active++;
     stats.conn_accepted++;
-    if (loop_watch(&c->w, EPOLLIN) < 0) {
+    if ((tls_enabled() && !c->tls) || loop_watch(&c->w, EPOLLIN) < 0) {
         conn_destroy(c);
         return;
     }
-    loop_timer_set(&c->timer, runtime.cfg->idle_timeout_ms);
+    /* The handshake must be done within the time a request head has. */
+    loop_timer_set(&c->timer, c->tls ? runtime.cfg->header_timeout_ms : runtime.cfg->idle_timeout_ms);
 }
 
 /* --- access log --- */
@@ -274,7 +282,8 @@ static int rewrite_head(struct conn *c, const struct request_info *info, size_t 
 {
     struct buf *b = c->in;
     struct rewrite rw = {.client_ip = c->ip, .trusted = c->trusted, .add_keep_alive = c->ex.http10, .add_close = 0,
-                         .upgrade = c->ex.upgrade, .keep_underscores = runtime.cfg->keep_underscores};
+                         .upgrade = c->ex.upgrade, .keep_underscores = runtime.cfg->keep_underscores,
+                         .https = c->tls != NULL};
     long new_len = http_rewrite_scanned_request(info, b->data, head_len, b->end - head_len, b->cap, &rw);
     if (new_len < 0) {
         if (new_len == HTTP_REWRITE_MALFORMED)
@@ -375,7 +384,7 @@ static int start_linger(struct conn *c)
         conn_destroy(c);
         return STEP_CLOSED;
     }
-    shutdown(c->w.fd, SHUT_WR);
+    conn_shutdown_write(c);
     c->state = C_LINGER;
     loop_timer_set(&c->timer, LINGER_MS);
     return STEP_IDLE;
@@ -412,10 +421,31 @@ static int finish_exchange(struct conn *c)
     return STEP_PROGRESS;
 }
 
+/* The TLS handshake goes on until it is done; the connection is then idle. Whatever the
+ * client sent with its last flight and OpenSSL already holds is read at once: no socket event
+ * will announce it. */
+static int continue_handshake(struct conn *c)
+{
+    int r = tls_handshake(c->tls);
+    if (r < 0) {
+        conn_destroy(c);
+        return STEP_CLOSED;
+    }
+    if (r == 0)
+        return STEP_IDLE;
+    c->state = C_IDLE;
+    loop_timer_set(&c->timer, runtime.cfg->idle_timeout_ms);
+    if (tls_has_pending(c->tls) && client_read(c) == STEP_CLOSED)
+        return STEP_CLOSED;
+    return STEP_PROGRESS;
+}
+
 static int step(struct conn *c)
 {
     int r;
     switch (c->state) {
+    case C_HANDSHAKE:
+        return continue_handshake(c);
     case C_IDLE:
     case C_HEAD:
         return parse_head(c);
@@ -443,6 +473,11 @@ static int step(struct conn *c)
 static uint32_t client_interest(const struct conn *c)
 {
     uint32_t ev = 0;
+    /* OpenSSL may wait for the socket to take a record before it can go on, even to read. */
+    if (c->tls && tls_wants_write(c->tls))
+        ev |= EPOLLOUT;
+    if (c->state == C_HANDSHAKE)
+        return ev ? ev : EPOLLIN;
     int has_room = !c->in || c->in->end < c->in->cap;
     if (c->state == C_IDLE || c->state == C_HEAD)
         has_room = !c->in || c->in->end < runtime.cfg->max_header_bytes;
@@ -462,6 +497,14 @@ void conn_advance(struct conn *c)
     for (;;) {
         int r = step(c);
         if (r < 0) /* STEP_CLOSED or STEP_TUNNEL: nothing left to do here */
+            return;
+        if (r != STEP_IDLE)
+            continue;
+        /* Bytes OpenSSL already holds are announced by no socket event: they are read now. */
+        if (!c->tls || c->state == C_HANDSHAKE || c->client_eof || !tls_has_pending(c->tls))
+            break;
+        r = client_read(c);
+        if (r == STEP_CLOSED)
             return;
         if (r == STEP_IDLE)
             break;
@@ -490,7 +533,7 @@ static int client_read(struct conn *c)
     }
     if (b->end >= limit)
         return STEP_IDLE;
-    ssize_t n = recv(c->w.fd, b->data + b->end, limit - b->end, 0);
+    ssize_t n = conn_recv(c, b->data + b->end, limit - b->end);
     if (n > 0) {
         b->end += (size_t)n;
         if (c->state == C_IDLE) {
@@ -528,7 +571,8 @@ static void client_event(struct watcher *w, uint32_t events)
         conn_destroy(c);
         return;
     }
-    if ((events & EPOLLIN) && client_read(c) == STEP_CLOSED)
+    int readable = (events & EPOLLIN) || (c->tls && (events & EPOLLOUT) && tls_wants_write(c->tls));
+    if (readable && c->state != C_HANDSHAKE && client_read(c) == STEP_CLOSED)
         return;
     conn_advance(c);
 }
@@ -549,6 +593,8 @@ static void conn_timeout(struct timer *t)
         tunnel_timeout(c);
         return;
     }
+    if (c->state == C_HANDSHAKE)
+        tls_stats.failed++; /* a client that stopped halfway through its handshake */
     /* Idle keep-alive expired, or a lingering client never closed. */
     conn_destroy(c);
 }
@@ -557,7 +603,7 @@ void conn_close_idle(void)
 {
     for (struct conn *c = all_conns, *next; c; c = next) {
         next = c->next;
-        if (c->state == C_IDLE)
+        if (c->state == C_IDLE || c->state == C_HANDSHAKE)
             conn_destroy(c);
     }
 }

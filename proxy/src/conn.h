@@ -20,11 +20,13 @@
 #include "buf.h"
 #include "http.h"
 #include "loop.h"
+#include "tls.h"
 #include "upstream.h"
 
 #define LOG_PATH_MAX 256
 
 enum conn_state {
+    C_HANDSHAKE, /* TLS: the handshake is under way */
     C_IDLE,    /* between requests, no buffer held */
     C_HEAD,    /* reading a request head */
     C_PROXY,   /* exchange with a backend in progress */
@@ -72,6 +74,7 @@ struct conn {
     struct upstream *up;
     char ip[48];
     struct auth_cache auth;
+    struct ssl_st *tls; /* NULL for plain HTTP */
     int trusted;
     int client_eof;
     int shut_to_client, shut_to_backend; /* tunnel: our write side to that peer is shut */
@@ -81,6 +84,39 @@ struct conn {
     char local[384];
     char path[LOG_PATH_MAX];
 };
+
+/* The client's bytes, over TLS or not; recv/send semantics (-1 with EAGAIN: try again later). */
+static inline ssize_t conn_recv(struct conn *c, void *p, size_t n)
+{
+    return c->tls ? tls_recv(c->tls, p, n) : recv(c->w.fd, p, n, 0);
+}
+
+static inline ssize_t conn_send(struct conn *c, const void *p, size_t n)
+{
+    return c->tls ? tls_send(c->tls, p, n) : send(c->w.fd, p, n, MSG_NOSIGNAL);
+}
+
+/* Sends [start, upto) of b to the client, like buf_send. */
+static inline long conn_buf_send(struct conn *c, struct buf *b, size_t upto)
+{
+    if (!c->tls)
+        return buf_send(b, c->w.fd, upto);
+    if (upto <= b->start)
+        return 0;
+    ssize_t n = conn_send(c, b->data + b->start, upto - b->start);
+    if (n < 0)
+        return errno == EAGAIN ? 0 : -1;
+    b->start += (size_t)n;
+    return n;
+}
+
+/* Ends what the proxy sends the client (close_notify first over TLS); its reads go on. */
+static inline void conn_shutdown_write(struct conn *c)
+{
+    if (c->tls)
+        tls_close_notify(c->tls);
+    shutdown(c->w.fd, SHUT_WR);
+}
 
 /* For the listener and main.c. */
 void conn_accept(int fd, const struct sockaddr_storage *peer);

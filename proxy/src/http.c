@@ -512,7 +512,7 @@ long http_rewrite_scanned_request(const struct request_info *info, char *data, s
     flush_run(&o);
     put_forwarded_for(&o, h, rw);
     if (!kept_proto)
-        put_str(&o, "X-Forwarded-Proto: http\r\n");
+        put_str(&o, rw->https ? "X-Forwarded-Proto: https\r\n" : "X-Forwarded-Proto: http\r\n");
     if (rw->upgrade)
         put_str(&o, "Connection: upgrade\r\n");
     else if (rw->add_keep_alive)

@@ -77,6 +77,7 @@ struct rewrite {
     int add_close;      /* tell the peer this connection ends after this message */
     int upgrade;        /* keep Upgrade and send Connection: upgrade (a protocol switch) */
     int keep_underscores; /* forward header names containing '_' (dropped by default) */
+    int https;            /* the client came over TLS: X-Forwarded-Proto is https */
 };
 
 #define HTTP_REWRITE_TOO_LARGE (-1)

@@ -12,6 +12,7 @@
 #include "net.h"
 #include "runtime.h"
 #include "stats.h"
+#include "tls.h"
 
 #define ACCEPT_BATCH 64
 #define ACCEPT_BACKOFF_MIN_MS 10
@@ -46,7 +47,8 @@ static void reject(int fd)
                                "Content-Length: 32\r\nConnection: close\r\n\r\n{\"error\":\"too many connections\"}";
     char sink[4096];
     stats.conn_rejected++;
-    if (send(fd, busy, sizeof busy - 1, MSG_NOSIGNAL) < 0) {
+    /* A TLS client could not read a plain answer: it only sees the connection close. */
+    if (!tls_enabled() && send(fd, busy, sizeof busy - 1, MSG_NOSIGNAL) < 0) {
         /* Nothing more to tell a client we cannot serve. */
     }
     /* close() with unread bytes sends a reset that can destroy the 503 before the client reads
@@ -75,7 +77,11 @@ static void accept_event(struct watcher *w, uint32_t events)
             return;
         }
         accept_backoff_ms = 0;
-        if (conn_count() >= runtime.cfg->max_connections)
+        if (tls_enabled() && tls_stats.in_progress >= runtime.cfg->max_handshakes) {
+            /* Handshakes cost CPU: past the bound a new client is closed at once, before any. */
+            stats.conn_rejected++;
+            close(fd);
+        } else if (conn_count() >= runtime.cfg->max_connections)
             reject(fd);
         else
             conn_accept(fd, &peer);

@@ -21,6 +21,7 @@
 #include "loop.h"
 #include "runtime.h"
 #include "sha256.h"
+#include "tls.h"
 #include "upstream.h"
 
 #define VERSION UPROXY_VERSION /* -DUPROXY_VERSION: the Makefile reads it from proxy/VERSION */
@@ -133,6 +134,11 @@ static int start(void)
     buf_pool_init(cfg.buffer_bytes);
     http_init(cfg.buffer_bytes);
     balance_init(cfg.algorithm);
+    char err[512];
+    if (tls_init(&cfg, err, sizeof err) < 0) {
+        fprintf(stderr, "uproxy-proxy: %s\n", err);
+        return 2;
+    }
     if (cfg.access_log[0] && access_log_open(cfg.access_log) < 0) {
         fprintf(stderr, "uproxy-proxy: --access-log: cannot open '%s': %s\n", cfg.access_log, strerror(errno));
         return 2;

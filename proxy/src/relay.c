@@ -370,7 +370,7 @@ static int pump_response(struct conn *c)
         return progress;
     struct buf *r = c->up->in;
     /* Only whole heads leave: a head still arriving may yet be rewritten or refused. */
-    long n = buf_send(r, c->w.fd, c->ex.resp_head_done ? r->parsed : c->ex.resp_msg_start);
+    long n = conn_buf_send(c, r, c->ex.resp_head_done ? r->parsed : c->ex.resp_msg_start);
     if (n < 0) {
         conn_destroy(c);
         return STEP_CLOSED;

@@ -85,7 +85,7 @@ int reply_pump(struct conn *c)
 {
     int progress = STEP_IDLE;
     if (c->ex.local_sent < c->ex.local_len) {
-        ssize_t n = send(c->w.fd, c->local + c->ex.local_sent, c->ex.local_len - c->ex.local_sent, MSG_NOSIGNAL);
+        ssize_t n = conn_send(c, c->local + c->ex.local_sent, c->ex.local_len - c->ex.local_sent);
         if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
             conn_destroy(c);
             return STEP_CLOSED;

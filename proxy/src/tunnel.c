@@ -9,14 +9,17 @@
 
 /* --- moving bytes --- */
 
-/* Reads what fd has into b (after making room). Returns -1 when the connection failed. The
- * peer's end of data sets *eof; it is read once, after which that side is no longer read. */
-static int read_side(int fd, struct buf *b, int *eof, uint64_t *counted)
+/* Room for what a side sends next: none once it ended or while the buffer is full. */
+static size_t room(struct buf *b, int eof)
 {
     buf_tidy(b);
-    if (*eof || b->end == b->cap)
-        return 0;
-    ssize_t n = recv(fd, b->data + b->end, b->cap - b->end, 0);
+    return eof ? 0 : b->cap - b->end;
+}
+
+/* Takes the result of a read into b (recv semantics). Returns -1 when the connection failed.
+ * The peer's end of data sets *eof; it is read once, after which that side is no longer read. */
+static int took(ssize_t n, struct buf *b, int *eof, uint64_t *counted)
+{
     if (n > 0) {
         b->end += (size_t)n;
         b->parsed = b->end; /* nothing is parsed in a tunnel: all of it may be sent */
@@ -31,10 +34,22 @@ static int read_side(int fd, struct buf *b, int *eof, uint64_t *counted)
     return (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) ? 0 : -1;
 }
 
-/* Sends what b holds to fd. Returns the bytes sent, or -1 when the connection failed. */
-static long write_side(int fd, struct buf *b)
+static int read_client(struct conn *c)
 {
-    long n = buf_send(b, fd, b->end);
+    size_t n = room(c->in, c->client_eof);
+    return n ? took(conn_recv(c, c->in->data + c->in->end, n), c->in, &c->client_eof, NULL) : 0;
+}
+
+static int read_upstream(struct conn *c)
+{
+    struct upstream *u = c->up;
+    size_t n = room(u->in, u->eof);
+    return n ? took(recv(u->w.fd, u->in->data + u->in->end, n, 0), u->in, &u->eof, &c->ex.backend->bytes_in) : 0;
+}
+
+/* What a send of b's bytes returned; a drained buffer is tidied. */
+static long sent(long n, struct buf *b)
+{
     if (n > 0)
         buf_tidy(b);
     return n;
@@ -42,11 +57,10 @@ static long write_side(int fd, struct buf *b)
 
 /* Once a peer ended its data and all of it went to the other peer, the other peer is told
  * the same (a half-close), so either side may still finish what it was sending. */
-static int propagate_eof(int eof, const struct buf *from, int to_fd, int *shut)
+static int ended(int eof, const struct buf *from, int *shut)
 {
     if (!eof || *shut || from->start != from->end)
         return 0;
-    shutdown(to_fd, SHUT_WR);
     *shut = 1;
     return 1;
 }
@@ -54,21 +68,38 @@ static int propagate_eof(int eof, const struct buf *from, int to_fd, int *shut)
 static int pump(struct conn *c)
 {
     struct upstream *u = c->up;
-    long up = write_side(u->w.fd, c->in);
-    long down = write_side(c->w.fd, u->in);
+    long up = sent(buf_send(c->in, u->w.fd, c->in->end), c->in);
+    long down = sent(conn_buf_send(c, u->in, u->in->end), u->in);
     if (up < 0 || down < 0) {
         conn_destroy(c);
         return STEP_CLOSED;
     }
     c->ex.backend->bytes_out += (uint64_t)up;
     c->ex.bytes_to_client += (uint64_t)down;
-    int shut = propagate_eof(c->client_eof, c->in, u->w.fd, &c->shut_to_backend);
-    shut |= propagate_eof(u->eof, u->in, c->w.fd, &c->shut_to_client);
+    int shut = 0;
+    if (ended(c->client_eof, c->in, &c->shut_to_backend)) {
+        shutdown(u->w.fd, SHUT_WR);
+        shut = 1;
+    }
+    if (ended(u->eof, u->in, &c->shut_to_client)) {
+        conn_shutdown_write(c);
+        shut = 1;
+    }
     if (c->shut_to_backend && c->shut_to_client) {
         conn_destroy(c); /* both directions ended: the tunnel is done */
         return STEP_CLOSED;
     }
-    return (up || down || shut) ? STEP_PROGRESS : STEP_IDLE;
+    /* Bytes OpenSSL already holds are announced by no socket event: they are read now. */
+    int got = 0;
+    if (c->tls && tls_has_pending(c->tls)) {
+        size_t before = c->in->end;
+        if (read_client(c) < 0) {
+            conn_destroy(c);
+            return STEP_CLOSED;
+        }
+        got = c->in->end != before;
+    }
+    return (up || down || shut || got) ? STEP_PROGRESS : STEP_IDLE;
 }
 
 /* --- events --- */
@@ -90,7 +121,10 @@ static uint32_t side_interest(int eof, const struct buf *in, const struct buf *o
 static void watch(struct conn *c)
 {
     struct upstream *u = c->up;
-    if (loop_watch(&c->w, side_interest(c->client_eof, c->in, u->in)) < 0 ||
+    uint32_t client = side_interest(c->client_eof, c->in, u->in);
+    if (c->tls && tls_wants_write(c->tls))
+        client |= EPOLLOUT; /* a TLS read that waits for the socket to take a record first */
+    if (loop_watch(&c->w, client) < 0 ||
         loop_watch(&u->w, side_interest(u->eof, u->in, c->in)) < 0)
         conn_destroy(c);
 }
@@ -108,7 +142,8 @@ void tunnel_advance(struct conn *c)
 static void client_event(struct watcher *w, uint32_t events)
 {
     struct conn *c = (struct conn *)((char *)w - offsetof(struct conn, w));
-    if ((events & (EPOLLIN | EPOLLHUP | EPOLLERR)) && read_side(c->w.fd, c->in, &c->client_eof, NULL) < 0) {
+    int readable = events & (EPOLLIN | EPOLLHUP | EPOLLERR);
+    if ((readable || (c->tls && (events & EPOLLOUT) && tls_wants_write(c->tls))) && read_client(c) < 0) {
         conn_destroy(c);
         return;
     }
@@ -118,7 +153,7 @@ static void client_event(struct watcher *w, uint32_t events)
 static void upstream_event(struct upstream *u, uint32_t events)
 {
     struct conn *c = u->client;
-    if ((events & (EPOLLIN | EPOLLHUP | EPOLLERR)) && read_side(u->w.fd, u->in, &u->eof, &c->ex.backend->bytes_in) < 0) {
+    if ((events & (EPOLLIN | EPOLLHUP | EPOLLERR)) && read_upstream(c) < 0) {
         conn_destroy(c);
         return;
     }

@@ -43,7 +43,8 @@ function nm(args: string[], objects: string[]): string[] {
 describe('proxy C code under musl', () => {
   it('calls only the system calls and C functions proxy/README.md lists', () => {
     const sources = [
-      ...readdirSync(join(PROXY, 'src')).filter((f) => f.endsWith('.c')).map((f) => join(PROXY, 'src', f)),
+      // tls.c (OpenSSL) is not in the unikernel yet: its Makefile.uk builds tls_none.c instead.
+      ...readdirSync(join(PROXY, 'src')).filter((f) => f.endsWith('.c') && f !== 'tls.c').map((f) => join(PROXY, 'src', f)),
       ...['api.c', 'http.c', 'llhttp.c'].map((f) => join(LLHTTP.src, f)),
     ];
     const objects = sources.map((source) => {

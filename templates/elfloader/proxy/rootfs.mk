@@ -7,9 +7,10 @@ CC ?= cc
 LLHTTP_SRC ?= $(if $(wildcard llhttp/src/llhttp.c),llhttp/src,/usr/share/llhttp)
 LLHTTP_INCLUDE ?= $(if $(wildcard llhttp/include/llhttp.h),llhttp/include,/usr/share/include/llhttp)
 
+# No OpenSSL in this static-pie build yet: tls.c is left out and tls_none.c refuses --tls-cert.
 rootfs/uproxy-proxy: $(wildcard src/*.c src/*.h) VERSION | rootfs
 	$(CC) -std=c11 -D_GNU_SOURCE -DLLHTTP_STRICT_MODE=1 -DUPROXY_VERSION='"$(shell cat VERSION)"' -O2 -fPIE -static-pie -s -Isrc -I$(LLHTTP_INCLUDE) -o $@ \
-	  $(wildcard src/*.c) $(LLHTTP_SRC)/api.c $(LLHTTP_SRC)/http.c $(LLHTTP_SRC)/llhttp.c
+	  $(filter-out src/tls.c,$(wildcard src/*.c)) $(LLHTTP_SRC)/api.c $(LLHTTP_SRC)/http.c $(LLHTTP_SRC)/llhttp.c
 
 rootfs:
 	mkdir -p $@

@@ -1,0 +1,197 @@
+#include "tls.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+#include <stdio.h>
+#include <string.h>
+
+/* Sessions a client may resume by id (tickets need no server memory); bounded, oldest out. */
+#define SESSION_CACHE_SIZE 20000
+
+/* ECDHE and AEAD only. AES-128-GCM first in both versions: as strong as needed, and the
+ * cheapest with AES-NI (OpenSSL would put AES-256 first for TLS 1.3). */
+#define TLS13_CIPHERS "TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_256_GCM_SHA384"
+#define TLS12_CIPHERS                                                                              \
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-CHACHA20-POLY1305:"     \
+    "ECDHE-RSA-CHACHA20-POLY1305:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384"
+#define GROUPS "X25519:P-256:P-384"
+
+struct tls_stats tls_stats;
+
+/* One context per certificate. The first also answers clients whose SNI names none of them. */
+static SSL_CTX *contexts[MAX_TLS_CERTS];
+static size_t ncontexts;
+
+static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen, const unsigned char *in,
+                       unsigned int inlen, void *arg)
+{
+    static const unsigned char http11[] = "\x08http/1.1";
+    (void)ssl;
+    (void)arg;
+    if (SSL_select_next_proto((unsigned char **)out, outlen, http11, sizeof http11 - 1, in, inlen) !=
+        OPENSSL_NPN_NEGOTIATED)
+        return SSL_TLSEXT_ERR_ALERT_FATAL; /* RFC 7301: no_application_protocol */
+    return SSL_TLSEXT_ERR_OK;
+}
+
+/* SNI: the certificate whose names cover the requested one; the first when none does. */
+static int pick_certificate(SSL *ssl, int *alert, void *arg)
+{
+    (void)alert;
+    (void)arg;
+    const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+    if (!name)
+        return SSL_TLSEXT_ERR_OK;
+    for (size_t i = 0; i < ncontexts; i++) {
+        if (X509_check_host(SSL_CTX_get0_certificate(contexts[i]), name, 0, 0, NULL) == 1) {
+            if (i > 0)
+                SSL_set_SSL_CTX(ssl, contexts[i]);
+            return SSL_TLSEXT_ERR_OK;
+        }
+    }
+    return SSL_TLSEXT_ERR_OK;
+}
+
+static SSL_CTX *new_context(const char *path, char *err, size_t errcap)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    if (!ctx) {
+        snprintf(err, errcap, "--tls-cert: out of memory");
+        return NULL;
+    }
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    long options = SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE;
+#ifdef SSL_OP_IGNORE_UNEXPECTED_EOF
+    /* Clients that close without close_notify are the norm for HTTP: an end, not an attack. */
+    options |= SSL_OP_IGNORE_UNEXPECTED_EOF;
+#endif
+    SSL_CTX_set_options(ctx, options);
+    /* Partial writes from a buffer that moves (the connection's buffers are compacted), and no
+     * TLS buffers held by an idle connection. */
+    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
+    SSL_CTX_sess_set_cache_size(ctx, SESSION_CACHE_SIZE);
+    SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"uproxy", 6);
+    SSL_CTX_set_alpn_select_cb(ctx, alpn_select, NULL);
+    if (SSL_CTX_set_cipher_list(ctx, TLS12_CIPHERS) != 1 || SSL_CTX_set_ciphersuites(ctx, TLS13_CIPHERS) != 1 ||
+        SSL_CTX_set1_groups_list(ctx, GROUPS) != 1) {
+        snprintf(err, errcap, "--tls-cert: this OpenSSL lacks the ciphers or groups uproxy requires");
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    if (SSL_CTX_use_certificate_chain_file(ctx, path) != 1 || SSL_CTX_use_PrivateKey_file(ctx, path, SSL_FILETYPE_PEM) != 1 ||
+        SSL_CTX_check_private_key(ctx) != 1) {
+        char why[160];
+        ERR_error_string_n(ERR_peek_last_error(), why, sizeof why);
+        snprintf(err, errcap,
+                 "--tls-cert: '%s' must hold a PEM certificate chain (leaf first) and its private key: %s", path, why);
+        ERR_clear_error();
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    return ctx;
+}
+
+int tls_init(const struct config *cfg, char *err, size_t errcap)
+{
+    for (size_t i = 0; i < cfg->ntls_certs; i++) {
+        SSL_CTX *ctx = new_context(cfg->tls_certs[i], err, errcap);
+        if (!ctx)
+            return -1;
+        contexts[ncontexts++] = ctx;
+    }
+    if (ncontexts > 0)
+        SSL_CTX_set_tlsext_servername_callback(contexts[0], pick_certificate);
+    return 0;
+}
+
+int tls_enabled(void) { return ncontexts > 0; }
+
+SSL *tls_accept(int fd)
+{
+    SSL *ssl = SSL_new(contexts[0]);
+    if (!ssl)
+        return NULL;
+    if (SSL_set_fd(ssl, fd) != 1) {
+        SSL_free(ssl);
+        return NULL;
+    }
+    SSL_set_accept_state(ssl);
+    tls_stats.in_progress++;
+    return ssl;
+}
+
+/* 1 when OpenSSL only waits for the socket; the error queue is left empty either way, so the
+ * next call's SSL_get_error sees only its own. */
+static int waits(SSL *ssl, int rc)
+{
+    int e = SSL_get_error(ssl, rc);
+    ERR_clear_error();
+    return e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE;
+}
+
+int tls_handshake(SSL *ssl)
+{
+    int rc = SSL_do_handshake(ssl);
+    if (rc == 1) {
+        tls_stats.in_progress--;
+        tls_stats.handshakes++;
+        if (SSL_session_reused(ssl))
+            tls_stats.resumed++;
+        return 1;
+    }
+    if (waits(ssl, rc))
+        return 0;
+    tls_stats.failed++;
+    return -1;
+}
+
+ssize_t tls_recv(SSL *ssl, void *buf, size_t len)
+{
+    int rc = SSL_read(ssl, buf, len > INT_MAX ? INT_MAX : (int)len);
+    if (rc > 0)
+        return rc;
+    int e = SSL_get_error(ssl, rc);
+    ERR_clear_error();
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+        errno = EAGAIN;
+        return -1;
+    }
+    if (e == SSL_ERROR_ZERO_RETURN)
+        return 0;
+    errno = ECONNRESET;
+    return -1;
+}
+
+ssize_t tls_send(SSL *ssl, const void *buf, size_t len)
+{
+    int rc = SSL_write(ssl, buf, len > INT_MAX ? INT_MAX : (int)len);
+    if (rc > 0)
+        return rc;
+    if (waits(ssl, rc)) {
+        errno = EAGAIN;
+        return -1;
+    }
+    errno = EPIPE;
+    return -1;
+}
+
+int tls_wants_write(const SSL *ssl) { return SSL_want_write(ssl); }
+
+int tls_has_pending(const SSL *ssl) { return SSL_has_pending(ssl); }
+
+void tls_close_notify(SSL *ssl)
+{
+    if (SSL_is_init_finished(ssl))
+        SSL_shutdown(ssl);
+    ERR_clear_error();
+}
+
+void tls_free(SSL *ssl)
+{
+    if (!SSL_is_init_finished(ssl))
+        tls_stats.in_progress--;
+    SSL_free(ssl);
+}

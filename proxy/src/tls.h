@@ -1,0 +1,46 @@
+/* TLS on the client listener, through OpenSSL (the API subset 1.1.1 and 3.x share).
+ *
+ * A client connection over TLS carries an SSL object; every read and write of its bytes goes
+ * through the functions below, which behave like recv/send (-1 with errno EAGAIN when OpenSSL
+ * must wait for the socket), so the connection state machine is the same over TLS and plain
+ * TCP. The handshake runs in the event loop like everything else: non-blocking, resumed on the
+ * socket event OpenSSL waits for (tls_wants_write), bounded by the header timeout.
+ *
+ * Builds without OpenSSL (the static build for VM guests and the Unikraft kernel, for now)
+ * compile tls_none.c instead: the same functions, refusing --tls-cert at start. */
+#ifndef UPROXY_TLS_H
+#define UPROXY_TLS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "config.h"
+
+struct ssl_st;
+
+struct tls_stats {
+    uint64_t handshakes, resumed, failed, in_progress;
+};
+
+extern struct tls_stats tls_stats;
+
+/* Loads every --tls-cert. 0, or -1 with one line saying what is wrong in err. */
+int tls_init(const struct config *cfg, char *err, size_t errcap);
+/* 1 when the client listener speaks TLS. */
+int tls_enabled(void);
+/* A server-side TLS session on an accepted socket, or NULL (no memory). */
+struct ssl_st *tls_accept(int fd);
+/* Advances the handshake: 1 done, 0 waiting for the socket, -1 failed (counted). */
+int tls_handshake(struct ssl_st *ssl);
+ssize_t tls_recv(struct ssl_st *ssl, void *buf, size_t len);
+ssize_t tls_send(struct ssl_st *ssl, const void *buf, size_t len);
+/* The last operation waits for the socket to be writable (a read can, while keys change). */
+int tls_wants_write(const struct ssl_st *ssl);
+/* Decrypted or received bytes OpenSSL holds that the socket will not announce again. */
+int tls_has_pending(const struct ssl_st *ssl);
+/* Sends close_notify (best effort, never waiting) before the write side is shut. */
+void tls_close_notify(struct ssl_st *ssl);
+void tls_free(struct ssl_st *ssl);
+
+#endif

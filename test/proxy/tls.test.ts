@@ -1,0 +1,221 @@
+import { execFile, execFileSync, spawnSync } from 'node:child_process';
+import { promisify } from 'node:util';
+import { createHash } from 'node:crypto';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import https from 'node:https';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import tls from 'node:tls';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { downloadSha256, startBackend, type TestBackend } from './support/backend.js';
+import { request } from 'undici';
+import { ADMIN_TOKEN, CLIENT_TOKEN, runProxyRaw, splitResponses, startProxy, type RunningProxy } from './support/proxy.js';
+
+/*
+ * The proxy's TLS listener against real clients (Node's https and tls, openssl s_client, curl)
+ * with certificates the test makes with the openssl command: a CA, a leaf for localhost and
+ * 127.0.0.1 (ECDSA P-256), and one for other.test (RSA), each handed to the proxy as one PEM
+ * file (chain and key, mode 0600).
+ */
+
+let dir: string;
+const file = (name: string): string => path.join(dir, name);
+const openssl = (...args: string[]): void => { execFileSync('openssl', args, { stdio: 'pipe' }); };
+
+function issue(name: string, key: string[], san: string): void {
+  openssl('req', '-new', '-newkey', ...key, '-nodes', '-keyout', file(`${name}.key`), '-out', file(`${name}.csr`), '-subj', `/CN=${name}`);
+  writeFileSync(file(`${name}.ext`), `subjectAltName=${san}\nextendedKeyUsage=serverAuth\n`);
+  openssl('x509', '-req', '-in', file(`${name}.csr`), '-CA', file('ca.pem'), '-CAkey', file('ca.key'), '-CAcreateserial',
+    '-days', '2', '-out', file(`${name}.crt`), '-extfile', file(`${name}.ext`));
+  writeFileSync(file(`${name}.pem`), readFileSync(file(`${name}.crt`), 'utf8') + readFileSync(file(`${name}.key`), 'utf8'), { mode: 0o600 });
+  chmodSync(file(`${name}.key`), 0o600);
+}
+
+function makeCertificates(): void {
+  dir = mkdtempSync(path.join(tmpdir(), 'uproxy-tls-'));
+  openssl('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', file('ca.key'),
+    '-out', file('ca.pem'), '-days', '2', '-subj', '/CN=uproxy test CA');
+  issue('localhost', ['ec', '-pkeyopt', 'ec_paramgen_curve:P-256'], 'DNS:localhost,IP:127.0.0.1');
+  issue('other.test', ['rsa:2048'], 'DNS:other.test');
+}
+
+interface Answer { status: number; headers: Record<string, string | string[] | undefined>; body: Buffer; reused: boolean }
+
+function get(port: number, target: string, opts: { token?: string; servername?: string; agent?: https.Agent } = {}): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    const req = https.request({
+      host: '127.0.0.1', port, path: target, ca: readFileSync(file('ca.pem')), servername: opts.servername ?? 'localhost',
+      headers: opts.token ? { 'x-auth-token': opts.token } : {}, agent: opts.agent ?? false,
+    }, (res) => {
+      const chunks: Buffer[] = [];
+      const reused = (res.socket as tls.TLSSocket).isSessionReused();
+      res.on('data', (d: Buffer) => chunks.push(d));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks), reused }));
+    });
+    req.on('error', reject);
+    req.setTimeout(10_000, () => req.destroy(new Error('timed out')));
+    req.end();
+  });
+}
+
+/** Raw bytes over one TLS connection; resolves with all that came back once `until` holds or the proxy closes. */
+function tlsExchange(port: number, data: string, until: (got: string) => boolean): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const sock = tls.connect({ host: '127.0.0.1', port, servername: 'localhost', ca: readFileSync(file('ca.pem')) }, () => sock.write(data));
+    let got = '';
+    const timer = setTimeout(() => { sock.destroy(); reject(new Error(`timed out; got: ${got}`)); }, 10_000);
+    const done = (): void => { clearTimeout(timer); sock.destroy(); resolve(got); };
+    sock.on('data', (d: Buffer) => { got += d.toString('latin1'); if (until(got)) done(); });
+    sock.on('end', done);
+    sock.on('error', (e) => { clearTimeout(timer); reject(e); });
+  });
+}
+
+/** The `tls` part of the proxy's /stats. */
+async function tlsStats(proxy: RunningProxy): Promise<{ enabled: boolean; handshakes: number; resumed: number; failed: number; in_progress: number }> {
+  const res = await request(`${proxy.adminUrl}/stats`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
+  return ((await res.body.json()) as { tls: { enabled: boolean; handshakes: number; resumed: number; failed: number; in_progress: number } }).tls;
+}
+
+/** openssl s_client's report of a handshake (no request is sent). */
+function sClient(port: number, ...args: string[]): string {
+  const r = spawnSync('openssl', ['s_client', '-connect', `127.0.0.1:${port}`, '-CAfile', file('ca.pem'), ...args],
+    { input: '', encoding: 'utf8', timeout: 10_000 });
+  return `${r.stdout}\n${r.stderr}`;
+}
+
+describe('proxy: TLS on the client listener', () => {
+  let backend: TestBackend;
+  let proxy: RunningProxy;
+
+  beforeAll(async () => {
+    makeCertificates();
+    backend = await startBackend('secure');
+    proxy = await startProxy({ backends: [{ name: 'secure', address: backend.address }],
+      args: ['--tls-cert', file('localhost.pem'), '--tls-cert', file('other.test.pem'), '--header-timeout-ms', '1000'] });
+  });
+  afterAll(async () => {
+    await proxy?.stop();
+    await backend?.close();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('serves an authenticated request over HTTPS: token stripped, X-Forwarded-Proto https', async () => {
+    const res = await get(proxy.port, '/hello', { token: CLIENT_TOKEN });
+    expect(res.status).toBe(200);
+    const echo = JSON.parse(res.body.toString()) as { headers: Record<string, string> };
+    expect(echo.headers['x-forwarded-proto']).toBe('https');
+    expect(echo.headers['x-auth-token']).toBeUndefined();
+    expect((await get(proxy.port, '/hello')).status).toBe(401);
+    expect((await get(proxy.port, '/hello', { token: 'wrong' })).status).toBe(401);
+  });
+
+  it('works with curl, the token read from a file rather than its command line', async () => {
+    writeFileSync(file('token-header'), `X-Auth-Token: ${CLIENT_TOKEN}`, { mode: 0o600 });
+    // Asynchronously: the backend answers from this very process.
+    const { stdout } = await promisify(execFile)('curl', ['-s', '-m', '10', '--cacert', file('ca.pem'), '-H', `@${file('token-header')}`,
+      '-w', '\n%{http_code} %{http_version} %{ssl_verify_result}', `https://localhost:${proxy.port}/curl`], { encoding: 'utf8' });
+    expect(stdout.trim().split('\n').at(-1)).toBe('200 1.1 0');
+  });
+
+  it('keeps a connection alive across requests and streams large bodies both ways', async () => {
+    const agent = new https.Agent({ keepAlive: true, maxSockets: 1 });
+    try {
+      for (let i = 0; i < 20; i++) expect((await get(proxy.port, `/ka/${i}`, { token: CLIENT_TOKEN, agent })).status).toBe(200);
+      const bytes = 5 * 1024 * 1024;
+      const down = await get(proxy.port, `/download?bytes=${bytes}`, { token: CLIENT_TOKEN, agent });
+      expect(createHash('sha256').update(down.body).digest('hex')).toBe(downloadSha256(bytes));
+    } finally {
+      agent.destroy();
+    }
+    const upload = Buffer.alloc(3 * 1024 * 1024, 7);
+    const echo = await new Promise<{ bodyBytes: number; bodySha256: string }>((resolve, reject) => {
+      const req = https.request({ host: '127.0.0.1', port: proxy.port, path: '/upload', method: 'POST', servername: 'localhost',
+        ca: readFileSync(file('ca.pem')), headers: { 'x-auth-token': CLIENT_TOKEN }, agent: false }, (res) => {
+        let text = '';
+        res.on('data', (d) => (text += d));
+        res.on('end', () => resolve(JSON.parse(text) as { bodyBytes: number; bodySha256: string }));
+      });
+      req.on('error', reject);
+      req.end(upload);
+    });
+    expect(echo).toMatchObject({ bodyBytes: upload.length, bodySha256: createHash('sha256').update(upload).digest('hex') });
+  });
+
+  it('applies the hostile-input rules over TLS', async () => {
+    const before = backend.seen.length;
+    const got = await tlsExchange(proxy.port,
+      `POST /x HTTP/1.1\r\nHost: t\r\nX-Auth-Token: ${CLIENT_TOKEN}\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n`, (g) => g.endsWith('}'));
+    expect(got).toMatch(/^HTTP\/1\.1 400 /);
+    expect(splitResponses(got)).toHaveLength(1);
+    expect(backend.seen.length).toBe(before);
+  });
+
+  it('chooses the certificate by SNI, the first one for a name none covers', () => {
+    expect(sClient(proxy.port, '-servername', 'other.test')).toMatch(/subject=CN ?= ?other\.test/);
+    expect(sClient(proxy.port, '-servername', 'localhost')).toMatch(/subject=CN ?= ?localhost/);
+    expect(sClient(proxy.port, '-servername', 'unknown.test')).toMatch(/subject=CN ?= ?localhost/);
+  });
+
+  it('speaks TLS 1.2 and 1.3 only, negotiates http/1.1 by ALPN, X25519 first', () => {
+    expect(sClient(proxy.port, '-servername', 'localhost', '-tls1_3')).toMatch(/New, TLSv1\.3, Cipher is TLS_AES_128_GCM_SHA256/);
+    expect(sClient(proxy.port, '-servername', 'localhost', '-tls1_2')).toMatch(/New, TLSv1\.2, Cipher is ECDHE-ECDSA-AES128-GCM-SHA256/);
+    expect(sClient(proxy.port, '-servername', 'localhost', '-tls1_1')).toMatch(/New, \(NONE\), Cipher is \(NONE\)/);
+    expect(sClient(proxy.port, '-servername', 'localhost', '-alpn', 'h2,http/1.1')).toMatch(/ALPN protocol: http\/1\.1/);
+    expect(sClient(proxy.port, '-servername', 'localhost')).toMatch(/Server Temp Key: X25519/);
+  });
+
+  it('resumes sessions', async () => {
+    const agent = new https.Agent({ keepAlive: false, maxCachedSessions: 10 });
+    try {
+      const first = await get(proxy.port, '/r1', { token: CLIENT_TOKEN, agent });
+      const second = await get(proxy.port, '/r2', { token: CLIENT_TOKEN, agent });
+      expect(first.reused).toBe(false);
+      expect(second.reused).toBe(true);
+    } finally {
+      agent.destroy();
+    }
+    expect((await tlsStats(proxy)).resumed).toBeGreaterThan(0);
+  });
+
+  it('closes plain HTTP sent to the TLS port and forwards nothing', async () => {
+    const before = backend.seen.length;
+    const got = await new Promise<string>((resolve) => {
+      const sock = net.connect(proxy.port, '127.0.0.1', () => sock.write(`GET / HTTP/1.1\r\nHost: t\r\nX-Auth-Token: ${CLIENT_TOKEN}\r\n\r\n`));
+      let data = '';
+      sock.on('data', (d) => (data += d.toString('latin1')));
+      sock.on('close', () => resolve(data));
+      sock.on('error', () => undefined);
+    });
+    expect(got).not.toMatch(/HTTP\/1\.1 200/);
+    expect(backend.seen.length).toBe(before);
+  });
+
+  it('ends a handshake a client stops halfway through, at the header timeout', async () => {
+    const started = Date.now();
+    await new Promise<void>((resolve) => {
+      const sock = net.connect(proxy.port, '127.0.0.1', () => sock.write(Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00, 0x01])));
+      sock.on('close', () => resolve());
+      sock.on('error', () => undefined);
+    });
+    const ms = Date.now() - started;
+    expect(ms).toBeGreaterThanOrEqual(900);
+    expect(ms).toBeLessThan(5_000);
+    const s = await tlsStats(proxy);
+    expect(s.failed).toBeGreaterThan(0);
+    expect(s.in_progress).toBe(0);
+  });
+});
+
+describe('proxy: TLS configuration errors', () => {
+  it('exits 2 with one line naming a --tls-cert file that holds no certificate and key', async () => {
+    const bad = path.join(mkdtempSync(path.join(tmpdir(), 'uproxy-tls-bad-')), 'bad.pem');
+    writeFileSync(bad, 'not a certificate\n', { mode: 0o600 });
+    const r = await runProxyRaw(['--listen', '127.0.0.1:1', '--backend', 'a=127.0.0.1:2', '--token', `t:${'0'.repeat(64)}`, '--tls-cert', bad]);
+    expect(r.code).toBe(2);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect(r.stderr).toMatch(/--tls-cert: '.*bad\.pem' must hold a PEM certificate chain/);
+    rmSync(path.dirname(bad), { recursive: true, force: true });
+  });
+});
