@@ -2,10 +2,11 @@
  * Stopping a proxy that runs in a VM (qemu and kraft runtimes), which no signal reaches: it is
  * asked over its admin API to drain and exit (`POST /shutdown`: stop accepting, finish what is
  * in flight, close every client and pooled upstream connection with a FIN, exit 0), and its
- * machine then ends by itself, since the guest powers off once its program exits (the microVM
- * init runs `poweroff -f`; a Unikraft kernel built with LIBUKBOOT_MAINTHREAD halts the machine
- * when main ends, and QEMU, started with -no-reboot, exits). Only a machine still there at the
- * deadline is stopped hard by the caller (QMP `quit`, `kraft stop`).
+ * machine then ends by itself, since the guest powers off once its program exits: the microVM
+ * init runs `poweroff -f`, and Unikraft 0.16.3 powers the machine off when main returns, as the
+ * proxy's does (ukboot's ukplat_terminate; an exit() call would not: exit_group ends every
+ * thread, the one that would power off too). QEMU then exits. Only a machine still there at
+ * the deadline is stopped hard by the caller (QMP `quit`, `kraft stop`).
  *
  * No ACPI power-down: it would reach the guest's kernel, not the proxy (busybox's init and
  * Unikraft's shutdown handler end the machine without draining the program), while the
