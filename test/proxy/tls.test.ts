@@ -85,12 +85,14 @@ function sClient(port: number, ...args: string[]): string {
   return `${r.stdout}\n${r.stderr}`;
 }
 
+beforeAll(makeCertificates);
+afterAll(() => { if (dir) rmSync(dir, { recursive: true, force: true }); });
+
 describe('proxy: TLS on the client listener', () => {
   let backend: TestBackend;
   let proxy: RunningProxy;
 
   beforeAll(async () => {
-    makeCertificates();
     backend = await startBackend('secure');
     proxy = await startProxy({ backends: [{ name: 'secure', address: backend.address }],
       args: ['--tls-cert', file('localhost.pem'), '--tls-cert', file('other.test.pem'), '--header-timeout-ms', '1000'] });
@@ -98,7 +100,6 @@ describe('proxy: TLS on the client listener', () => {
   afterAll(async () => {
     await proxy?.stop();
     await backend?.close();
-    if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
   it('serves an authenticated request over HTTPS: token stripped, X-Forwarded-Proto https', async () => {
@@ -205,6 +206,98 @@ describe('proxy: TLS on the client listener', () => {
     const s = await tlsStats(proxy);
     expect(s.failed).toBeGreaterThan(0);
     expect(s.in_progress).toBe(0);
+  });
+});
+
+describe('proxy: TLS under load and for tunnels', () => {
+  let backend: TestBackend;
+
+  beforeAll(async () => {
+    backend = await startBackend('many');
+  });
+  afterAll(async () => {
+    await backend?.close();
+  });
+
+  it('completes 1,000 concurrent handshakes, then serves a request on each connection', async () => {
+    const proxy = await startProxy({ backends: [{ name: 'many', address: backend.address }], args: ['--tls-cert', file('localhost.pem')] });
+    const sockets: tls.TLSSocket[] = [];
+    try {
+      const ca = readFileSync(file('ca.pem'));
+      await Promise.all(Array.from({ length: 1000 }, () => new Promise<void>((resolve, reject) => {
+        const sock = tls.connect({ host: '127.0.0.1', port: proxy.port, servername: 'localhost', ca }, () => resolve());
+        sock.on('error', reject);
+        sockets.push(sock);
+      })));
+      expect((await tlsStats(proxy)).handshakes).toBeGreaterThanOrEqual(1000);
+      // The requests go 100 at a time: the one test backend, in this process, is not the subject.
+      const statuses: Record<string, number> = {};
+      for (let i = 0; i < sockets.length; i += 100) {
+        const batch = await Promise.all(sockets.slice(i, i + 100).map((sock, j) => new Promise<string>((resolve) => {
+          let got = '';
+          sock.on('data', (d: Buffer) => { got += d.toString('latin1'); if (got.endsWith('}')) resolve(got.slice(9, 12)); });
+          sock.write(`GET /c/${i + j} HTTP/1.1\r\nHost: t\r\nX-Auth-Token: ${CLIENT_TOKEN}\r\n\r\n`);
+        })));
+        for (const status of batch) statuses[status] = (statuses[status] ?? 0) + 1;
+      }
+      expect(statuses).toEqual({ 200: 1000 });
+      expect((await tlsStats(proxy)).in_progress).toBe(0);
+    } finally {
+      for (const s of sockets) s.destroy();
+      await proxy.stop();
+    }
+  });
+
+  it('closes connections beyond --max-handshakes at once', async () => {
+    const proxy = await startProxy({ backends: [{ name: 'many', address: backend.address }],
+      args: ['--tls-cert', file('localhost.pem'), '--max-handshakes', '10', '--header-timeout-ms', '5000'] });
+    const sockets: net.Socket[] = [];
+    try {
+      const closedEarly = await Promise.all(Array.from({ length: 30 }, () => new Promise<boolean>((resolve) => {
+        const sock = net.connect(proxy.port, '127.0.0.1');
+        sockets.push(sock);
+        const timer = setTimeout(() => resolve(false), 1500);
+        sock.on('close', () => { clearTimeout(timer); resolve(true); });
+        sock.on('error', () => undefined);
+      })));
+      expect(closedEarly.filter(Boolean).length).toBe(20);
+      expect((await tlsStats(proxy)).in_progress).toBe(10);
+    } finally {
+      for (const s of sockets) s.destroy();
+      await proxy.stop();
+    }
+  });
+
+  it('tunnels a WebSocket-style upgrade over TLS, bytes both ways', async () => {
+    const echo = net.createServer((sock) => {
+      let head = '';
+      sock.on('error', () => undefined);
+      sock.on('data', function onData(d: Buffer) {
+        head += d.toString('latin1');
+        if (!head.includes('\r\n\r\n')) return;
+        if (head.startsWith('GET /health')) {
+          sock.end('HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok');
+          return;
+        }
+        sock.off('data', onData);
+        sock.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n');
+        sock.pipe(sock);
+      });
+    });
+    await new Promise<void>((resolve) => echo.listen(0, '127.0.0.1', resolve));
+    const proxy = await startProxy({ backends: [{ name: 'echo', address: `127.0.0.1:${(echo.address() as net.AddressInfo).port}` }],
+      args: ['--tls-cert', file('localhost.pem')] });
+    try {
+      const payload = Buffer.alloc(300_000, 'w').toString('latin1');
+      const got = await tlsExchange(proxy.port,
+        `GET /ws HTTP/1.1\r\nHost: t\r\nX-Auth-Token: ${CLIENT_TOKEN}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n${payload}`,
+        (g) => g.length >= g.indexOf('\r\n\r\n') + 4 + payload.length && g.includes('\r\n\r\n'));
+      expect(got).toMatch(/^HTTP\/1\.1 101 /);
+      expect(got.slice(got.indexOf('\r\n\r\n') + 4)).toBe(payload);
+    } finally {
+      await proxy.stop();
+      await new Promise<void>((resolve) => echo.close(() => resolve()));
+    }
   });
 });
 
