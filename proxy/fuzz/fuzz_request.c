@@ -1,6 +1,6 @@
-/* libFuzzer harness over the proxy's request path: llhttp parse (strict) -> auth -> header
- * rewrite into the forward buffer, then the same for a backend response. The input is split at
- * an input-chosen point so incremental parsing (a head arriving in two reads) is covered, and
+/* libFuzzer harness over the proxy's request path: llhttp parse (strict) -> auth -> the plain
+ * listener's 308 -> header rewrite into the forward buffer, then the same for a backend
+ * response. The input is split at an input-chosen point so incremental parsing (a head arriving in two reads) is covered, and
  * buffers are exactly `cap` bytes so AddressSanitizer catches any write past them. */
 #include <stdint.h>
 #include <stdlib.h>
@@ -56,6 +56,14 @@ static void drain_body(struct http_msg *m, const char *data, size_t len)
     }
 }
 
+static size_t lines_in(const char *p, size_t n, char c)
+{
+    size_t count = 0;
+    for (size_t i = 0; i < n; i++)
+        count += p[i] == c;
+    return count;
+}
+
 static void request_path(const uint8_t *input, size_t size, size_t split)
 {
     char *buf = malloc(CAP);
@@ -69,6 +77,11 @@ static void request_path(const uint8_t *input, size_t size, size_t split)
         if (info.token_count == 1)
             (void)auth_check(info.token, info.token_len);
         (void)http_upgrade_allowed(&info.scan, (size & 8) ? "websocket,h2c" : "websocket");
+        char redirect[512];
+        size_t r = http_https_redirect(buf, head, (size & 32) ? 443 : 8443, redirect, sizeof redirect);
+        if (r && (lines_in(redirect, r, '\n') != 5 || lines_in(redirect, r, '\r') != 5 || memchr(redirect, '\0', r)))
+            abort(); /* a Location that could carry a header of the client's making */
+        http_scan_request(buf, head, &info);
         struct rewrite rw = {.client_ip = "127.0.0.1", .trusted = (size & 1) != 0, .add_keep_alive = (size & 2) != 0,
                              .upgrade = (size & 4) != 0, .keep_underscores = (size & 16) != 0};
         long n = http_rewrite_request(buf, head, size - head, CAP, &rw);

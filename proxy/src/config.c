@@ -77,6 +77,12 @@ static int set_admin(struct ctx *c, const char *key, const char *v)
     return set_addr(c, key, v, &c->cfg->admin, c->cfg->admin_text);
 }
 
+static int set_redirect(struct ctx *c, const char *key, const char *v)
+{
+    c->cfg->has_redirect = 1;
+    return set_addr(c, key, v, &c->cfg->redirect, c->cfg->redirect_text);
+}
+
 static int valid_name(const char *s, size_t len)
 {
     if (len == 0 || len >= NAME_MAX_LEN)
@@ -345,6 +351,7 @@ static const struct option options[] = {
     {"trusted-proxy", set_trusted, "CIDR  peers whose X-Forwarded-*, Forwarded and X-Real-IP are kept (repeatable)", 0, 0, 0},
     {"backend-network", set_backend_network, "CIDR  where POST /backends may point (repeatable; default anywhere)", 0, 0, 0},
     {"upgrade-protocols", set_upgrade_protocols, "LIST  protocols an Upgrade may switch to (default websocket; '' for none)", 0, 0, 0},
+    {"redirect-listen", set_redirect, "HOST:PORT  plain HTTP listener answering 308 to https:// (needs --tls-cert)", 0, 0, 0},
     {"tls-cert", set_tls_cert, "PEM  certificate chain and key: the client listener speaks TLS (repeatable; SNI picks)", 0, 0, 0},
     {"underscore-headers", set_underscore_headers, "drop|keep  request header names with '_' (default drop)", 0, 0, 0},
     {"access-log", set_access_log, "PATH  JSON-lines access log (- for stdout)", 0, 0, 0},
@@ -585,6 +592,10 @@ static int check_complete(struct ctx *c)
     struct config *cfg = c->cfg;
     if (cfg->has_admin && !cfg->has_admin_hash) {
         snprintf(c->err, c->errcap, "--admin: an admin listener needs --admin-token-sha256 (the SHA-256 of its bearer token)");
+        return -1;
+    }
+    if (cfg->has_redirect && cfg->ntls_certs == 0) {
+        snprintf(c->err, c->errcap, "--redirect-listen: redirects to https:// need the client listener to speak TLS (--tls-cert)");
         return -1;
     }
     if (cfg->nbackends == 0) {

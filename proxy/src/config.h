@@ -43,6 +43,9 @@ struct config {
     int has_admin;
     struct net_addr admin;
     char admin_text[80];
+    int has_redirect;
+    struct net_addr redirect; /* plain-HTTP listener answering 308 to https:// (with TLS only) */
+    char redirect_text[80];
     int has_admin_hash;
     uint8_t admin_hash[SHA256_LEN];
 

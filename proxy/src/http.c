@@ -1,5 +1,6 @@
 #include "http.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -315,10 +316,14 @@ void http_scan_request(const char *head, size_t len, struct request_info *info)
     info->token_count = 0;
     info->path = NULL;
     info->path_len = 0;
-    const char *sp = memchr(head, ' ', len);
+    /* The target is looked for in the request line only: a line without a version (HTTP/0.9)
+     * has none, rather than one that runs on into the headers. */
+    const char *nl = memchr(head, '\n', len);
+    size_t line = nl ? (size_t)(nl - head) : len;
+    const char *sp = memchr(head, ' ', line);
     if (sp) {
         const char *path = sp + 1;
-        const char *sp2 = memchr(path, ' ', len - (size_t)(path - head));
+        const char *sp2 = memchr(path, ' ', line - (size_t)(path - head));
         info->path = path;
         info->path_len = sp2 ? (size_t)(sp2 - path) : 0;
     }
@@ -548,4 +553,39 @@ long http_rewrite_response(char *data, size_t head_len, size_t body_len, size_t 
         put_str(&o, "Connection: keep-alive\r\n");
     put(&o, "\r\n", 2);
     return commit(&o, data, head_len, body_len, cap);
+}
+
+/* The Host value without its port (an IP-literal keeps its brackets). */
+static size_t host_name_len(const char *v, size_t len)
+{
+    if (len > 0 && v[0] == '[') {
+        const char *close = memchr(v, ']', len);
+        return close ? (size_t)(close - v) + 1 : len;
+    }
+    const char *colon = memchr(v, ':', len);
+    return colon ? (size_t)(colon - v) : len;
+}
+
+size_t http_https_redirect(const char *head, size_t len, unsigned https_port, char *out, size_t cap)
+{
+    struct request_info info;
+    http_scan_request(head, len, &info);
+    const struct head_scan *h = &info.scan;
+    if (h->malformed || h->hosts != 1 || !h->host_valid || info.path_len == 0 || info.path[0] != '/')
+        return 0;
+    const struct http_line *host = NULL;
+    for (int i = 0; i < h->count && !host; i++)
+        if (h->lines[i].kind == H_HOST)
+            host = &h->lines[i];
+    size_t name = host_name_len(host->value, host->value_len);
+    if (name == 0)
+        return 0;
+    char port[8] = "";
+    if (https_port != 443)
+        snprintf(port, sizeof port, ":%u", https_port);
+    int n = snprintf(out, cap,
+                     "HTTP/1.1 308 Permanent Redirect\r\nLocation: https://%.*s%s%.*s\r\nContent-Length: 0\r\n"
+                     "Connection: close\r\n\r\n",
+                     (int)name, host->value, port, (int)info.path_len, info.path);
+    return n > 0 && (size_t)n < cap ? (size_t)n : 0;
 }

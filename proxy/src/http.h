@@ -70,6 +70,11 @@ void http_scan_request(const char *head, size_t len, struct request_info *info);
  * (case-insensitive; a "/version" suffix is ignored), and at least one. */
 int http_upgrade_allowed(const struct head_scan *h, const char *allowed);
 
+/* The 308 answer of the plain listener to the request head in `head` (llhttp found it complete
+ * and valid): the same target on https:// at the Host's name and `https_port`, written into out
+ * (at most cap bytes). Its length, or 0 when there is no valid Host to send the client to. */
+size_t http_https_redirect(const char *head, size_t len, unsigned https_port, char *out, size_t cap);
+
 struct rewrite {
     const char *client_ip;
     int trusted;        /* keep and extend incoming X-Forwarded-* */

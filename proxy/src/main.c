@@ -20,6 +20,7 @@
 #include "log.h"
 #include "loop.h"
 #include "runtime.h"
+#include "redirect.h"
 #include "sha256.h"
 #include "tls.h"
 #include "upstream.h"
@@ -84,6 +85,8 @@ static void begin_shutdown(void)
     for (size_t i = 0; i < nbackends; i++)
         health_stop(backends[i]);
     listener_close();
+    if (cfg.has_redirect)
+        redirect_close();
     conn_close_idle();
     backends_close_idle();
     loop_timer_set(&drain_deadline, cfg.shutdown_timeout_ms);
@@ -148,6 +151,13 @@ static int start(void)
         return 1;
     }
     log_event("listen", "role=client addr=%s", cfg.listen_text);
+    if (cfg.has_redirect) {
+        if (redirect_listen() < 0) {
+            fprintf(stderr, "uproxy-proxy: --redirect-listen: cannot listen on %s: %s\n", cfg.redirect_text, strerror(errno));
+            return 1;
+        }
+        log_event("listen", "role=redirect addr=%s", cfg.redirect_text);
+    }
     if (cfg.has_admin) {
         if (admin_listen() < 0) {
             fprintf(stderr, "uproxy-proxy: --admin: cannot listen on %s: %s\n", cfg.admin_text, strerror(errno));

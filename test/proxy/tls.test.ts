@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { downloadSha256, startBackend, type TestBackend } from './support/backend.js';
 import { pollUntil } from './support/load.js';
 import { request } from 'undici';
-import { ADMIN_TOKEN, CLIENT_TOKEN, runProxyRaw, splitResponses, startProxy, type RunningProxy } from './support/proxy.js';
+import { ADMIN_TOKEN, CLIENT_TOKEN, freePort, rawExchange, runProxyRaw, splitResponses, startProxy, type RunningProxy } from './support/proxy.js';
 
 /*
  * The proxy's TLS listener against real clients (Node's https and tls, openssl s_client, curl)
@@ -305,7 +305,41 @@ describe('proxy: TLS under load and for tunnels', () => {
   });
 });
 
+describe('proxy: the plain listener that redirects to HTTPS', () => {
+  it('answers 308 to the same target on https://, forwards nothing, and 400 without a Host', async () => {
+    const backend = await startBackend('r');
+    const plain = await freePort();
+    const proxy = await startProxy({ backends: [{ name: 'r', address: backend.address }],
+      args: ['--tls-cert', file('localhost.pem'), '--redirect-listen', `127.0.0.1:${plain}`] });
+    try {
+      const got = await rawExchange(plain, `GET /a/b?c=1 HTTP/1.1\r\nHost: localhost:${plain}\r\nX-Auth-Token: ${CLIENT_TOKEN}\r\n\r\n`);
+      expect(got).toMatch(/^HTTP\/1\.1 308 Permanent Redirect\r\n/);
+      expect(got).toContain(`Location: https://localhost:${proxy.port}/a/b?c=1\r\n`);
+      expect(await rawExchange(plain, 'GET / HTTP/1.0\r\n\r\n')).toMatch(/^HTTP\/1\.1 400 /);
+      expect(await rawExchange(plain, 'GET / HTTP/1.1\r\nHost: a b\r\n\r\n')).toMatch(/^HTTP\/1\.1 400 /);
+      // HTTP/0.9 has no version after its target: nothing of the next lines may become the Location.
+      expect(await rawExchange(plain, 'GET /ws\r\nHost:t \r\ngh: \r\n\r\n')).toMatch(/^HTTP\/1\.1 400 /);
+      expect(backend.seen).toHaveLength(0);
+      // curl follows it to the TLS listener.
+      writeFileSync(file('token-header'), `X-Auth-Token: ${CLIENT_TOKEN}`, { mode: 0o600 });
+      const { stdout } = await promisify(execFile)('curl', ['-s', '-L', '-m', '10', '--cacert', file('ca.pem'), '-H', `@${file('token-header')}`,
+        '-w', '\n%{http_code} %{num_redirects}', `http://localhost:${plain}/followed`], { encoding: 'utf8' });
+      expect(stdout.trim().split('\n').at(-1)).toBe('200 1');
+      expect(backend.seen.map((r) => r.url)).toEqual(['/followed']);
+    } finally {
+      await proxy.stop();
+      await backend.close();
+    }
+  });
+});
+
 describe('proxy: TLS configuration errors', () => {
+  it('refuses --redirect-listen without --tls-cert', async () => {
+    const r = await runProxyRaw(['--listen', '127.0.0.1:1', '--backend', 'a=127.0.0.1:2', '--token', `t:${'0'.repeat(64)}`, '--redirect-listen', '127.0.0.1:3']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/--redirect-listen: .*--tls-cert/);
+  });
+
   it('exits 2 with one line naming a --tls-cert file that holds no certificate and key', async () => {
     const bad = path.join(mkdtempSync(path.join(tmpdir(), 'uproxy-tls-bad-')), 'bad.pem');
     writeFileSync(bad, 'not a certificate\n', { mode: 0o600 });

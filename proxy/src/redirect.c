@@ -1,0 +1,162 @@
+#include "redirect.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "http.h"
+#include "loop.h"
+#include "net.h"
+#include "runtime.h"
+
+#define REDIRECT_IN 4096
+#define REDIRECT_OUT 4096
+#define ACCEPT_PAUSE_MS 100
+
+struct redirect_conn {
+    struct watcher w;
+    struct timer timer;
+    struct http_msg req;
+    char in[REDIRECT_IN];
+    size_t in_len, parsed;
+    char out[REDIRECT_OUT];
+    size_t out_len, out_sent;
+    int answered; /* what the client sends from now on is read and dropped until it closes */
+};
+
+static struct watcher listener;
+static struct timer accept_pause;
+
+static const char bad_request[] = "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: 29\r\n"
+                                  "Connection: close\r\n\r\n{\"error\":\"malformed request\"}";
+
+static void destroy(struct redirect_conn *r)
+{
+    loop_timer_release(&r->timer);
+    loop_close(&r->w);
+    loop_defer_free(r, free);
+}
+
+/* Queues the answer once a whole head is in: the 308, or a 400 for what is no request. */
+static void parse(struct redirect_conn *r)
+{
+    size_t n;
+    enum http_progress p = http_execute(&r->req, r->in + r->parsed, r->in_len - r->parsed, &n);
+    r->parsed += n;
+    if (p == HTTP_NEED_MORE && r->in_len < REDIRECT_IN)
+        return;
+    int valid = p == HTTP_HEAD_DONE && r->req.parser.http_major == 1;
+    size_t len = valid ? http_https_redirect(r->in, r->parsed, net_addr_port(&runtime.cfg->listen), r->out, sizeof r->out) : 0;
+    if (len == 0) {
+        memcpy(r->out, bad_request, sizeof bad_request - 1);
+        len = sizeof bad_request - 1;
+    }
+    r->out_len = len;
+}
+
+static void flush(struct redirect_conn *r)
+{
+    while (r->out_sent < r->out_len) {
+        ssize_t n = send(r->w.fd, r->out + r->out_sent, r->out_len - r->out_sent, MSG_NOSIGNAL);
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return;
+        if (n <= 0) {
+            destroy(r);
+            return;
+        }
+        r->out_sent += (size_t)n;
+    }
+    /* Answered: the client closes first, or the timer ends it (see conn.c's linger for why). */
+    shutdown(r->w.fd, SHUT_WR);
+    r->out_len = r->out_sent = 0;
+    r->answered = 1;
+}
+
+static void on_event(struct watcher *w, uint32_t events)
+{
+    struct redirect_conn *r = (struct redirect_conn *)((char *)w - offsetof(struct redirect_conn, w));
+    if (events & (EPOLLERR | EPOLLHUP)) {
+        destroy(r);
+        return;
+    }
+    if (events & EPOLLIN) {
+        char sink[512];
+        ssize_t n = r->answered ? recv(w->fd, sink, sizeof sink, 0) : recv(w->fd, r->in + r->in_len, REDIRECT_IN - r->in_len, 0);
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+            destroy(r);
+            return;
+        }
+        if (n > 0 && !r->answered) {
+            r->in_len += (size_t)n;
+            parse(r);
+        }
+    }
+    if (r->out_len)
+        flush(r);
+    if (r->w.fd >= 0 && loop_watch(&r->w, r->out_len ? EPOLLOUT : EPOLLIN) < 0)
+        destroy(r);
+}
+
+static void on_timeout(struct timer *t)
+{
+    destroy((struct redirect_conn *)((char *)t - offsetof(struct redirect_conn, timer)));
+}
+
+static void on_accept(struct watcher *w, uint32_t events)
+{
+    (void)events;
+    for (int i = 0; i < 16; i++) {
+        struct sockaddr_storage peer;
+        socklen_t len;
+        int fd = net_accept(w->fd, &peer, &len);
+        if (fd < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return;
+        if (fd < 0) {
+            /* A failing accept would be reported again at once: pause instead of spinning. */
+            loop_watch(w, 0);
+            loop_timer_set(&accept_pause, ACCEPT_PAUSE_MS);
+            return;
+        }
+        struct redirect_conn *r = calloc(1, sizeof *r);
+        if (!r || loop_timer_init(&r->timer, on_timeout) < 0) {
+            free(r);
+            close(fd);
+            return;
+        }
+        loop_watcher_init(&r->w, fd, on_event);
+        http_msg_init(&r->req, HTTP_REQUEST, runtime.cfg->max_headers);
+        if (loop_watch(&r->w, EPOLLIN) < 0) {
+            destroy(r);
+            continue;
+        }
+        loop_timer_set(&r->timer, runtime.cfg->header_timeout_ms);
+    }
+}
+
+static void resume_accept(struct timer *t)
+{
+    (void)t;
+    if (listener.fd >= 0)
+        loop_watch(&listener, EPOLLIN);
+}
+
+int redirect_listen(void)
+{
+    if (loop_timer_init(&accept_pause, resume_accept) < 0)
+        return -1;
+    int fd = net_listen(&runtime.cfg->redirect, 64);
+    if (fd < 0)
+        return -1;
+    loop_watcher_init(&listener, fd, on_accept);
+    return loop_watch(&listener, EPOLLIN);
+}
+
+void redirect_close(void)
+{
+    loop_timer_clear(&accept_pause);
+    loop_close(&listener);
+}
