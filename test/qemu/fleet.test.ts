@@ -246,6 +246,36 @@ describe.skipIf(skip !== undefined)(`qemu runtime: a fleet of microvm guests${sk
     expect(spread.statuses).toEqual({ 200: 30 });
   }, 330_000);
 
+  it('a replacement proxy VM that cannot become healthy keeps serving, and the next up brings the fleet back', async () => {
+    const before = machinePids();
+    const configPath = join(dir, 'uproxy.json');
+    const configBefore = readFileSync(configPath, 'utf8');
+    // A new health path restarts the proxy (its command line changes) and fails every check.
+    const config = JSON.parse(configBefore);
+    config.backends.health = { path: '/no-such-page' };
+    writeFileSync(configPath, JSON.stringify(config, null, 2));
+    try {
+      const failed = await uproxyInside(['up', '--runtime', 'qemu', '--backends', '3', '--accel', 'tcg', '--timeout', '20']);
+      expect(failed.exitCode, failed.all).toBe(1);
+      expect(failed.stderr).toContain('the new proxy keeps running');
+      const kept = machinePids();
+      expect(kept.proxy).not.toBe(before.proxy);
+      expect(qemuProcessesOf(dir)).toContain(kept.proxy);
+      const ps = await uproxyInside(['ps']);
+      expect(ps.exitCode, ps.all).toBe(0);
+      expect(ps.stdout).toMatch(/^proxy\s+proxy\s+\S+\s+\d+\s+running, serving$/m);
+      // One request: the proxy answers it itself (no backend is up under this health path).
+      expect((await requests(inner, 'http://172.44.0.2:8080/', 1)).statuses).toEqual({ 503: 1 });
+    } finally {
+      writeFileSync(configPath, configBefore);
+    }
+    const up = await uproxyInside(['up', '--runtime', 'qemu', '--backends', '3', '--accel', 'tcg']);
+    expect(up.exitCode, up.all).toBe(0);
+    const spread = await requests(inner, 'http://172.44.0.2:8080/', 30);
+    expect(spread.statuses).toEqual({ 200: 30 });
+    expect(Object.keys(spread.backends).sort()).toEqual(['backend-1', 'backend-2', 'backend-3']);
+  }, 330_000);
+
   it('scales to 5 backend VMs and back to 2 through the admin API: only the backends that change start or stop, the proxy VM keeps running', async () => {
     const three = machinePids();
     const five = await uproxyInside(['up', '--runtime', 'qemu', '--backends', '5', '--accel', 'tcg']);
