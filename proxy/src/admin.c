@@ -22,7 +22,9 @@
 #include "tls.h"
 #include "upstream.h"
 
-#define ADMIN_IN 4096
+/* Room for a request and its body: a certificate chain and key (PUT /tls/certificates/N) is
+ * the largest (an RSA 4096 chain of three is about 7 KiB). */
+#define ADMIN_IN 32768
 #define ADMIN_IDLE_MS 30000
 #define VERSION UPROXY_VERSION /* -DUPROXY_VERSION: the Makefile reads it from proxy/VERSION */
 
@@ -95,6 +97,19 @@ static void render_backend_json(struct sbuf *o, struct backend *b, uint64_t now)
               (unsigned long long)b->last_change_ms);
 }
 
+/* [{"index":0,"names":["a","b"],"not_after":UNIX_SECONDS}, ...] */
+static void render_certificates(struct sbuf *o)
+{
+    sb_printf(o, "[");
+    for (size_t i = 0; i < tls_certificates(); i++) {
+        char names[1024];
+        long long not_after;
+        if (tls_describe(i, names, sizeof names, &not_after) == 0)
+            sb_printf(o, "%s{\"index\":%zu,\"names\":[%s],\"not_after\":%lld}", i ? "," : "", i, names, not_after);
+    }
+    sb_printf(o, "]");
+}
+
 static void render_stats(struct sbuf *o)
 {
     uint64_t now = loop_now_ms();
@@ -115,11 +130,13 @@ static void render_stats(struct sbuf *o)
     for (size_t i = 0; i < auth_count(); i++)
         sb_printf(o, "%s\"%s\":%llu", i ? "," : "", auth_token(i)->name,
                   (unsigned long long)auth_token(i)->accepted);
-    sb_printf(o, "}},\"tls\":{\"enabled\":%s,\"handshakes\":%llu,\"resumed\":%llu,\"failed\":%llu,\"in_progress\":%llu}",
+    sb_printf(o, "}},\"tls\":{\"enabled\":%s,\"handshakes\":%llu,\"resumed\":%llu,\"failed\":%llu,\"in_progress\":%llu,"
+              "\"certificates\":",
               tls_enabled() ? "true" : "false", (unsigned long long)tls_stats.handshakes,
               (unsigned long long)tls_stats.resumed, (unsigned long long)tls_stats.failed,
               (unsigned long long)tls_stats.in_progress);
-    sb_printf(o, ",\"backends\":[");
+    render_certificates(o);
+    sb_printf(o, "},\"backends\":[");
     for (size_t i = 0; i < nbackends; i++) {
         if (i)
             sb_printf(o, ",");
@@ -259,6 +276,55 @@ static void shutdown_requested(struct admin_conn *a, int method)
     respond_json(a, 202, "Accepted", "{\"status\":\"draining\"}");
 }
 
+/* GET /tls/certificates lists them; PUT /tls/certificates/N with a PEM chain and key replaces
+ * certificate N for new connections (N = the count adds one). The key is wiped from the
+ * request buffer once read, and no answer ever quotes the body. */
+static void certificates(struct admin_conn *a, int method, const char *rest, size_t rest_len, const char *body,
+                         size_t body_len)
+{
+    if (rest_len == 0 && (method == HTTP_GET || method == HTTP_HEAD)) {
+        struct sbuf out = {0};
+        render_certificates(&out);
+        sb_printf(&out, "\n");
+        respond(a, 200, "OK", "application/json", &out);
+        free(out.p);
+        return;
+    }
+    char digits[8] = "";
+    unsigned long index = 0;
+    char *end = NULL;
+    if (rest_len > 1 && rest_len < sizeof digits + 1 && rest[0] == '/') {
+        memcpy(digits, rest + 1, rest_len - 1);
+        digits[rest_len - 1] = '\0';
+        index = strtoul(digits, &end, 10);
+    }
+    if (!end || *end != '\0' || digits[0] < '0' || digits[0] > '9') {
+        respond_json(a, 404, "Not Found", "{\"error\":\"use GET /tls/certificates or PUT /tls/certificates/N\"}");
+        return;
+    }
+    if (method != HTTP_PUT) {
+        respond_json(a, 405, "Method Not Allowed", "{\"error\":\"use PUT with the PEM chain and key as the body\"}");
+        return;
+    }
+    char err[512], json[700];
+    int rc = tls_replace(index, body, body_len, err, sizeof err);
+    explicit_bzero((char *)body, body_len);
+    if (rc < 0) {
+        char escaped[600];
+        size_t n = json_escape(escaped, 0, sizeof escaped - 1, err, strlen(err));
+        escaped[n] = '\0';
+        snprintf(json, sizeof json, "{\"error\":\"%s\"}", escaped);
+        respond_json(a, 400, "Bad Request", json);
+        return;
+    }
+    log_event("certificate_replaced", "index=%lu", index);
+    char names[512];
+    long long not_after = 0;
+    tls_describe(index, names, sizeof names, &not_after);
+    snprintf(json, sizeof json, "{\"index\":%lu,\"names\":[%s],\"not_after\":%lld}", index, names, not_after);
+    respond_json(a, 200, "OK", json);
+}
+
 static void route(struct admin_conn *a, const char *head, size_t head_len, const char *body, size_t body_len)
 {
     struct request_info info;
@@ -274,13 +340,18 @@ static void route(struct admin_conn *a, const char *head, size_t head_len, const
     int metrics_route = path_is(info.path, info.path_len, "/metrics");
     int backends_route = admin_backends_route(info.path, info.path_len);
     int shutdown_route = path_is(info.path, info.path_len, "/shutdown");
-    if (!stats_route && !metrics_route && !backends_route && !shutdown_route) {
+    int certificates_route = info.path_len >= 17 && memcmp(info.path, "/tls/certificates", 17) == 0;
+    if (!stats_route && !metrics_route && !backends_route && !shutdown_route && !certificates_route) {
         respond_json(a, 404, "Not Found",
-                     "{\"error\":\"no such admin route; try /healthz, /stats, /metrics, /backends or /shutdown\"}");
+                     "{\"error\":\"no such admin route; try /healthz, /stats, /metrics, /backends, /tls/certificates or /shutdown\"}");
         return;
     }
     if (check_bearer(a, head, head_len) < 0)
         return;
+    if (certificates_route) {
+        certificates(a, method, info.path + 17, info.path_len - 17, body, body_len);
+        return;
+    }
     if (shutdown_route) {
         shutdown_requested(a, method);
         return;

@@ -3,10 +3,12 @@
 #include <errno.h>
 #include <limits.h>
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 /* Sessions a client may resume by id (tickets need no server memory); bounded, oldest out. */
 #define SESSION_CACHE_SIZE 20000
@@ -55,11 +57,12 @@ static int pick_certificate(SSL *ssl, int *alert, void *arg)
     return SSL_TLSEXT_ERR_OK;
 }
 
-static SSL_CTX *new_context(const char *path, char *err, size_t errcap)
+/* A context with everything but its certificate: versions, ciphers, groups, ALPN, sessions. */
+static SSL_CTX *new_context(char *err, size_t errcap)
 {
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
     if (!ctx) {
-        snprintf(err, errcap, "--tls-cert: out of memory");
+        snprintf(err, errcap, "out of memory");
         return NULL;
     }
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
@@ -77,29 +80,73 @@ static SSL_CTX *new_context(const char *path, char *err, size_t errcap)
     SSL_CTX_set_alpn_select_cb(ctx, alpn_select, NULL);
     if (SSL_CTX_set_cipher_list(ctx, TLS12_CIPHERS) != 1 || SSL_CTX_set_ciphersuites(ctx, TLS13_CIPHERS) != 1 ||
         SSL_CTX_set1_groups_list(ctx, GROUPS) != 1) {
-        snprintf(err, errcap, "--tls-cert: this OpenSSL lacks the ciphers or groups uproxy requires");
-        SSL_CTX_free(ctx);
-        return NULL;
-    }
-    if (SSL_CTX_use_certificate_chain_file(ctx, path) != 1 || SSL_CTX_use_PrivateKey_file(ctx, path, SSL_FILETYPE_PEM) != 1 ||
-        SSL_CTX_check_private_key(ctx) != 1) {
-        char why[160];
-        ERR_error_string_n(ERR_peek_last_error(), why, sizeof why);
-        snprintf(err, errcap,
-                 "--tls-cert: '%s' must hold a PEM certificate chain (leaf first) and its private key: %s", path, why);
-        ERR_clear_error();
+        snprintf(err, errcap, "this OpenSSL lacks the ciphers or groups uproxy requires");
         SSL_CTX_free(ctx);
         return NULL;
     }
     return ctx;
 }
 
+/* Why the last certificate or key OpenSSL read was refused; the queue is left empty. */
+static void openssl_reason(char *err, size_t errcap, const char *what)
+{
+    char why[160];
+    ERR_error_string_n(ERR_peek_last_error(), why, sizeof why);
+    snprintf(err, errcap, "%s must hold a PEM certificate chain (leaf first) and its private key: %s", what, why);
+    ERR_clear_error();
+}
+
+static SSL_CTX *context_from_file(const char *path, char *err, size_t errcap)
+{
+    SSL_CTX *ctx = new_context(err, errcap);
+    if (!ctx)
+        return NULL;
+    if (SSL_CTX_use_certificate_chain_file(ctx, path) != 1 || SSL_CTX_use_PrivateKey_file(ctx, path, SSL_FILETYPE_PEM) != 1 ||
+        SSL_CTX_check_private_key(ctx) != 1) {
+        char what[300];
+        snprintf(what, sizeof what, "'%s'", path);
+        openssl_reason(err, errcap, what);
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    return ctx;
+}
+
+/* The chain (leaf first) and key from PEM text, as the admin API receives them. */
+static int use_pem(SSL_CTX *ctx, const char *pem, size_t len)
+{
+    BIO *bio = BIO_new_mem_buf(pem, (int)len);
+    if (!bio)
+        return -1;
+    X509 *leaf = PEM_read_bio_X509_AUX(bio, NULL, NULL, NULL);
+    int ok = leaf && SSL_CTX_use_certificate(ctx, leaf) == 1;
+    X509_free(leaf);
+    X509 *extra;
+    while (ok && (extra = PEM_read_bio_X509(bio, NULL, NULL, NULL)) != NULL) {
+        if (SSL_CTX_add_extra_chain_cert(ctx, extra) != 1) {
+            X509_free(extra);
+            ok = 0;
+        }
+    }
+    ERR_clear_error(); /* the end of the chain reads as an error */
+    EVP_PKEY *key = NULL;
+    if (ok && BIO_reset(bio) == 1)
+        key = PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL);
+    ok = ok && key && SSL_CTX_use_PrivateKey(ctx, key) == 1 && SSL_CTX_check_private_key(ctx) == 1;
+    EVP_PKEY_free(key);
+    BIO_free(bio);
+    return ok ? 0 : -1;
+}
+
 int tls_init(const struct config *cfg, char *err, size_t errcap)
 {
     for (size_t i = 0; i < cfg->ntls_certs; i++) {
-        SSL_CTX *ctx = new_context(cfg->tls_certs[i], err, errcap);
-        if (!ctx)
+        char why[400];
+        SSL_CTX *ctx = context_from_file(cfg->tls_certs[i], why, sizeof why);
+        if (!ctx) {
+            snprintf(err, errcap, "--tls-cert: %s", why);
             return -1;
+        }
         contexts[ncontexts++] = ctx;
     }
     if (ncontexts > 0)
@@ -108,6 +155,74 @@ int tls_init(const struct config *cfg, char *err, size_t errcap)
 }
 
 int tls_enabled(void) { return ncontexts > 0; }
+
+size_t tls_certificates(void) { return ncontexts; }
+
+int tls_replace(size_t index, const char *pem, size_t len, char *err, size_t errcap)
+{
+    if (index > ncontexts || index >= MAX_TLS_CERTS) {
+        snprintf(err, errcap, "certificate %zu does not exist; replace 0 to %zu, or add %zu", index,
+                 ncontexts ? ncontexts - 1 : 0, ncontexts);
+        return -1;
+    }
+    SSL_CTX *ctx = new_context(err, errcap);
+    if (!ctx)
+        return -1;
+    if (use_pem(ctx, pem, len) < 0) {
+        openssl_reason(err, errcap, "the body");
+        SSL_CTX_free(ctx);
+        return -1;
+    }
+    /* Connections that use the old context hold a reference to it: they finish with it. */
+    SSL_CTX *old = index < ncontexts ? contexts[index] : NULL;
+    contexts[index] = ctx;
+    if (!old)
+        ncontexts++;
+    if (index == 0)
+        SSL_CTX_set_tlsext_servername_callback(ctx, pick_certificate);
+    SSL_CTX_free(old);
+    return 0;
+}
+
+/* "name","name",... of the certificate's subjectAltName DNS and IP entries. */
+static void write_names(X509 *cert, char *out, size_t cap)
+{
+    size_t n = 0;
+    out[0] = '\0';
+    GENERAL_NAMES *names = X509_get_ext_d2i(cert, NID_subject_alt_name, NULL, NULL);
+    for (int i = 0; names && i < sk_GENERAL_NAME_num(names); i++) {
+        const GENERAL_NAME *g = sk_GENERAL_NAME_value(names, i);
+        char text[64] = "";
+        if (g->type == GEN_DNS) {
+            const unsigned char *d = ASN1_STRING_get0_data(g->d.dNSName);
+            int dlen = ASN1_STRING_length(g->d.dNSName);
+            for (int k = 0; k < dlen && k < (int)sizeof text - 1; k++)
+                text[k] = (d[k] >= '!' && d[k] <= '~' && d[k] != '"' && d[k] != '\\') ? (char)d[k] : '?';
+        } else if (g->type == GEN_IPADD && ASN1_STRING_length(g->d.iPAddress) == 4) {
+            const unsigned char *a = ASN1_STRING_get0_data(g->d.iPAddress);
+            snprintf(text, sizeof text, "%u.%u.%u.%u", a[0], a[1], a[2], a[3]);
+        }
+        if (!text[0])
+            continue;
+        int m = snprintf(out + n, cap - n, "%s\"%s\"", n ? "," : "", text);
+        if (m < 0 || (size_t)m >= cap - n)
+            break;
+        n += (size_t)m;
+    }
+    GENERAL_NAMES_free(names);
+    ERR_clear_error();
+}
+
+int tls_describe(size_t index, char *names, size_t cap, long long *not_after)
+{
+    if (index >= ncontexts)
+        return -1;
+    X509 *cert = SSL_CTX_get0_certificate(contexts[index]);
+    struct tm tm;
+    write_names(cert, names, cap);
+    *not_after = ASN1_TIME_to_tm(X509_get0_notAfter(cert), &tm) == 1 ? (long long)timegm(&tm) : 0;
+    return 0;
+}
 
 SSL *tls_accept(int fd)
 {

@@ -29,6 +29,14 @@ extern struct tls_stats tls_stats;
 int tls_init(const struct config *cfg, char *err, size_t errcap);
 /* 1 when the client listener speaks TLS. */
 int tls_enabled(void);
+/* How many certificates are loaded. */
+size_t tls_certificates(void);
+/* Replaces certificate `index` (or adds one, with index = tls_certificates()) with the chain
+ * and key in `pem`, for new connections; open ones keep theirs. 0, or -1 with why in err (which
+ * never quotes the PEM). */
+int tls_replace(size_t index, const char *pem, size_t len, char *err, size_t errcap);
+/* Certificate `index`'s names as JSON strings ("a","b") and its notAfter in Unix seconds. */
+int tls_describe(size_t index, char *names, size_t cap, long long *not_after);
 /* A server-side TLS session on an accepted socket, or NULL (no memory). */
 struct ssl_st *tls_accept(int fd);
 /* Advances the handshake: 1 done, 0 waiting for the socket, -1 failed (counted). */

@@ -17,6 +17,26 @@ int tls_init(const struct config *cfg, char *err, size_t errcap)
 
 int tls_enabled(void) { return 0; }
 
+size_t tls_certificates(void) { return 0; }
+
+int tls_replace(size_t index, const char *pem, size_t len, char *err, size_t errcap)
+{
+    (void)index;
+    (void)pem;
+    (void)len;
+    snprintf(err, errcap, "this build of the proxy has no TLS (it was built without OpenSSL)");
+    return -1;
+}
+
+int tls_describe(size_t index, char *names, size_t cap, long long *not_after)
+{
+    (void)index;
+    (void)names;
+    (void)cap;
+    (void)not_after;
+    return -1;
+}
+
 struct ssl_st *tls_accept(int fd)
 {
     (void)fd;

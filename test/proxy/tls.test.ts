@@ -305,6 +305,60 @@ describe('proxy: TLS under load and for tunnels', () => {
   });
 });
 
+describe('proxy: certificates replaced through the admin API', () => {
+  it('serves a new certificate to new connections, with no failed request under keep-alive load', async () => {
+    const backend = await startBackend('renew');
+    const proxy = await startProxy({ backends: [{ name: 'renew', address: backend.address }], args: ['--tls-cert', file('localhost.pem')] });
+    const serial = (): Promise<string> => new Promise((resolve, reject) => {
+      const sock = tls.connect({ host: '127.0.0.1', port: proxy.port, servername: 'localhost', ca: readFileSync(file('ca.pem')) }, () => {
+        resolve(sock.getPeerCertificate().serialNumber);
+        sock.destroy();
+      });
+      sock.on('error', reject);
+    });
+    const admin = (method: 'GET' | 'PUT', target: string, body?: string) =>
+      request(`${proxy.adminUrl}${target}`, { method, body, headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })
+        .then(async (r) => ({ status: r.statusCode, json: (await r.body.json()) as Record<string, unknown> }));
+    const agents = [1, 2, 3].map(() => new https.Agent({ keepAlive: true, maxSockets: 1 }));
+    let stop = false;
+    const failures: string[] = [];
+    let served = 0;
+    const loops = agents.map(async (agent, i) => {
+      for (let n = 0; !stop && n < 5000; n++) {
+        const res = await get(proxy.port, `/load/${i}/${n}`, { token: CLIENT_TOKEN, agent }).catch((e: Error) => ({ status: 0, error: e.message }));
+        if (res.status === 200) served++;
+        else failures.push(String(res.status));
+      }
+    });
+    try {
+      const before = await serial();
+      const listed = await admin('GET', '/tls/certificates');
+      expect(listed.json).toEqual([{ index: 0, names: ['localhost', '127.0.0.1'], not_after: expect.any(Number) }]);
+      issue('localhost', ['ec', '-pkeyopt', 'ec_paramgen_curve:P-256'], 'DNS:localhost,IP:127.0.0.1');
+      while (served < 50) await new Promise((r) => setTimeout(r, 10));
+      const replaced = await admin('PUT', '/tls/certificates/0', readFileSync(file('localhost.pem'), 'utf8'));
+      expect(replaced.status).toBe(200);
+      const mark = served;
+      while (served < mark + 50) await new Promise((r) => setTimeout(r, 10));
+      expect(await serial()).not.toBe(before);
+      // A body that is no certificate is refused with the reason, and never quoted back.
+      const bad = await admin('PUT', '/tls/certificates/0', 'secret-looking-text');
+      expect(bad.status).toBe(400);
+      expect(String(bad.json.error)).toMatch(/must hold a PEM certificate chain/);
+      expect(JSON.stringify(bad.json)).not.toContain('secret-looking-text');
+      expect(await serial()).not.toBe(before);
+    } finally {
+      stop = true;
+      await Promise.all(loops);
+      for (const agent of agents) agent.destroy();
+      await proxy.stop();
+      await backend.close();
+    }
+    expect(failures).toEqual([]);
+    expect(proxy.output()).not.toContain('PRIVATE KEY');
+  });
+});
+
 describe('proxy: the plain listener that redirects to HTTPS', () => {
   it('answers 308 to the same target on https://, forwards nothing, and 400 without a Host', async () => {
     const backend = await startBackend('r');
