@@ -207,6 +207,17 @@ static void render_metrics(struct sbuf *o)
     backend_family(o, "uproxy_backend_sent_bytes_total", "counter", "Bytes sent to the backend.", get_bytes_out);
     backend_family(o, "uproxy_backend_health_checks_total", "counter", "Active health checks run.", get_checks);
     backend_family(o, "uproxy_backend_health_failures_total", "counter", "Active health checks failed.", get_check_failures);
+    metric(o, "uproxy_tls_handshakes_total", "counter", "TLS handshakes completed.", tls_stats.handshakes);
+    metric(o, "uproxy_tls_resumed_total", "counter", "TLS handshakes that resumed a session.", tls_stats.resumed);
+    metric(o, "uproxy_tls_failed_total", "counter", "TLS handshakes failed or abandoned.", tls_stats.failed);
+    metric(o, "uproxy_tls_handshakes_in_progress", "gauge", "TLS handshakes under way.", tls_stats.in_progress);
+    metric_head(o, "uproxy_tls_certificate_expiry_seconds", "gauge", "Unix time at which the certificate expires.");
+    for (size_t i = 0; i < tls_certificates(); i++) {
+        char names[1024];
+        long long not_after;
+        if (tls_describe(i, names, sizeof names, &not_after) == 0)
+            sb_printf(o, "uproxy_tls_certificate_expiry_seconds{index=\"%zu\"} %lld\n", i, not_after);
+    }
     metric_head(o, "uproxy_backend_latency_seconds", "gauge",
                 "Time to response head over the recent window, by quantile.");
     static const double qs[] = {0.5, 0.9, 0.99};

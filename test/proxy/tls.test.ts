@@ -179,6 +179,11 @@ describe('proxy: TLS on the client listener', () => {
       agent.destroy();
     }
     expect((await tlsStats(proxy)).resumed).toBeGreaterThan(0);
+    const metrics = await (await request(`${proxy.adminUrl}/metrics`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).body.text();
+    expect(metrics).toMatch(/^uproxy_tls_resumed_total [1-9]\d*$/m);
+    const expiry = Number(/^uproxy_tls_certificate_expiry_seconds\{index="0"\} (\d+)$/m.exec(metrics)?.[1]);
+    // The test's certificates are valid for 2 days.
+    expect(expiry * 1000 - Date.now()).toBeGreaterThan(86_400_000);
   });
 
   it('closes plain HTTP sent to the TLS port and forwards nothing', async () => {
