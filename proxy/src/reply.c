@@ -98,13 +98,18 @@ int reply_pump(struct conn *c)
     }
     if (c->ex.local_sent == c->ex.local_len)
         c->ex.resp_done = 1;
-    if (!c->ex.req_parsed_all && c->in) {
-        int r = conn_parse_request_body(c);
-        if (r == STEP_CLOSED)
-            return r;
-        c->in->start = c->in->parsed; /* dropped, never forwarded */
+    if (c->in) {
+        if (!c->ex.req_parsed_all) {
+            int r = conn_parse_request_body(c);
+            if (r == STEP_CLOSED)
+                return r;
+            progress |= r;
+        }
+        /* The request is answered here: all of it parsed so far (head and body, perhaps already
+         * rewritten for a backend that was then not reached) is dropped, never forwarded, and
+         * never read again as the next request. */
+        c->in->start = c->in->parsed;
         buf_tidy(c->in);
-        progress |= r;
     }
     if (c->ex.req_parsed_all)
         c->ex.req_done = 1;

@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startBackend, type TestBackend } from './support/backend.js';
 import { startNaiveBackend, type NaiveBackend } from './support/naive-backend.js';
 import { startRawBackend, type RawBackend } from './support/raw-backend.js';
-import { ADMIN_TOKEN, CLIENT_TOKEN, rawExchange, splitResponses, startProxy, type RunningProxy } from './support/proxy.js';
+import { ADMIN_TOKEN, CLIENT_TOKEN, freePort, rawExchange, splitResponses, startProxy, type RunningProxy } from './support/proxy.js';
 
 /*
  * The findings of the hostile audit (issue 12), each as the request that showed it. The
@@ -223,6 +223,20 @@ describe('audit: slow request bodies and slow uploads', () => {
       const upload = await trickle(proxy.port, [`POST /x HTTP/1.1\r\nHost: t\r\n${T}Content-Length: 5\r\n\r\n`, 'hello'], 1600, oneResponse);
       expect(upload.got).toMatch(/^HTTP\/1\.1 200 /);
       expect(echoOf(upload.got).bodyBytes).toBe(5);
+    } finally {
+      await proxy.stop();
+    }
+  });
+});
+
+describe('proxy: its own answers on a keep-alive connection', () => {
+  it('answers 503 to each request when no backend is up: an answered request is never parsed again', async () => {
+    const proxy = await startProxy({ backends: [{ name: 'gone', address: `127.0.0.1:${await freePort()}` }], waitUp: 0 });
+    try {
+      const req = (n: number): string => `GET /${n} HTTP/1.1\r\nHost: t\r\n${T}\r\n`;
+      const got = await rawExchange(proxy.port, req(1) + req(2) + req(3), (g) => splitResponses(g).length === 3 && g.endsWith('}'));
+      expect(splitResponses(got).map((r) => [r.status, r.body])).toEqual(
+        [1, 2, 3].map(() => [503, '{"error":"no backend available"}']));
     } finally {
       await proxy.stop();
     }
