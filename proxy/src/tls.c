@@ -1,9 +1,13 @@
 #include "tls.h"
 
+#include "log.h"
+#include "loop.h"
+
 #include <errno.h>
 #include <limits.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
+#include <openssl/rand.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 #include <stdio.h>
@@ -12,6 +16,12 @@
 
 /* Sessions a client may resume by id (tickets need no server memory); bounded, oldest out. */
 #define SESSION_CACHE_SIZE 20000
+/* Session ticket keys are random at start and replaced this often; a ticket lives as long, so
+ * one stolen key opens at most an hour of sessions. A client holding a ticket of the previous
+ * key does a full handshake. */
+#define TICKET_KEY_LIFETIME_S 3600
+/* OpenSSL's ticket key blob: name, HMAC secret, AES key (16 bytes each). */
+#define TICKET_KEYS_LEN 48
 
 /* ECDHE and AEAD only. AES-128-GCM first in both versions: as strong as needed, and the
  * cheapest with AES-NI (OpenSSL would put AES-256 first for TLS 1.3). */
@@ -22,6 +32,8 @@
 #define GROUPS "X25519:P-256:P-384"
 
 struct tls_stats tls_stats;
+
+static struct timer ticket_rotation;
 
 /* One context per certificate. The first also answers clients whose SNI names none of them. */
 static SSL_CTX *contexts[MAX_TLS_CERTS];
@@ -76,6 +88,7 @@ static SSL_CTX *new_context(char *err, size_t errcap)
      * TLS buffers held by an idle connection. */
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
     SSL_CTX_sess_set_cache_size(ctx, SESSION_CACHE_SIZE);
+    SSL_CTX_set_timeout(ctx, TICKET_KEY_LIFETIME_S);
     SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"uproxy", 6);
     SSL_CTX_set_alpn_select_cb(ctx, alpn_select, NULL);
     if (SSL_CTX_set_cipher_list(ctx, TLS12_CIPHERS) != 1 || SSL_CTX_set_ciphersuites(ctx, TLS13_CIPHERS) != 1 ||
@@ -138,6 +151,26 @@ static int use_pem(SSL_CTX *ctx, const char *pem, size_t len)
     return ok ? 0 : -1;
 }
 
+/* New random ticket keys, the same for every certificate (a session resumes whichever SNI
+ * context issued it). The same call exists in OpenSSL 1.1.1 and 3.x. */
+static int set_ticket_keys(void)
+{
+    unsigned char keys[TICKET_KEYS_LEN];
+    if (RAND_bytes(keys, sizeof keys) != 1)
+        return -1;
+    for (size_t i = 0; i < ncontexts; i++)
+        SSL_CTX_set_tlsext_ticket_keys(contexts[i], keys, sizeof keys);
+    OPENSSL_cleanse(keys, sizeof keys);
+    return 0;
+}
+
+static void rotate_ticket_keys(struct timer *t)
+{
+    if (set_ticket_keys() < 0)
+        log_error("tls_ticket_keys", "error=\"no random bytes: the keys stay as they were\"");
+    loop_timer_set(t, TICKET_KEY_LIFETIME_S * 1000u);
+}
+
 int tls_init(const struct config *cfg, char *err, size_t errcap)
 {
     for (size_t i = 0; i < cfg->ntls_certs; i++) {
@@ -149,8 +182,14 @@ int tls_init(const struct config *cfg, char *err, size_t errcap)
         }
         contexts[ncontexts++] = ctx;
     }
-    if (ncontexts > 0)
-        SSL_CTX_set_tlsext_servername_callback(contexts[0], pick_certificate);
+    if (ncontexts == 0)
+        return 0;
+    SSL_CTX_set_tlsext_servername_callback(contexts[0], pick_certificate);
+    if (loop_timer_init(&ticket_rotation, rotate_ticket_keys) < 0 || set_ticket_keys() < 0) {
+        snprintf(err, errcap, "--tls-cert: no memory or no random bytes for session ticket keys");
+        return -1;
+    }
+    loop_timer_set(&ticket_rotation, TICKET_KEY_LIFETIME_S * 1000u);
     return 0;
 }
 
@@ -178,6 +217,7 @@ int tls_replace(size_t index, const char *pem, size_t len, char *err, size_t err
     contexts[index] = ctx;
     if (!old)
         ncontexts++;
+    set_ticket_keys(); /* all contexts share keys: renewing them costs one full handshake per client */
     if (index == 0)
         SSL_CTX_set_tlsext_servername_callback(ctx, pick_certificate);
     SSL_CTX_free(old);
