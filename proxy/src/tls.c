@@ -274,6 +274,9 @@ SSL *tls_accept(int fd)
         return NULL;
     }
     SSL_set_accept_state(ssl);
+    /* Counted in progress until its first handshake ends; the mark is the session's own, not
+     * OpenSSL's state, which a refused renegotiation also puts back "in init". */
+    SSL_set_app_data(ssl, &tls_stats);
     tls_stats.in_progress++;
     return ssl;
 }
@@ -291,6 +294,7 @@ int tls_handshake(SSL *ssl)
 {
     int rc = SSL_do_handshake(ssl);
     if (rc == 1) {
+        SSL_set_app_data(ssl, NULL);
         tls_stats.in_progress--;
         tls_stats.handshakes++;
         if (SSL_session_reused(ssl))
@@ -346,7 +350,7 @@ void tls_close_notify(SSL *ssl)
 
 void tls_free(SSL *ssl)
 {
-    if (!SSL_is_init_finished(ssl))
+    if (SSL_get_app_data(ssl))
         tls_stats.in_progress--;
     SSL_free(ssl);
 }

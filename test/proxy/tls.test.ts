@@ -186,6 +186,18 @@ describe('proxy: TLS on the client listener', () => {
     expect(expiry * 1000 - Date.now()).toBeGreaterThan(86_400_000);
   });
 
+  it('refuses a client-initiated renegotiation and keeps counting handshakes right', async () => {
+    const before = await tlsStats(proxy);
+    // s_client's R command asks for a TLS 1.2 renegotiation.
+    const r = spawnSync('sh', ['-c', `(sleep 0.5; echo R; sleep 0.5) | openssl s_client -connect 127.0.0.1:${proxy.port} -servername localhost -tls1_2 -CAfile ${file('ca.pem')}`],
+      { encoding: 'utf8', timeout: 10_000 });
+    expect(`${r.stdout}${r.stderr}`).toMatch(/RENEGOTIATING/);
+    const after = await tlsStats(proxy);
+    expect(after.in_progress).toBe(0);
+    expect(after.handshakes).toBe(before.handshakes + 1);
+    expect((await get(proxy.port, '/after-renegotiation', { token: CLIENT_TOKEN })).status).toBe(200);
+  });
+
   it('closes plain HTTP sent to the TLS port and forwards nothing', async () => {
     const before = backend.seen.length;
     const got = await new Promise<string>((resolve) => {
