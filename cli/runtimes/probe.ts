@@ -303,7 +303,7 @@ function socketAnswers(path: string): Promise<boolean> {
  * What the default `host` runtime needs to build the proxy and the backend, then what the
  * qemu runtime's static builds add. Each with the Debian package that provides it.
  */
-export function buildChecks(path = process.env.PATH ?? '', llhttpDir = '/usr/share/llhttp'): Check[] {
+export function buildChecks(path = process.env.PATH ?? '', llhttpDir = '/usr/share/llhttp', opensslHeader = '/usr/include/openssl/ssl.h'): Check[] {
   const program = (name: string, what: string, pkg: string): Check => {
     const found = findOnPath(name, path);
     return found
@@ -313,10 +313,14 @@ export function buildChecks(path = process.env.PATH ?? '', llhttpDir = '/usr/sha
   const llhttp = existsSync(join(llhttpDir, 'llhttp.c'))
     ? { name: 'llhttp', ok: true, detail: `${llhttpDir}: the proxy's HTTP parser, compiled in` }
     : { name: 'llhttp', ok: false, detail: `no sources in ${llhttpDir}: the proxy compiles llhttp in`, fix: 'apt-get install node-llhttp' };
+  const openssl = existsSync(opensslHeader)
+    ? { name: 'openssl', ok: true, detail: `${opensslHeader}: the host build of the proxy links OpenSSL (its TLS listener)` }
+    : { name: 'openssl', ok: false, detail: `no ${opensslHeader}: the host build of the proxy links OpenSSL (its TLS listener)`, fix: 'apt-get install libssl-dev' };
   return [
     program('cc', 'the host runtime compiles the proxy and the backend', 'build-essential'),
     program('make', 'every app is built with make', 'make'),
     llhttp,
+    openssl,
     program('musl-gcc', 'the qemu runtime builds static guest programs (make static)', 'musl-tools'),
   ];
 }
