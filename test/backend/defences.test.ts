@@ -160,12 +160,15 @@ describe('backend template: defences', () => {
     await pollUntil('a response', async () => idle.got.includes('ok\n'));
     expect(await idle.closedWithin(5_000)).toBe(true);
 
-    // A request every 200 ms for 2 s: never 600 ms without one, so never closed.
-    const busy = await open(b.port);
+    // A request every ~300 ms for 3 s, each sent once the one before is answered: never the
+    // 1.5 s idle timeout without one (with room for a slow CI machine), so never closed.
+    const b2 = await start(['--idle-timeout-ms', '1500']);
+    const busy = await open(b2.port);
     for (let i = 1; i <= 10; i++) {
       busy.send('GET /health HTTP/1.1\r\nHost: t\r\n\r\n');
-      await new Promise((r) => setTimeout(r, 200));
-      expect(busy.got.split('ok\n').length - 1).toBe(i);
+      await pollUntil(`response ${i}`, async () => busy.got.split('ok\n').length - 1 === i || busy.closedAt !== undefined, 2_000);
+      expect(busy.closedAt).toBeUndefined();
+      await new Promise((r) => setTimeout(r, 300));
     }
     expect(busy.closedAt).toBeUndefined();
   });
