@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "acceptor.h"
 #include "admin_backends.h"
 #include "admin_request.h"
 #include "auth.h"
@@ -48,8 +49,7 @@ struct admin_conn {
     int head_only; /* answering HEAD: the head says the body's length, the body is not sent */
 };
 
-static struct watcher admin_listener;
-static struct timer admin_backoff;
+static struct acceptor admin_listener;
 
 static void sb_printf(struct sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void sb_printf(struct sbuf *b, const char *fmt, ...)
@@ -507,57 +507,30 @@ static void admin_timeout(struct timer *t)
     admin_destroy((struct admin_conn *)((char *)t - offsetof(struct admin_conn, timer)));
 }
 
-static void admin_accept(struct watcher *w, uint32_t events)
+static void admin_accepted(int fd, const struct sockaddr_storage *peer)
 {
-    (void)events;
-    for (int i = 0; i < 16; i++) {
-        struct sockaddr_storage peer;
-        socklen_t len;
-        int fd = net_accept(w->fd, &peer, &len);
-        if (fd < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-            return;
-        if (fd < 0) {
-            /* A failing accept would be reported again at once: pause instead of spinning. */
-            loop_watch(w, 0);
-            loop_timer_set(&admin_backoff, 100);
-            return;
-        }
-        struct admin_conn *a = calloc(1, sizeof *a);
-        if (!a || loop_timer_init(&a->timer, admin_timeout) < 0) {
-            free(a);
-            close(fd);
-            return;
-        }
-        loop_watcher_init(&a->w, fd, admin_event);
-        http_msg_init(&a->req, HTTP_REQUEST, runtime.cfg->max_headers);
-        if (loop_watch(&a->w, EPOLLIN) < 0) {
-            admin_destroy(a);
-            continue;
-        }
-        loop_timer_set(&a->timer, ADMIN_IDLE_MS);
+    (void)peer;
+    struct admin_conn *a = calloc(1, sizeof *a);
+    if (!a || loop_timer_init(&a->timer, admin_timeout) < 0) {
+        free(a);
+        close(fd);
+        return;
     }
-}
-
-static void admin_resume(struct timer *t)
-{
-    (void)t;
-    if (admin_listener.fd >= 0)
-        loop_watch(&admin_listener, EPOLLIN);
+    loop_watcher_init(&a->w, fd, admin_event);
+    http_msg_init(&a->req, HTTP_REQUEST, runtime.cfg->max_headers);
+    if (loop_watch(&a->w, EPOLLIN) < 0) {
+        admin_destroy(a);
+        return;
+    }
+    loop_timer_set(&a->timer, ADMIN_IDLE_MS);
 }
 
 int admin_listen(void)
 {
-    if (loop_timer_init(&admin_backoff, admin_resume) < 0)
-        return -1;
-    int fd = net_listen(&runtime.cfg->admin, 64);
-    if (fd < 0)
-        return -1;
-    loop_watcher_init(&admin_listener, fd, admin_accept);
-    return loop_watch(&admin_listener, EPOLLIN);
+    return acceptor_open(&admin_listener, &runtime.cfg->admin, 64, 16, "admin", admin_accepted);
 }
 
 void admin_close(void)
 {
-    loop_timer_clear(&admin_backoff);
-    loop_close(&admin_listener);
+    acceptor_close(&admin_listener);
 }

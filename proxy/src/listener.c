@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "acceptor.h"
 #include "conn.h"
 #include "log.h"
 #include "loop.h"
@@ -15,31 +16,8 @@
 #include "tls.h"
 
 #define ACCEPT_BATCH 64
-#define ACCEPT_BACKOFF_MIN_MS 10
-#define ACCEPT_BACKOFF_MAX_MS 1000
 
-static struct watcher listener;
-static struct timer accept_backoff_timer;
-static unsigned accept_backoff_ms;
-
-static void resume_accept(struct timer *t)
-{
-    (void)t;
-    if (!runtime.shutting_down)
-        loop_watch(&listener, EPOLLIN);
-}
-
-/* A failing accept (EMFILE, ENFILE, ENOMEM, ...) would fail again at once: the listener leaves
- * epoll behind a timer rather than keep a cooperative unikernel spinning. */
-static void pause_accept(int err)
-{
-    accept_backoff_ms = accept_backoff_ms ? accept_backoff_ms * 2 : ACCEPT_BACKOFF_MIN_MS;
-    if (accept_backoff_ms > ACCEPT_BACKOFF_MAX_MS)
-        accept_backoff_ms = ACCEPT_BACKOFF_MAX_MS;
-    log_error("accept_paused", "error=\"%s\" retry_ms=%u", strerror(err), accept_backoff_ms);
-    loop_watch(&listener, 0);
-    loop_timer_set(&accept_backoff_timer, accept_backoff_ms);
-}
+static struct acceptor listener;
 
 static void reject(int fd)
 {
@@ -61,46 +39,25 @@ static void reject(int fd)
     close(fd);
 }
 
-static void accept_event(struct watcher *w, uint32_t events)
+static void accepted(int fd, const struct sockaddr_storage *peer)
 {
-    (void)events;
-    for (int i = 0; i < ACCEPT_BATCH; i++) {
-        struct sockaddr_storage peer;
-        socklen_t len;
-        int fd = net_accept(w->fd, &peer, &len);
-        if (fd < 0) {
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                break;
-            if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO)
-                continue;
-            pause_accept(errno);
-            return;
-        }
-        accept_backoff_ms = 0;
-        if (tls_enabled() && tls_stats.in_progress >= runtime.cfg->max_handshakes) {
-            /* Handshakes cost CPU: past the bound a new client is closed at once, before any. */
-            stats.conn_rejected++;
-            close(fd);
-        } else if (conn_count() >= runtime.cfg->max_connections)
-            reject(fd);
-        else
-            conn_accept(fd, &peer);
+    if (tls_enabled() && tls_stats.in_progress >= runtime.cfg->max_handshakes) {
+        /* Handshakes cost CPU: past the bound a new client is closed at once, before any. */
+        stats.conn_rejected++;
+        close(fd);
+    } else if (conn_count() >= runtime.cfg->max_connections) {
+        reject(fd);
+    } else {
+        conn_accept(fd, peer);
     }
 }
 
 int listener_open(void)
 {
-    if (loop_timer_init(&accept_backoff_timer, resume_accept) < 0)
-        return -1;
-    int fd = net_listen(&runtime.cfg->listen, 1024);
-    if (fd < 0)
-        return -1;
-    loop_watcher_init(&listener, fd, accept_event);
-    return loop_watch(&listener, EPOLLIN);
+    return acceptor_open(&listener, &runtime.cfg->listen, 1024, ACCEPT_BATCH, "client", accepted);
 }
 
 void listener_close(void)
 {
-    loop_timer_clear(&accept_backoff_timer);
-    loop_close(&listener);
+    acceptor_close(&listener);
 }

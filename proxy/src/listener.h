@@ -1,5 +1,5 @@
-/* The client listener: accepts in batches, answers 503 over --max-connections, and backs off
- * (10 ms doubling to 1 s) instead of spinning when accept fails. */
+/* The client listener (an acceptor, see acceptor.h): answers 503 over --max-connections and
+ * closes a connection at once beyond --max-handshakes TLS handshakes in progress. */
 #ifndef UPROXY_LISTENER_H
 #define UPROXY_LISTENER_H
 

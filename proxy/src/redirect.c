@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "acceptor.h"
 #include "http.h"
 #include "loop.h"
 #include "net.h"
@@ -15,7 +16,6 @@
 
 #define REDIRECT_IN 4096
 #define REDIRECT_OUT 4096
-#define ACCEPT_PAUSE_MS 100
 
 struct redirect_conn {
     struct watcher w;
@@ -28,8 +28,7 @@ struct redirect_conn {
     int answered; /* what the client sends from now on is read and dropped until it closes */
 };
 
-static struct watcher listener;
-static struct timer accept_pause;
+static struct acceptor listener;
 
 static const char bad_request[] = "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: 29\r\n"
                                   "Connection: close\r\n\r\n{\"error\":\"malformed request\"}";
@@ -106,57 +105,30 @@ static void on_timeout(struct timer *t)
     destroy((struct redirect_conn *)((char *)t - offsetof(struct redirect_conn, timer)));
 }
 
-static void on_accept(struct watcher *w, uint32_t events)
+static void accepted(int fd, const struct sockaddr_storage *peer)
 {
-    (void)events;
-    for (int i = 0; i < 16; i++) {
-        struct sockaddr_storage peer;
-        socklen_t len;
-        int fd = net_accept(w->fd, &peer, &len);
-        if (fd < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-            return;
-        if (fd < 0) {
-            /* A failing accept would be reported again at once: pause instead of spinning. */
-            loop_watch(w, 0);
-            loop_timer_set(&accept_pause, ACCEPT_PAUSE_MS);
-            return;
-        }
-        struct redirect_conn *r = calloc(1, sizeof *r);
-        if (!r || loop_timer_init(&r->timer, on_timeout) < 0) {
-            free(r);
-            close(fd);
-            return;
-        }
-        loop_watcher_init(&r->w, fd, on_event);
-        http_msg_init(&r->req, HTTP_REQUEST, runtime.cfg->max_headers);
-        if (loop_watch(&r->w, EPOLLIN) < 0) {
-            destroy(r);
-            continue;
-        }
-        loop_timer_set(&r->timer, runtime.cfg->header_timeout_ms);
+    (void)peer;
+    struct redirect_conn *r = calloc(1, sizeof *r);
+    if (!r || loop_timer_init(&r->timer, on_timeout) < 0) {
+        free(r);
+        close(fd);
+        return;
     }
-}
-
-static void resume_accept(struct timer *t)
-{
-    (void)t;
-    if (listener.fd >= 0)
-        loop_watch(&listener, EPOLLIN);
+    loop_watcher_init(&r->w, fd, on_event);
+    http_msg_init(&r->req, HTTP_REQUEST, runtime.cfg->max_headers);
+    if (loop_watch(&r->w, EPOLLIN) < 0) {
+        destroy(r);
+        return;
+    }
+    loop_timer_set(&r->timer, runtime.cfg->header_timeout_ms);
 }
 
 int redirect_listen(void)
 {
-    if (loop_timer_init(&accept_pause, resume_accept) < 0)
-        return -1;
-    int fd = net_listen(&runtime.cfg->redirect, 64);
-    if (fd < 0)
-        return -1;
-    loop_watcher_init(&listener, fd, on_accept);
-    return loop_watch(&listener, EPOLLIN);
+    return acceptor_open(&listener, &runtime.cfg->redirect, 64, 16, "redirect", accepted);
 }
 
 void redirect_close(void)
 {
-    loop_timer_clear(&accept_pause);
-    loop_close(&listener);
+    acceptor_close(&listener);
 }
