@@ -110,6 +110,10 @@ struct server {
     unsigned idle_timeout_ms;
     unsigned header_timeout_ms;
     int clients_open;
+    /* A fatal error ends run() and main() returns: under Unikraft returning from main powers
+     * the VM off (QEMU exits, so uproxy replaces it), while exit() would stop only the program
+     * and leave the VM up, halted. */
+    int failed;
     char name[NAME_MAX_LEN];
     unsigned long long requests;
     time_t started;
@@ -459,7 +463,8 @@ static void accept_clients(void)
                 return;
             if (fatal_error(err)) {
                 fprintf(stderr, "backend %s: accept: %s\n", srv.name, strerror(err));
-                exit(1);
+                srv.failed = 1;
+                return;
             }
             pause_accept(err);
             return;
@@ -512,7 +517,8 @@ static void poll_failed(int err)
 
     if (fatal_error(err)) {
         fprintf(stderr, "backend %s: poll: %s\n", srv.name, strerror(err));
-        exit(1);
+        srv.failed = 1;
+        return;
     }
     srv.poll_backoff_ms = next_backoff(srv.poll_backoff_ms);
     fprintf(stderr, "backend %s: poll failed (%s), retrying in %u ms\n", srv.name, strerror(err),
@@ -527,7 +533,7 @@ static void run(void)
     static struct pollfd fds[MAX_CLIENTS + 1];
     static int owner[MAX_CLIENTS + 1];
 
-    for (;;) {
+    while (!srv.failed) {
         nfds_t n = 0;
         int timeout = poll_timeout();
 
@@ -636,5 +642,5 @@ int main(int argc, char **argv)
     }
     fprintf(stderr, "backend %s listening on %s\n", srv.name, listen_arg);
     run();
-    return 0;
+    return srv.failed ? 1 : 0;
 }
