@@ -44,6 +44,49 @@ const timeouts = z
   })
   .prefault({});
 
+/** A DNS name (a leading `*.` for a wildcard) or an IPv4 address, as a certificate's SAN. */
+const certificateName = z
+  .string()
+  .regex(
+    /^(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/,
+    'must be a DNS name such as proxy.example.test (or *.example.test) or an IPv4 address',
+  )
+  .max(253);
+
+const tls = z
+  .strictObject({
+    mode: z
+      .enum(['off', 'local-ca', 'files'])
+      .default('off')
+      .describe(
+        'HTTPS on the client port. local-ca: `init`/`up` make a project CA in .uproxy/tls/ and `up` issues and renews the proxy certificate; ' +
+          'files: your own certificate chain and key (certFile, keyFile); off: plain HTTP. Only the host runtime supports TLS so far, ' +
+          'so off stays the default until VM guests can receive a key (then local-ca becomes the default)',
+      ),
+    certFile: z.string().min(1).optional().describe('mode files: the PEM certificate chain, leaf first (relative to uproxy.json)'),
+    keyFile: z.string().min(1).optional().describe('mode files: the PEM private key of the leaf certificate (relative to uproxy.json; keep it mode 0600)'),
+    names: z
+      .array(certificateName)
+      .optional()
+      .describe('mode local-ca: names and addresses the proxy certificate covers besides localhost and 127.0.0.1'),
+  })
+  .superRefine((t, ctx) => {
+    if (t.mode === 'files') {
+      for (const key of ['certFile', 'keyFile'] as const) {
+        if (t[key] === undefined) ctx.addIssue({ code: 'custom', path: [key], message: 'is required when mode is "files"' });
+      }
+    } else {
+      for (const key of ['certFile', 'keyFile'] as const) {
+        if (t[key] !== undefined) ctx.addIssue({ code: 'custom', path: [key], message: `is only used when mode is "files" (mode is "${t.mode}")`, input: t[key] });
+      }
+    }
+    // Your own certificate names what it covers; a name here could only disagree with it.
+    if (t.names !== undefined && t.mode !== 'local-ca') {
+      ctx.addIssue({ code: 'custom', path: ['names'], message: `is only used when mode is "local-ca" (mode is "${t.mode}")`, input: t.names });
+    }
+  })
+  .prefault({});
+
 const proxy = z
   .strictObject({
     app: z.string().min(1).default('proxy').describe('Directory of the proxy sources (relative to uproxy.json)'),
@@ -60,6 +103,7 @@ const proxy = z
       .regex(/^(\d{1,3}(\.\d{1,3}){3}):(\d{1,5})$/, 'must be ADDRESS:PORT on the host, such as 0.0.0.0:8080')
       .optional()
       .describe('VM runtimes: the host address:port forwarded (nftables DNAT) to the proxy client port; nothing else is published'),
+    tls,
   })
   .superRefine((p, ctx) => {
     if (p.port !== 0 && p.port === p.adminPort) {

@@ -29,7 +29,7 @@ import { readKraftfileNames } from './kraftfile.js';
 import { shutdownProxy } from './proxy-shutdown.js';
 import { inFleetOrder, reconcile, stopMachines, WAIT_POLICY, type MachineDriver } from './machines.js';
 import { findOnPath, logTail, sleep, waitForExit } from './processes.js';
-import type { DownOptions, MachineStatus, Runtime, RuntimeContext } from './runtime.js';
+import { refuseTls, type DownOptions, type MachineStatus, type Runtime, type RuntimeContext } from './runtime.js';
 
 /** Unikernels boot in well under a second, but kraft itself and TCG on a loaded machine do not. */
 const DEFAULT_UP_TIMEOUT_MS = 120_000;
@@ -57,6 +57,7 @@ export const runtime: Runtime = {
   name: 'kraft',
 
   async preflight(plan) {
+    refuseTls(plan);
     if (findOnPath(KRAFT) === null) throw new UserError(`kraft is not installed or not on PATH (the kraft runtime runs it): ${KRAFT_MISSING}`);
     // Refused now, not after minutes of `kraft build`: the plan's arguments do not depend on the build.
     for (const machine of kraftFleet(plan).machines) {

@@ -41,7 +41,7 @@ import { BUSYBOX, chooseAccel, isStaticElf } from './probe.js';
 import { findProcessesByArgv, isOurProcess, sleep, waitForExit } from './processes.js';
 import { shutdownProxy } from './proxy-shutdown.js';
 import { QmpClient } from './qmp.js';
-import type { DownOptions, Runtime, RuntimeContext, UpOptions } from './runtime.js';
+import { refuseTls, type DownOptions, type Runtime, type RuntimeContext, type UpOptions } from './runtime.js';
 
 /** Four TCG guests booting at once on two cores take ~10 s; leave room for a loaded CI machine. */
 const DEFAULT_UP_TIMEOUT_MS = 180_000;
@@ -72,6 +72,7 @@ export const runtime: Runtime = {
   name: 'qemu',
 
   async preflight(plan) {
+    refuseTls(plan);
     requireNetAdmin();
     planAddressing(plan.fleet, plan.config.network.subnet, plan.proxy.name, plan.backends.map((b) => b.name));
     // kraft builds these kernels; a missing one is reported now, not after the network is set up.

@@ -74,6 +74,20 @@ export interface MachineStatus {
 }
 
 /**
+ * The VM runtimes' preflight: their guests cannot be given the proxy's private key yet (it must
+ * reach the guest without a command line or a network other guests see), so TLS is refused
+ * before anything is built rather than served without it.
+ */
+export function refuseTls(plan: FleetPlan): void {
+  const { mode } = plan.config.proxy.tls;
+  if (mode === 'off') return;
+  throw new UserError(
+    `proxy.tls.mode "${mode}" is not supported on the ${plan.runtime} runtime yet (the proxy's private key would have to reach the guest): ` +
+      'use the host runtime for HTTPS, or set proxy.tls.mode to "off" in uproxy.json',
+  );
+}
+
+/**
  * Runtimes are loaded on demand so `uproxy --help` never pays for them. A runtime lives in
  * `cli/runtimes/<name>.ts`, exports `runtime: Runtime`, and is listed here: literal import
  * paths let the bundler (scripts/build.mjs) split each runtime into its own lazy chunk.

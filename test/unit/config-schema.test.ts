@@ -96,6 +96,30 @@ describe('uproxy.json schema', () => {
     ]);
   });
 
+  it('leaves TLS off by default and takes local-ca with extra names, or files with both paths', () => {
+    expect(parseConfig(JSON.stringify(minimal), 'uproxy.json').proxy.tls).toEqual({ mode: 'off' });
+    const localCa = parseConfig(JSON.stringify(withChange((c) => (c.proxy.tls = { mode: 'local-ca', names: ['proxy.example.test', '*.apps.test', '10.0.0.5'] }))), 'uproxy.json');
+    expect(localCa.proxy.tls).toEqual({ mode: 'local-ca', names: ['proxy.example.test', '*.apps.test', '10.0.0.5'] });
+    const files = parseConfig(JSON.stringify(withChange((c) => (c.proxy.tls = { mode: 'files', certFile: 'certs/chain.pem', keyFile: 'certs/key.pem' }))), 'uproxy.json');
+    expect(files.proxy.tls).toMatchObject({ mode: 'files', certFile: 'certs/chain.pem', keyFile: 'certs/key.pem' });
+  });
+
+  it('names each TLS setting that does not fit the mode', () => {
+    expect(problems(withChange((c) => (c.proxy.tls = { mode: 'files' })))).toEqual([
+      'proxy.tls.certFile: is required when mode is "files"',
+      'proxy.tls.keyFile: is required when mode is "files"',
+    ]);
+    expect(problems(withChange((c) => (c.proxy.tls = { mode: 'local-ca', certFile: 'chain.pem' })))).toEqual([
+      'proxy.tls.certFile: is only used when mode is "files" (mode is "local-ca"), got "chain.pem"',
+    ]);
+    expect(problems(withChange((c) => (c.proxy.tls = { mode: 'files', certFile: 'c.pem', keyFile: 'k.pem', names: ['a.test'] })))).toEqual([
+      'proxy.tls.names: is only used when mode is "local-ca" (mode is "files"), got ["a.test"]',
+    ]);
+    expect(problems(withChange((c) => (c.proxy.tls = { mode: 'acme' }))))
+      .toEqual([expect.stringMatching(/^proxy\.tls\.mode: expected one of "off", "local-ca", "files"/)]);
+    expect(problems(withChange((c) => (c.proxy.tls = { mode: 'local-ca', names: ['bad name'] })))[0]).toMatch(/^proxy\.tls\.names\.0: must be a DNS name/);
+  });
+
   it('lists every problem of a file at once', () => {
     const found = problems({ name: 'demo', runtime: 'vm', backends: { count: -1 }, extra: true });
     expect(found).toHaveLength(4);

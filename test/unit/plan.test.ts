@@ -73,3 +73,13 @@ describe('proxy and backend command lines', () => {
     expect(() => planHostProcesses(plan, { proxy: 1, admin: 2, backends: { 'backend-1': 3 } }, '/l')).toThrow(/backend-2/);
   });
 });
+
+describe('TLS on the VM runtimes', () => {
+  it('is refused in preflight until a guest can receive the key; off passes', async () => {
+    const { refuseTls } = await import('../../cli/runtimes/runtime.js');
+    const withTls = parseConfig(JSON.stringify({ ...JSON.parse(JSON.stringify(config)), proxy: { ...config.proxy, tls: { mode: 'local-ca' } } }), 'uproxy.json');
+    expect(() => refuseTls(planFleet(withTls, '/p', { runtime: 'qemu' }))).toThrow(/proxy\.tls\.mode "local-ca" is not supported on the qemu runtime yet/);
+    expect(() => refuseTls(planFleet(withTls, '/p', { runtime: 'kraft' }))).toThrow(/kraft runtime/);
+    expect(() => refuseTls(planFleet(config, '/p', { runtime: 'qemu' }))).not.toThrow();
+  });
+});
