@@ -6,8 +6,8 @@
  * TCP. The handshake runs in the event loop like everything else: non-blocking, resumed on the
  * socket event OpenSSL waits for (tls_wants_write), bounded by the header timeout.
  *
- * Builds without OpenSSL (the static build for VM guests and the Unikraft kernel, for now)
- * compile tls_none.c instead: the same functions, refusing --tls-cert at start. */
+ * The Unikraft kernel, which has no OpenSSL yet, compiles tls_none.c instead: the same
+ * functions, refusing --tls-cert at start. */
 #ifndef UPROXY_TLS_H
 #define UPROXY_TLS_H
 
