@@ -13,6 +13,16 @@ export function statePath(projectDir: string): string {
   return join(stateDir(projectDir), 'state.json');
 }
 
+/**
+ * The project's TLS files (`.uproxy/tls/`, git-ignored with the rest of `.uproxy/`): the local
+ * CA's certificate (what clients trust) and key, and the PEM file the proxy is started with
+ * (chain + key). Here so the pure plan can name the proxy's file without loading the CA code.
+ */
+export function tlsPaths(projectDir: string): { dir: string; caCert: string; caKey: string; proxy: string } {
+  const dir = join(stateDir(projectDir), 'tls');
+  return { dir, caCert: join(dir, 'ca.pem'), caKey: join(dir, 'ca.key'), proxy: join(dir, 'proxy.pem') };
+}
+
 /** Atomic: a reader sees the old or the new content, never half of it (`<file>.<pid>.tmp`, then a rename). */
 export function writeFileAtomic(file: string, text: string, mode = 0o644): void {
   mkdirSync(join(file, '..'), { recursive: true });

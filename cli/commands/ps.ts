@@ -9,7 +9,7 @@ export function register(program: Command): void {
     .addHelpText('after', '\nExamples:\n  $ uproxy ps\n  $ uproxy ps --json | jq ".machines[].pid"')
     .action(async (options: { json: boolean }, command: Command) => {
       const { listingJson, listMachines, missingProxy } = await import('../core/ps.js');
-      const { machineTable, curlLine } = await import('../core/output.js');
+      const { certificateLine, machineTable, curlLine } = await import('../core/output.js');
       const listing = await listMachines(projectDir(command));
       const missing = missingProxy(listing);
       if (missing) process.exitCode = 1;
@@ -22,7 +22,8 @@ export function register(program: Command): void {
         return;
       }
       const note = listing.healthUnknown ? `\nHealth unknown: ${listing.healthUnknown}\n` : '';
-      const last = missing ? `No proxy: ${missing}` : curlLine(listing.state.proxy.listen);
+      const certificate = listing.certificateExpiry === undefined ? '' : `${certificateLine(listing.certificateExpiry)}\n`;
+      const last = missing ? `No proxy: ${missing}` : `${certificate}${curlLine(listing.state.proxy)}`;
       process.stdout.write(`${machineTable(listing.machines)}\n${note}\n${last}\n`);
     });
 }

@@ -16,7 +16,7 @@ export function register(program: Command): void {
     .action(async (options: { backends?: number; runtime?: 'host' | 'qemu' | 'kraft'; timeout?: number; accel?: AccelChoice; dryRun: boolean; verbose: boolean }, command: Command) => {
       const { up } = await import('../core/up.js');
       const { createProgress } = await import('../progress.js');
-      const { machineTable, curlLine } = await import('../core/output.js');
+      const { certificateLine, machineTable, curlLine } = await import('../core/output.js');
       const progress = await createProgress({ verbose: options.verbose });
       try {
         const result = await up(
@@ -38,7 +38,8 @@ export function register(program: Command): void {
         if (result.savedBackendsCount !== undefined) {
           process.stderr.write(`Saved "backends": { "count": ${result.savedBackendsCount} } in uproxy.json: a plain \`uproxy up\` keeps ${result.savedBackendsCount} backends.\n`);
         }
-        process.stdout.write(`${machineTable(result.machines)}\n\n${curlLine(result.state.proxy.listen)}\n`);
+        const certificate = result.certificateExpiry === undefined ? '' : `${certificateLine(result.certificateExpiry)}\n`;
+        process.stdout.write(`${machineTable(result.machines)}\n\n${certificate}${curlLine(result.state.proxy)}\n`);
       } finally {
         await progress.close();
       }

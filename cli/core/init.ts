@@ -28,8 +28,11 @@ export interface InitResult {
   port: number;
 }
 
-/** Scaffolds a project: templates, uproxy.json (+ its JSON Schema) and fresh tokens. */
-export function initProject(dirArgument: string, options: InitOptions): InitResult {
+/**
+ * Scaffolds a project: templates, uproxy.json (+ its JSON Schema), fresh tokens and the project
+ * CA (kept when there is one: clients may already trust it), ready for proxy.tls.mode local-ca.
+ */
+export async function initProject(dirArgument: string, options: InitOptions): Promise<InitResult> {
   const dir = resolve(dirArgument);
   const name = options.name ?? fleetNameFrom(dir);
   const generated = [CONFIG_FILE, SCHEMA_FILE];
@@ -60,7 +63,10 @@ export function initProject(dirArgument: string, options: InitOptions): InitResu
   writeFileAtomic(join(dir, CONFIG_FILE), `${JSON.stringify(input, null, 2)}\n`);
   writeToken(dir, 'client', clientToken);
   writeToken(dir, 'admin', adminToken);
-  return { dir, files: [...generated, ...files, '.uproxy/client-token', '.uproxy/admin-token'], clientToken, port: checked.data.proxy.port };
+  const { ensureCa } = await import('../tls/local-ca.js');
+  await ensureCa(dir, name);
+  const ca = ['.uproxy/tls/ca.pem', '.uproxy/tls/ca.key'];
+  return { dir, files: [...generated, ...files, '.uproxy/client-token', '.uproxy/admin-token', ...ca], clientToken, port: checked.data.proxy.port };
 }
 
 /**

@@ -22,9 +22,17 @@ export function machineTable(machines: readonly MachineRow[]): string {
   );
 }
 
-/** The token is read from its file by the shell, so it never shows in output or logs. */
-export function curlLine(listen: string, tokenFile = '.uproxy/client-token'): string {
-  return `curl -H "X-Auth-Token: $(cat ${tokenFile})" http://${listen}/`;
+/**
+ * The token is read from its file by the shell, so it never shows in output or logs. Over
+ * HTTPS the URL names `localhost`, which the certificate covers, and a local-ca fleet's curl
+ * is told to trust the project CA.
+ */
+export function curlLine(proxy: { listen: string; tls?: 'local-ca' | 'files' }, tokenFile = '.uproxy/client-token'): string {
+  const header = `-H "X-Auth-Token: $(cat ${tokenFile})"`;
+  if (proxy.tls === undefined) return `curl ${header} http://${proxy.listen}/`;
+  const port = proxy.listen.slice(proxy.listen.lastIndexOf(':') + 1);
+  const trust = proxy.tls === 'local-ca' ? '--cacert .uproxy/tls/ca.pem ' : '';
+  return `curl ${trust}${header} https://localhost:${port}/`;
 }
 
 /**
@@ -37,4 +45,12 @@ export function uproxyCommand(dir: string, script = process.argv[1]): string {
   const path = relative(dir, absolute);
   const fromDir = path.startsWith('.') ? path : `./${path}`;
   return fromDir.length < absolute.length ? fromDir : absolute;
+}
+
+/** `Certificate: expires 2027-01-02 08:00 UTC (in 30 days)`, from its Unix-seconds expiry. */
+export function certificateLine(notAfter: number, now = Date.now()): string {
+  const when = new Date(notAfter * 1000).toISOString().slice(0, 16).replace('T', ' ');
+  const days = Math.floor((notAfter * 1000 - now) / 86_400_000);
+  const left = days < 0 ? 'expired' : days === 0 ? 'today' : `in ${days} ${days === 1 ? 'day' : 'days'}`;
+  return `Certificate: expires ${when} UTC (${left})`;
 }

@@ -12,6 +12,8 @@ export interface Listing {
   machines: MachineRow[];
   /** Why the proxy's view of backend health is missing, if it is. */
   healthUnknown?: string;
+  /** When the certificate an HTTPS proxy serves expires (Unix seconds), as its /stats says. */
+  certificateExpiry?: number;
 }
 
 const silent: Progress = { step: (_title, work) => work(), log: () => {} };
@@ -39,7 +41,8 @@ export async function withHealth(projectDir: string, state: FleetState, inspecte
       if (seen) machine.health = seen.state;
       if (machine.role === 'proxy') machine.health = 'serving';
     }
-    return { state, machines };
+    const expiry = stats.tls?.enabled ? stats.tls.certificates[0]?.not_after : undefined;
+    return { state, machines, ...(expiry === undefined ? {} : { certificateExpiry: expiry }) };
   } catch (error) {
     return { state, machines, healthUnknown: (error as Error).message };
   }
@@ -60,5 +63,12 @@ export function missingProxy(listing: Listing): string | undefined {
 /** The `ps --json` document: null fields when no fleet runs here. */
 export function listingJson(listing: Listing): unknown {
   const { state, machines } = listing;
-  return { fleet: state?.fleet ?? null, runtime: state?.runtime ?? null, proxy: state?.proxy ?? null, machines, proxyMissing: missingProxy(listing) ?? null };
+  return {
+    fleet: state?.fleet ?? null,
+    runtime: state?.runtime ?? null,
+    proxy: state?.proxy ?? null,
+    machines,
+    proxyMissing: missingProxy(listing) ?? null,
+    certificateExpiry: listing.certificateExpiry ?? null,
+  };
 }

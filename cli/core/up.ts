@@ -25,7 +25,7 @@ export interface UpRequest {
 
 export type UpResult =
   | { kind: 'dry-run'; commands: string[]; notes: string[] }
-  | { kind: 'up'; state: FleetState; machines: MachineRow[]; notes: string[]; savedBackendsCount?: number };
+  | { kind: 'up'; state: FleetState; machines: MachineRow[]; notes: string[]; savedBackendsCount?: number; certificateExpiry?: number };
 
 /** Builds and starts (or reconciles) the fleet the project describes. */
 export async function up(request: UpRequest, progress: Progress): Promise<UpResult> {
@@ -46,11 +46,30 @@ export async function up(request: UpRequest, progress: Progress): Promise<UpResu
       throw new UserError(`this fleet is running on the ${previous.runtime} runtime; run \`uproxy down\` before starting it on ${plan.runtime}`);
     }
     await runtime.preflight(plan, previous, ctx);
+    // Loaded only for HTTPS fleets: the X.509 library is the largest part of the CLI.
+    const tls = config.proxy.tls.mode === 'off' ? null : await import('../tls/proxy-cert.js');
+    // The file first, so a proxy that `up` starts reads the current certificate itself.
+    const certificate = tls && (await progress.step('check the proxy certificate', () => tls.prepareProxyCertificate(projectDir, config)));
+    if (certificate?.renewed) notes.push(`issued a new proxy certificate: ${certificate.renewed}`);
     await runtime.build(plan, ctx);
     const state = await runtime.up(plan, previous, ctx, { timeoutMs: request.timeoutMs, accel: request.accel });
+    if (tls && certificate) {
+      const { adminEndpointOf } = await import('../stats/client.js');
+      const endpoint = adminEndpointOf(state, ctx.adminToken());
+      // A proxy that kept running still serves the old one: replaced through the admin API, no restart.
+      const replaced = await progress.step('give the running proxy its current certificate', () => tls.syncProxyCertificate(endpoint, certificate.file));
+      if (replaced) notes.push('the running proxy now serves the new certificate (no restart)');
+    }
     // `--backends N` is the new size of the fleet, not a one-off: a later plain `up` keeps it.
     const saved = request.backends !== undefined && saveBackendsCount(projectDir, request.backends);
-    const { machines } = await withHealth(projectDir, state, await runtime.inspect(state, ctx));
-    return { kind: 'up', state, machines, notes, ...(saved ? { savedBackendsCount: request.backends } : {}) };
+    const { machines, certificateExpiry } = await withHealth(projectDir, state, await runtime.inspect(state, ctx));
+    return {
+      kind: 'up',
+      state,
+      machines,
+      notes,
+      ...(saved ? { savedBackendsCount: request.backends } : {}),
+      ...(certificateExpiry === undefined ? {} : { certificateExpiry }),
+    };
   });
 }

@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import type { RuntimeName, UproxyConfig } from '../config/schema.js';
+import { tlsPaths } from '../files.js';
 import { commandLine, renderOptions, type CommandLine } from './argv.js';
 
 /**
@@ -31,6 +32,11 @@ export interface FleetPlan {
   proxy: MachinePlan;
   backends: MachinePlan[];
   config: UproxyConfig;
+  /**
+   * The PEM file (chain + key) the proxy serves HTTPS with, which `up` writes (`.uproxy/tls/proxy.pem`,
+   * for local-ca and files alike); null when proxy.tls.mode is off.
+   */
+  proxyCertFile: string | null;
 }
 
 export interface PlanOptions {
@@ -68,6 +74,7 @@ export function planFleet(config: UproxyConfig, projectDir: string, options: Pla
     proxy: { name: PROXY_NAME, role: 'proxy', app: proxyApp },
     backends: Array.from({ length: count }, (_, i) => ({ name: backendName(i + 1), role: 'backend' as const, app: backendApp })),
     config,
+    proxyCertFile: config.proxy.tls.mode === 'off' ? null : tlsPaths(projectDir).proxy,
   };
 }
 
@@ -104,9 +111,10 @@ export interface ProxyListeners {
 
 /**
  * The proxy's options (proxy/README.md). Only SHA-256 digests of tokens appear: a plaintext
- * token never goes on a command line, where `ps` would show it.
+ * token never goes on a command line, where `ps` would show it; nor does a private key: the
+ * proxy reads it from `certFile` (mode 0600), and a renewed one comes through the admin API.
  */
-export function proxyArgs(config: UproxyConfig, listeners: ProxyListeners, backends: readonly BackendEndpoint[]): string[] {
+export function proxyArgs(config: UproxyConfig, listeners: ProxyListeners, backends: readonly BackendEndpoint[], certFile?: string | null): string[] {
   const { proxy } = config;
   const health = config.backends.health;
   return renderOptions(
@@ -130,6 +138,7 @@ export function proxyArgs(config: UproxyConfig, listeners: ProxyListeners, backe
       'max-connections': proxy.maxConnections,
       'backend-max-connections': config.backends.maxConnections,
       'backend-network': listeners.backendNetwork,
+      'tls-cert': certFile ?? undefined,
     },
     '--',
   );
@@ -178,7 +187,7 @@ export function planHostProcesses(plan: FleetPlan, ports: HostPorts, logDir: str
     name: plan.proxy.name,
     role: plan.proxy.role,
     address: listeners.listen,
-    command: commandLine(plan.proxy.app.binary, proxyArgs(plan.config, listeners, backends)),
+    command: commandLine(plan.proxy.app.binary, proxyArgs(plan.config, listeners, backends, plan.proxyCertFile)),
     log: join(logDir, `${plan.proxy.name}.log`),
   };
   return [...backends, proxy];

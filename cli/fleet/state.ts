@@ -42,8 +42,11 @@ export const fleetState = z.object({
   fleet: z.string(),
   /** The list from config/runtimes.ts: reading the state must not build the whole config schema (`ps` start-up). */
   runtime: z.enum(RUNTIMES),
-  /** The proxy's client and admin listeners, as `host:port`. */
-  proxy: z.object({ listen: z.string(), admin: z.string() }),
+  /**
+   * The proxy's client and admin listeners, as `host:port`, and its TLS mode when it serves
+   * HTTPS (absent: plain HTTP), so `ps` prints the right URL without loading the config.
+   */
+  proxy: z.object({ listen: z.string(), admin: z.string(), tls: z.optional(z.enum(['local-ca', 'files'])) }),
   machines: z.array(machineState),
   /** Whatever else a runtime created (bridges, taps, networks), recorded by that runtime. */
   resources: z._default(z.record(z.string(), z.unknown()), {}),

@@ -76,11 +76,12 @@ async function upHost(plan: FleetPlan, previous: FleetState | null, ctx: Runtime
   };
 
   const proxy = processes.at(-1)!;
+  const { mode: tls } = plan.config.proxy.tls;
   const state: FleetState = {
     version: 1,
     fleet: plan.fleet,
     runtime: 'host',
-    proxy: { listen: proxy.address, admin: `${LOOPBACK}:${ports.admin}` },
+    proxy: { listen: proxy.address, admin: `${LOOPBACK}:${ports.admin}`, ...(tls === 'off' ? {} : { tls }) },
     machines: previous?.machines ?? [],
     resources: previous?.resources ?? {},
   };

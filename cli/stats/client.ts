@@ -1,6 +1,6 @@
 import type { FleetState } from '../fleet/state.js';
 import { request as httpRequest } from 'node:http';
-import { proxyStats, type ProxyStats } from './schema.js';
+import { proxyStats, tlsCertificate, tlsCertificates, type ProxyStats, type TlsCertificate } from './schema.js';
 
 /** Where a fleet's admin API listens and the bearer token it wants. */
 export interface AdminEndpoint {
@@ -39,21 +39,31 @@ export async function fetchStats(endpoint: AdminEndpoint, timeoutMs = DEFAULT_TI
   return parsed.data;
 }
 
+type Method = 'GET' | 'POST' | 'PUT' | 'DELETE';
+
 /** Calls an admin route and returns its parsed JSON body (or null when it has none). */
 export async function adminRequest(
   endpoint: AdminEndpoint,
-  method: 'GET' | 'POST' | 'DELETE',
+  method: Method,
   path: string,
   timeoutMs = DEFAULT_TIMEOUT_MS,
   json?: unknown,
 ): Promise<unknown> {
+  return call(endpoint, method, path, timeoutMs, json === undefined ? undefined : { type: 'application/json', text: JSON.stringify(json) });
+}
+
+/**
+ * One admin call with an optional body. Error messages quote the proxy's answer, never the
+ * body sent: it may hold a private key.
+ */
+async function call(endpoint: AdminEndpoint, method: Method, path: string, timeoutMs: number, body?: { type: string; text: string }): Promise<unknown> {
   const url = endpoint.url + path;
   let status: number;
   let text: string;
   try {
     const headers: Record<string, string> = { authorization: `Bearer ${endpoint.token}` };
-    if (json !== undefined) headers['content-type'] = 'application/json';
-    ({ status, text } = await send(url, method, headers, json === undefined ? undefined : JSON.stringify(json), timeoutMs));
+    if (body !== undefined) headers['content-type'] = body.type;
+    ({ status, text } = await send(url, method, headers, body?.text, timeoutMs));
   } catch (error) {
     throw new AdminApiError(`cannot reach the proxy's admin API at ${url}: ${(error as Error).message}`);
   }
@@ -78,7 +88,7 @@ export async function adminRequest(
  * node:http and its built-in parser cost ~25 ms. `timeoutMs` bounds each wait for the proxy:
  * for the connection and the headers, then between parts of the body.
  */
-function send(url: string, method: 'GET' | 'POST' | 'DELETE', headers: Record<string, string>, body: string | undefined, timeoutMs: number): Promise<{ status: number; text: string }> {
+function send(url: string, method: Method, headers: Record<string, string>, body: string | undefined, timeoutMs: number): Promise<{ status: number; text: string }> {
   return new Promise((resolve, reject) => {
     const req = httpRequest(url, { method, headers: body === undefined ? headers : { ...headers, 'content-length': String(Buffer.byteLength(body)) } });
     req.setTimeout(timeoutMs, () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
@@ -121,4 +131,23 @@ export async function requestShutdown(endpoint: AdminEndpoint, timeoutMs = DEFAU
     if (error instanceof AdminApiError && error.status === 404) return false;
     throw error;
   }
+}
+
+/** `GET /tls/certificates`: the certificates the running proxy serves, by index. */
+export async function listCertificates(endpoint: AdminEndpoint, timeoutMs = DEFAULT_TIMEOUT_MS): Promise<TlsCertificate[]> {
+  const parsed = tlsCertificates.safeParse(await adminRequest(endpoint, 'GET', '/tls/certificates', timeoutMs));
+  if (!parsed.success) throw new AdminApiError(`${endpoint.url}/tls/certificates answered JSON that is not a certificate list`);
+  return parsed.data;
+}
+
+/**
+ * `PUT /tls/certificates/N` with the PEM chain (leaf first) and its key: new connections get it
+ * at once, open ones keep theirs, and the proxy is not restarted. Returns the certificate as
+ * the proxy now lists it.
+ */
+export async function putCertificate(endpoint: AdminEndpoint, index: number, pem: string, timeoutMs = DEFAULT_TIMEOUT_MS): Promise<TlsCertificate> {
+  const answer = await call(endpoint, 'PUT', `/tls/certificates/${index}`, timeoutMs, { type: 'application/x-pem-file', text: pem });
+  const parsed = tlsCertificate.safeParse(answer);
+  if (!parsed.success) throw new AdminApiError(`PUT ${endpoint.url}/tls/certificates/${index} answered something that is not a certificate`);
+  return parsed.data;
 }

@@ -32,6 +32,17 @@ export const backendStats = z.object({
 });
 export type BackendStats = z.infer<typeof backendStats>;
 
+/** A certificate the proxy serves, as `GET /tls/certificates` and `/stats` list it. */
+export const tlsCertificate = z.object({
+  index: count,
+  /** Its subjectAltName DNS names and IPv4 addresses. */
+  names: z.array(z.string()),
+  /** Expiry, Unix seconds. */
+  not_after: count,
+});
+export type TlsCertificate = z.infer<typeof tlsCertificate>;
+export const tlsCertificates = z.array(tlsCertificate);
+
 export const proxyStats = z.object({
   version: z.string(),
   pid: count,
@@ -51,5 +62,16 @@ export const proxyStats = z.object({
     by_token: z.record(z.string(), count),
   }),
   backends: z.array(backendStats),
+  /** Optional: proxies built before TLS have no such object. */
+  tls: z.optional(
+    z.object({
+      enabled: z.boolean(),
+      handshakes: count,
+      resumed: count,
+      failed: count,
+      in_progress: count,
+      certificates: tlsCertificates,
+    }),
+  ),
 });
 export type ProxyStats = z.infer<typeof proxyStats>;

@@ -83,3 +83,21 @@ describe('TLS on the VM runtimes', () => {
     expect(() => refuseTls(planFleet(config, '/p', { runtime: 'qemu' }))).not.toThrow();
   });
 });
+
+describe('the proxy certificate on the command line', () => {
+  it('is --tls-cert .uproxy/tls/proxy.pem for local-ca and files, absent with TLS off; never a key', () => {
+    const withTls = (tls: unknown) => parseConfig(JSON.stringify({ ...JSON.parse(JSON.stringify(config)), proxy: { ...config.proxy, tls } }), 'uproxy.json');
+    const ports = { proxy: 18080, admin: 18081, backends: { 'backend-1': 1, 'backend-2': 2, 'backend-3': 3 } };
+    for (const tls of [{ mode: 'local-ca' }, { mode: 'files', certFile: 'chain.pem', keyFile: 'key.pem' }]) {
+      const plan = planFleet(withTls(tls), '/srv/demo');
+      expect(plan.proxyCertFile).toBe('/srv/demo/.uproxy/tls/proxy.pem');
+      const args = planHostProcesses(plan, ports, '/l').at(-1)!.command.args;
+      expect(args.slice(args.indexOf('--tls-cert'), args.indexOf('--tls-cert') + 2)).toEqual(['--tls-cert', '/srv/demo/.uproxy/tls/proxy.pem']);
+      expect(args.join(' ')).not.toMatch(/key\.pem|PRIVATE/);
+    }
+    const plain = planFleet(config, '/srv/demo');
+    expect(plain.proxyCertFile).toBeNull();
+    expect(planHostProcesses(plain, ports, '/l').at(-1)!.command.args).not.toContain('--tls-cert');
+    expect(proxyArgs(config, { listen: 'a:1', admin: 'a:2', backendNetwork: 'a/32' }, [], '/c.pem').slice(-2)).toEqual(['--tls-cert', '/c.pem']);
+  });
+});

@@ -16,9 +16,9 @@ afterEach(() => rmSync(root, { recursive: true, force: true }));
 const sha256 = (text: string): string => createHash('sha256').update(text).digest('hex');
 
 describe('uproxy init', () => {
-  it('writes the proxy sources, the backend app, build files and a valid uproxy.json', () => {
+  it('writes the proxy sources, the backend app, build files and a valid uproxy.json', async () => {
     const dir = join(root, 'My Demo');
-    const result = initProject(dir, { runtime: 'host', backends: 4, force: false });
+    const result = await initProject(dir, { runtime: 'host', backends: 4, force: false });
     for (const file of [
       'uproxy.json', 'uproxy.schema.json', '.gitignore',
       'proxy/Makefile', 'proxy/Kraftfile', 'proxy/Dockerfile', 'proxy/Makefile.uk', 'proxy/llhttp.uk', 'proxy/llhttp.sha256',
@@ -47,8 +47,8 @@ describe('uproxy init', () => {
     expect(Object.keys(schema.properties)).toEqual(expect.arrayContaining(['name', 'runtime', 'proxy', 'backends', 'network']));
   });
 
-  it('stores only token hashes in uproxy.json and the plaintext in 0600 files', () => {
-    const result = initProject(root, { runtime: 'host', backends: 3, force: false });
+  it('stores only token hashes in uproxy.json and the plaintext in 0600 files', async () => {
+    const result = await initProject(root, { runtime: 'host', backends: 3, force: false });
     const client = readFileSync(join(root, '.uproxy/client-token'), 'utf8').trim();
     const admin = readFileSync(join(root, '.uproxy/admin-token'), 'utf8').trim();
     expect(client).toBe(result.clientToken);
@@ -64,13 +64,17 @@ describe('uproxy init', () => {
     expect(config.proxy.adminTokenSha256).toBe(sha256(admin));
   });
 
-  it('refuses to overwrite without --force, and makes new tokens with it', () => {
-    const first = initProject(root, { runtime: 'qemu', backends: 3, force: false });
+  it('refuses to overwrite without --force, and makes new tokens with it', async () => {
+    const first = await initProject(root, { runtime: 'qemu', backends: 3, force: false });
     writeFileSync(join(root, 'backend/src/server.c'), '/* mine */');
-    expect(() => initProject(root, { runtime: 'host', backends: 3, force: false })).toThrow(/already has uproxy\.json.*--force/);
+    await expect(initProject(root, { runtime: 'host', backends: 3, force: false })).rejects.toThrow(/already has uproxy\.json.*--force/);
     expect(readFileSync(join(root, 'backend/src/server.c'), 'utf8')).toBe('/* mine */');
-    const second = initProject(root, { runtime: 'host', backends: 3, force: true });
+    const ca = readFileSync(join(root, '.uproxy/tls/ca.pem'), 'utf8');
+    expect(statSync(join(root, '.uproxy/tls/ca.key')).mode & 0o777).toBe(0o600);
+    const second = await initProject(root, { runtime: 'host', backends: 3, force: true });
     expect(second.clientToken).not.toBe(first.clientToken);
+    // Clients may trust the project CA already: --force keeps it.
+    expect(readFileSync(join(root, '.uproxy/tls/ca.pem'), 'utf8')).toBe(ca);
     expect(readFileSync(join(root, 'backend/src/server.c'), 'utf8')).not.toBe('/* mine */');
   });
 

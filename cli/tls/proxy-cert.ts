@@ -1,0 +1,74 @@
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import type { UproxyConfig } from '../config/schema.js';
+import { tlsPaths, writeFileAtomic } from '../files.js';
+import { UserError } from '../errors.js';
+import { listCertificates, putCertificate, type AdminEndpoint } from '../stats/client.js';
+import { certificateFacts, ensureCa, issueProxyCertificate } from './local-ca.js';
+import { proxyCertificateNames, renewalReason } from './renewal.js';
+
+/**
+ * The proxy's certificate on `up`: the file the proxy starts with (`.uproxy/tls/proxy.pem`,
+ * chain + key, mode 0600) is brought up to date first, then a running proxy that serves
+ * another certificate is handed this one through its admin API, so renewal never restarts it.
+ */
+
+export interface ProxyCertificate {
+  file: string;
+  /** Why the file was written by this `up`, or null when it was already current. */
+  renewed: string | null;
+}
+
+/** Writes the proxy's PEM file when it is missing or due (local-ca), or when your own files changed (files). */
+export async function prepareProxyCertificate(projectDir: string, config: UproxyConfig): Promise<ProxyCertificate | null> {
+  const { tls } = config.proxy;
+  if (tls.mode === 'off') return null;
+  const paths = tlsPaths(projectDir);
+  const current = readOptional(paths.proxy);
+  if (tls.mode === 'files') {
+    const pem = `${readOwn(projectDir, 'certFile', tls.certFile!).trimEnd()}\n${readOwn(projectDir, 'keyFile', tls.keyFile!).trimEnd()}\n`;
+    if (pem === current) return { file: paths.proxy, renewed: null };
+    writeFileAtomic(paths.proxy, pem, 0o600);
+    return { file: paths.proxy, renewed: current === null ? 'the proxy had no certificate yet' : 'proxy.tls.certFile or keyFile changed' };
+  }
+  const { ca } = await ensureCa(projectDir, config.name);
+  const names = proxyCertificateNames(tls.names);
+  const reason = renewalReason(current === null ? null : certificateFacts(current, readFileSync(paths.caCert, 'utf8')), names, Date.now());
+  if (reason === null) return { file: paths.proxy, renewed: null };
+  writeFileAtomic(paths.proxy, await issueProxyCertificate(ca, names), 0o600);
+  return { file: paths.proxy, renewed: reason };
+}
+
+/**
+ * Hands the running proxy the certificate in `file` (PUT /tls/certificates/0) unless it serves
+ * that one already, told by its expiry (the proxy lists it in Unix seconds; a renewal, issued
+ * later, always ends later). Returns whether it was replaced. A proxy that just started read
+ * the file itself, so it is left alone.
+ */
+export async function syncProxyCertificate(endpoint: AdminEndpoint, file: string): Promise<boolean> {
+  const pem = readFileSync(file, 'utf8');
+  const facts = certificateFacts(pem);
+  if (facts === null) throw new UserError(`${file} holds no readable certificate: delete it and run \`uproxy up\` again`);
+  const served = (await listCertificates(endpoint))[0];
+  if (served?.not_after === Math.floor(facts.notAfter / 1000)) return false;
+  await putCertificate(endpoint, 0, pem);
+  return true;
+}
+
+function readOptional(file: string): string | null {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw error;
+  }
+}
+
+function readOwn(projectDir: string, key: 'certFile' | 'keyFile', path: string): string {
+  const file = resolve(projectDir, path);
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (error) {
+    throw new UserError(`cannot read proxy.tls.${key} ${file}: ${(error as Error).message}`);
+  }
+}
