@@ -50,7 +50,7 @@ export async function up(request: UpRequest, progress: Progress): Promise<UpResu
     const tls = config.proxy.tls.mode === 'off' ? null : await import('../tls/proxy-cert.js');
     // The file first, so a proxy that `up` starts reads the current certificate itself.
     const certificate = tls && (await progress.step('check the proxy certificate', () => tls.prepareProxyCertificate(projectDir, config)));
-    if (certificate?.renewed) notes.push(`issued a new proxy certificate: ${certificate.renewed}`);
+    if (certificate?.renewed) notes.push(`new proxy certificate in .uproxy/tls/proxy.pem: ${certificate.renewed}`);
     await runtime.build(plan, ctx);
     const state = await runtime.up(plan, previous, ctx, { timeoutMs: request.timeoutMs, accel: request.accel });
     if (tls && certificate) {

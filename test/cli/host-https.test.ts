@@ -38,7 +38,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  for (const project of readdirSync(root).filter((entry) => entry !== 'token-header')) await uproxy(['down', '--force'], join(root, project));
+  for (const project of readdirSync(root).filter((entry) => !entry.endsWith('header'))) await uproxy(['down', '--force'], join(root, project));
   rmSync(root, { recursive: true, force: true });
 });
 
@@ -130,7 +130,7 @@ describe('HTTPS with the local CA on the host runtime', () => {
 
     const result = await uproxy(['up'], dir);
     expect(result.exitCode, result.stderr).toBe(0);
-    expect(result.stderr).toMatch(/issued a new proxy certificate: a third of its lifetime or less is left/);
+    expect(result.stderr).toMatch(/new proxy certificate in .uproxy\/tls\/proxy.pem: a third of its lifetime or less is left/);
     expect(result.stderr).toContain('the running proxy now serves the new certificate (no restart)');
     const after = readState();
     expect(after.machines.find((m) => m.role === 'proxy')!.pid).toBe(pid);
@@ -147,5 +147,58 @@ describe('HTTPS with the local CA on the host runtime', () => {
     expect(again.exitCode, again.stderr).toBe(0);
     expect(again.stderr).not.toMatch(/new proxy certificate|now serves/);
     expect(fileSerial()).toBe(renewed);
+  });
+});
+
+describe('HTTPS with your own certificate files on the host runtime', () => {
+  let own: string;
+  beforeAll(async () => {
+    const init = await uproxy(['init', 'own', '--backends', '1'], root);
+    expect(init.exitCode, init.stderr).toBe(0);
+    own = join(root, 'own');
+  });
+
+  /** A self-signed ECDSA P-256 certificate for localhost in certs/, made by openssl as a user would. */
+  function makeCertificate(): string {
+    execFileSync('mkdir', ['-p', join(own, 'certs')]);
+    execFileSync('openssl', [
+      'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '90', '-subj', '/CN=localhost',
+      '-addext', 'subjectAltName=DNS:localhost', '-keyout', join(own, 'certs/key.pem'), '-out', join(own, 'certs/chain.pem'),
+    ], { stdio: 'pipe' });
+    return execFileSync('openssl', ['x509', '-noout', '-serial', '-in', join(own, 'certs/chain.pem')], { encoding: 'utf8' }).trim().replace(/^serial=/, '');
+  }
+
+  it('serves them, and hands changed files to the running proxy without a restart', { timeout: 240_000 }, async () => {
+    const firstSerial = makeCertificate();
+    const config = JSON.parse(readFileSync(join(own, 'uproxy.json'), 'utf8'));
+    Object.assign(config.proxy, { port: 0, adminPort: 0, tls: { mode: 'files', certFile: 'certs/chain.pem', keyFile: 'certs/key.pem' } });
+    writeFileSync(join(own, 'uproxy.json'), JSON.stringify(config, null, 2));
+    const ownToken = readFileSync(join(own, '.uproxy/client-token'), 'utf8').trim();
+    const ownHeader = join(root, 'own-header');
+    writeFileSync(ownHeader, `X-Auth-Token: ${ownToken}\n`, { mode: 0o600 });
+
+    const result = await uproxy(['up'], own);
+    expect(result.exitCode, result.stderr).toBe(0);
+    const state = JSON.parse(readFileSync(join(own, '.uproxy/state.json'), 'utf8')) as State;
+    const url = `https://localhost:${port(state)}/`;
+    expect(result.stdout).toContain(`curl -H "X-Auth-Token: $(cat .uproxy/client-token)" ${url}`);
+    expect(statSync(join(own, '.uproxy/tls/proxy.pem')).mode & 0o777).toBe(0o600);
+    const status = (): string =>
+      execFileSync('curl', ['-sS', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', '10', '--cacert', 'certs/chain.pem', '-H', `@${ownHeader}`, url], { cwd: own, encoding: 'utf8' });
+    expect(status()).toBe('200');
+    const served = (): string =>
+      execFileSync('sh', ['-c', `openssl s_client -connect 127.0.0.1:${port(state)} -servername localhost </dev/null 2>/dev/null | openssl x509 -noout -serial`], { encoding: 'utf8' })
+        .trim().replace(/^serial=/, '');
+    expect(served()).toBe(firstSerial);
+
+    const pid = state.machines.find((m) => m.role === 'proxy')!.pid;
+    const secondSerial = makeCertificate();
+    const again = await uproxy(['up'], own);
+    expect(again.exitCode, again.stderr).toBe(0);
+    expect(again.stderr).toMatch(/new proxy certificate in .uproxy\/tls\/proxy.pem: proxy\.tls\.certFile or keyFile changed/);
+    const after = JSON.parse(readFileSync(join(own, '.uproxy/state.json'), 'utf8')) as State;
+    expect(after.machines.find((m) => m.role === 'proxy')!.pid).toBe(pid);
+    expect(served()).toBe(secondSerial);
+    expect(status()).toBe('200');
   });
 });
