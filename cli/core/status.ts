@@ -17,6 +17,8 @@ export interface FleetInfo {
   runtime: string;
   /** Where clients connect, e.g. `127.0.0.1:8080`. */
   proxyAddress: string;
+  /** Set when the proxy serves HTTPS (its TLS mode). */
+  tls?: 'local-ca' | 'files';
 }
 
 /** What became of a drain or undrain the user asked for (`d`). */
@@ -35,7 +37,7 @@ function watch(dir: string, intervalMs: number): Watched {
   if (!state) throw new UserError(`no fleet is running in ${projectDir} (${statePath(projectDir)} does not exist); start one with \`uproxy up\``);
   const endpoint = adminEndpointOf(state, readToken(projectDir, 'admin'));
   return {
-    fleet: { name: state.fleet, runtime: state.runtime, proxyAddress: state.proxy.listen },
+    fleet: { name: state.fleet, runtime: state.runtime, proxyAddress: state.proxy.listen, ...(state.proxy.tls ? { tls: state.proxy.tls } : {}) },
     admin: state.proxy.admin,
     endpoint,
     fetch: () => fetchStats(endpoint, Math.max(2000, intervalMs)),

@@ -15,11 +15,14 @@ export function Header({ fleet, intervalMs, state, nowEpochMs }: HeaderProps) {
   const stats = state.series?.latest.stats;
   const rates = state.series?.rates;
   const down = state.unreachable;
+  // Days left on the certificate an HTTPS proxy serves; yellow once `up` would renew a 30-day one.
+  const notAfter = stats?.tls?.enabled ? stats.tls.certificates[0]?.not_after : undefined;
+  const certificate = notAfter === undefined ? undefined : { days: Math.max(0, Math.floor((notAfter * 1000 - nowEpochMs) / 86_400_000)) };
   return (
     <Box flexDirection="column">
       <Text wrap="truncate">
         <Text bold color="cyan">uproxy</Text> <Text bold>{fleet.name}</Text>
-        <Text dimColor> ({fleet.runtime})</Text>  proxy <Text bold>{fleet.proxyAddress}</Text>
+        <Text dimColor> ({fleet.runtime})</Text>  proxy <Text bold>{fleet.tls ? `https://${fleet.proxyAddress}` : fleet.proxyAddress}</Text>
         {stats ? `  up ${formatDuration(stats.uptime_ms)}  ${stats.algorithm}` : ''}
         <Text dimColor>  every {intervalMs >= 1000 ? `${+(intervalMs / 1000).toFixed(1)}s` : `${intervalMs}ms`}</Text>
       </Text>
@@ -37,6 +40,7 @@ export function Header({ fleet, intervalMs, state, nowEpochMs }: HeaderProps) {
           {rates?.restarted ? <Text color="yellow" bold>  proxy restarted: counters reset</Text> : null}
           {`  ${rates ? `${formatRate(rates.requestsPerSec)} req/s` : 'measuring…'}  ${stats.connections.active} conn`}
           {`  ${stats.requests.in_flight} in flight  pid ${stats.pid}  v${stats.version}`}
+          {certificate === undefined ? null : <Text color={certificate.days < 10 ? 'yellow' : undefined}>{`  cert ${certificate.days}d left`}</Text>}
         </Text>
       ) : (
         <Text dimColor>connecting…</Text>

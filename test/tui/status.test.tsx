@@ -71,6 +71,24 @@ describe('StatusScreen', () => {
     expect(filled('backend-1')).toBeGreaterThan(filled('backend-2'));
   });
 
+  it('shows an HTTPS proxy by its https:// address and the days left on its certificate', () => {
+    const now = Date.parse('2025-01-01T12:00:40Z');
+    const tls = (days: number) => ({ enabled: true, handshakes: 5, resumed: 1, failed: 0, in_progress: 0, certificates: [{ index: 0, names: ['localhost'], not_after: Math.floor(now / 1000) + days * 86_400 + 60 }] });
+    const frameWith = (days: number) => {
+      const series = advance(undefined, { atMs: 0, stats: { ...stats({ uptimeMs: 1000, backends: [backend('backend-1', 9001)] }), tls: tls(days) } });
+      const { lastFrame } = render(
+        <StatusScreen fleet={{ ...fleet, tls: 'local-ca' }} intervalMs={1000} state={{ series }} nowEpochMs={now} width={120} height={24} sort="name" selected="backend-1"
+          footer={{ message: undefined, drainAvailable: true, help: false }} />,
+      );
+      return lastFrame() ?? '';
+    };
+    expect(plain(frameWith(29))).toContain('proxy https://127.0.0.1:8080');
+    expect(lineOf(frameWith(29), 'cert')).toMatch(/cert 29d left$/);
+    // A third of a 30-day life or less: `up` would renew it, so it stands out.
+    expect(lineOf(frameWith(9), 'cert')).toContain(`${ESC}[33m  cert 9d left`);
+    expect(plain(screen({ series: sequence(2) }).lastFrame())).not.toContain('cert ');
+  });
+
   it('colours each state: up green, draining yellow, down red', () => {
     const frame = screen({ series: sequence(3) }).lastFrame() ?? '';
     // The colour code (32 green, 33 yellow, 31 red) directly precedes the state, maybe with bold.
