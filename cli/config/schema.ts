@@ -51,7 +51,8 @@ const certificateName = z
     /^(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/,
     'must be a DNS name such as proxy.example.test (or *.example.test) or an IPv4 address',
   )
-  .max(253);
+  .max(253)
+  .refine((name) => !/^[\d.]+$/.test(name) || /^(\d{1,3})(\.\d{1,3}){3}$/.test(name) && name.split('.').every((octet) => Number(octet) <= 255), 'must be an IPv4 address with 4 octets of at most 255');
 
 const tls = z
   .strictObject({

@@ -118,6 +118,10 @@ describe('uproxy.json schema', () => {
     expect(problems(withChange((c) => (c.proxy.tls = { mode: 'acme' }))))
       .toEqual([expect.stringMatching(/^proxy\.tls\.mode: expected one of "off", "local-ca", "files"/)]);
     expect(problems(withChange((c) => (c.proxy.tls = { mode: 'local-ca', names: ['bad name'] })))[0]).toMatch(/^proxy\.tls\.names\.0: must be a DNS name/);
+    expect(problems(withChange((c) => (c.proxy.tls = { mode: 'local-ca', names: ['10.0.0.256', '10.0.0'] })))).toEqual([
+      'proxy.tls.names.0: must be an IPv4 address with 4 octets of at most 255, got "10.0.0.256"',
+      'proxy.tls.names.1: must be an IPv4 address with 4 octets of at most 255, got "10.0.0"',
+    ]);
   });
 
   it('lists every problem of a file at once', () => {
