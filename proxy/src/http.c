@@ -257,6 +257,72 @@ static int host_value_valid(const char *v, size_t len)
     return 1;
 }
 
+/* The next comma-separated element of [*p, end) (white space around it trimmed, empty ones
+ * skipped) into *t and *len; 0 when there is none left. */
+static int next_element(const char **p, const char *end, const char **t, size_t *len)
+{
+    for (;;) {
+        while (*p < end && (**p == ' ' || **p == '\t' || **p == ','))
+            (*p)++;
+        if (*p == end)
+            return 0;
+        const char *start = *p;
+        while (*p < end && **p != ',')
+            (*p)++;
+        const char *stop = *p;
+        while (stop > start && (stop[-1] == ' ' || stop[-1] == '\t'))
+            stop--;
+        if (stop > start) {
+            *t = start;
+            *len = (size_t)(stop - start);
+            return 1;
+        }
+    }
+}
+
+/* Calls `fn` with each element of the lists in the head's lines of `kind` until it returns
+ * non-zero, which is then returned; 0 when none did. Lists are read in place, so none is ever
+ * cut short. */
+static int each_list_element(const struct head_scan *h, int kind, int (*fn)(const char *, size_t, const void *),
+                             const void *arg)
+{
+    for (int i = 0; i < h->count; i++) {
+        const struct http_line *l = &h->lines[i];
+        if (l->kind != kind)
+            continue;
+        const char *p = l->value, *t;
+        size_t len;
+        while (next_element(&p, l->value + l->value_len, &t, &len)) {
+            int r = fn(t, len, arg);
+            if (r)
+                return r;
+        }
+    }
+    return 0;
+}
+
+/* Reads the names the Connection lines list into h->listed, once for the whole head. */
+static void list_connection_names(struct head_scan *h)
+{
+    h->nlisted = 0;
+    for (int i = 0; i < h->count && h->nlisted >= 0; i++) {
+        const struct http_line *l = &h->lines[i];
+        if (l->kind != H_CONNECTION)
+            continue;
+        const char *p = l->value, *t;
+        size_t len;
+        while (h->nlisted >= 0 && next_element(&p, l->value + l->value_len, &t, &len)) {
+            if (h->nlisted == CONNECTION_NAMES) {
+                h->nlisted = -1;
+                break;
+            }
+            h->listed[h->nlisted].name = t;
+            h->listed[h->nlisted].len = len;
+            h->nlisted++;
+        }
+    }
+}
+
 /* Notes what the line means for the head as a whole. */
 static void note_line(struct head_scan *h, const struct http_line *l)
 {
@@ -307,6 +373,8 @@ static void scan_head(const char *head, size_t len, struct head_scan *h)
     }
     if (bare_lf)
         h->malformed = 1;
+    if (h->connections)
+        list_connection_names(h);
 }
 
 void http_scan_request(const char *head, size_t len, struct request_info *info)
@@ -337,34 +405,6 @@ void http_scan_request(const char *head, size_t len, struct request_info *info)
     }
 }
 
-/* Calls `fn` with each comma-separated element of the values of the head's lines of `kind`
- * (white space around elements trimmed, empty elements skipped) until it returns non-zero,
- * which is then returned; 0 when none did. Lists are read in place, so none is ever cut short. */
-static int each_list_element(const struct head_scan *h, int kind, int (*fn)(const char *, size_t, const void *),
-                             const void *arg)
-{
-    for (int i = 0; i < h->count; i++) {
-        const struct http_line *l = &h->lines[i];
-        if (l->kind != kind)
-            continue;
-        const char *p = l->value, *end = l->value + l->value_len;
-        while (p < end) {
-            while (p < end && (*p == ' ' || *p == '\t' || *p == ','))
-                p++;
-            const char *t = p;
-            while (p < end && *p != ',')
-                p++;
-            const char *te = p;
-            while (te > t && (te[-1] == ' ' || te[-1] == '\t'))
-                te--;
-            int r = te > t ? fn(t, (size_t)(te - t), arg) : 0;
-            if (r)
-                return r;
-        }
-    }
-    return 0;
-}
-
 static int names_line(const char *name, size_t len, const void *arg)
 {
     const struct http_line *l = arg;
@@ -380,7 +420,14 @@ static int is_hop_by_hop(const struct http_line *l, const struct head_scan *h, i
         return !(keep_upgrade && l->kind == H_UPGRADE);
     if (l->kind >= H_HOST && l->kind <= H_TRANSFER_ENCODING)
         return 0;
-    return h->connections && each_list_element(h, H_CONNECTION, names_line, l);
+    if (!h->connections)
+        return 0;
+    if (h->nlisted < 0)
+        return each_list_element(h, H_CONNECTION, names_line, l);
+    for (int i = 0; i < h->nlisted; i++)
+        if (names_line(h->listed[i].name, h->listed[i].len, l))
+            return 1;
+    return 0;
 }
 
 /* Non-zero for a protocol not in the comma-separated list `arg` ("name" or "name/version"). */

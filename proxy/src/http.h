@@ -43,6 +43,8 @@ struct http_line {
     int kind;      /* which header the proxy acts on, if any (http.c) */
 };
 
+#define CONNECTION_NAMES 8
+
 /* A head split into lines once, so authentication and rewriting do not scan it again. The
  * lines live in http.c's table until the next scan. */
 struct head_scan {
@@ -52,6 +54,10 @@ struct head_scan {
     int count;
     int malformed;   /* a folded line, a line (or the head) ended by a bare LF, or more lines than the table holds */
     int connections; /* Connection lines: the names they list are hop-by-hop too (RFC 9110 7.6.1) */
+    /* Those names, read once per head while they fit here (nearly always: "keep-alive" or
+     * "close"); -1 when there were more, and every line is then compared with the lists in place. */
+    struct { const char *name; size_t len; } listed[CONNECTION_NAMES];
+    int nlisted;
     int hosts;       /* Host lines */
     int host_valid;  /* every Host value is uri-host [ ":" port ] (RFC 9112 3.2) */
     int transfer_encoding; /* Transfer-Encoding lines */
