@@ -128,8 +128,11 @@ static SSL_CTX *context_from_file(const char *path, char *err, size_t errcap)
     return ctx;
 }
 
-/* The chain (leaf first) and key from PEM text, as the admin API receives them. */
-static int use_pem(SSL_CTX *ctx, const char *pem, size_t len)
+/* The chain (leaf first) and key from PEM text, as the admin API receives them. Without a key
+ * in the text, `current` (the key of the certificate being replaced) is paired with the new
+ * chain: a VM guest's key arrives once, in its boot image, and a renewal sends only public
+ * bytes over a network the other guests share. */
+static int use_pem(SSL_CTX *ctx, const char *pem, size_t len, EVP_PKEY *current)
 {
     BIO *bio = BIO_new_mem_buf(pem, (int)len);
     if (!bio)
@@ -148,7 +151,13 @@ static int use_pem(SSL_CTX *ctx, const char *pem, size_t len)
     EVP_PKEY *key = NULL;
     if (ok && BIO_reset(bio) == 1)
         key = PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL);
-    ok = ok && key && SSL_CTX_use_PrivateKey(ctx, key) == 1 && SSL_CTX_check_private_key(ctx) == 1;
+    if (!key && current) {
+        ERR_clear_error();
+        ok = ok && SSL_CTX_use_PrivateKey(ctx, current) == 1;
+    } else {
+        ok = ok && key && SSL_CTX_use_PrivateKey(ctx, key) == 1;
+    }
+    ok = ok && SSL_CTX_check_private_key(ctx) == 1;
     EVP_PKEY_free(key);
     BIO_free(bio);
     return ok ? 0 : -1;
@@ -210,8 +219,9 @@ int tls_replace(size_t index, const char *pem, size_t len, char *err, size_t err
     SSL_CTX *ctx = new_context(err, errcap);
     if (!ctx)
         return -1;
-    if (use_pem(ctx, pem, len) < 0) {
-        openssl_reason(err, errcap, "the body");
+    EVP_PKEY *current = index < ncontexts ? SSL_CTX_get0_privatekey(contexts[index]) : NULL;
+    if (use_pem(ctx, pem, len, current) < 0) {
+        openssl_reason(err, errcap, current ? "the body (without a key: one for the current key)" : "the body");
         SSL_CTX_free(ctx);
         return -1;
     }

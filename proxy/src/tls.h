@@ -32,8 +32,9 @@ int tls_enabled(void);
 /* How many certificates are loaded. */
 size_t tls_certificates(void);
 /* Replaces certificate `index` (or adds one, with index = tls_certificates()) with the chain
- * and key in `pem`, for new connections; open ones keep theirs. 0, or -1 with why in err (which
- * never quotes the PEM). */
+ * and key in `pem`, for new connections; open ones keep theirs. A `pem` without a key keeps the
+ * replaced certificate's key (the chain must match it). 0, or -1 with why in err (which never
+ * quotes the PEM). */
 int tls_replace(size_t index, const char *pem, size_t len, char *err, size_t errcap);
 /* Certificate `index`'s names as JSON strings ("a","b") and its notAfter in Unix seconds. */
 int tls_describe(size_t index, char *names, size_t cap, long long *not_after);

@@ -376,6 +376,45 @@ describe('proxy: certificates replaced through the admin API', () => {
   });
 });
 
+describe('proxy: a renewed chain for the key the proxy already has', () => {
+  it('keeps the current key when the body holds no key, and refuses a chain for another key', async () => {
+    const backend = await startBackend('keep');
+    const proxy = await startProxy({ backends: [{ name: 'keep', address: backend.address }], args: ['--tls-cert', file('localhost.pem')] });
+    const admin = (body: string) =>
+      request(`${proxy.adminUrl}/tls/certificates/0`, { method: 'PUT', body, headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })
+        .then(async (r) => ({ status: r.statusCode, json: (await r.body.json()) as Record<string, unknown> }));
+    const served = (): Promise<string> => new Promise((resolve, reject) => {
+      const sock = tls.connect({ host: '127.0.0.1', port: proxy.port, servername: 'localhost', ca: readFileSync(file('ca.pem')) }, () => {
+        resolve(sock.getPeerCertificate().serialNumber);
+        sock.destroy();
+      });
+      sock.on('error', reject);
+    });
+    try {
+      const before = await served();
+      // A new certificate for the same key, as `up` renews a VM guest's: only public bytes are sent.
+      openssl('req', '-new', '-key', file('localhost.key'), '-out', file('same-key.csr'), '-subj', '/CN=localhost');
+      openssl('x509', '-req', '-in', file('same-key.csr'), '-CA', file('ca.pem'), '-CAkey', file('ca.key'), '-CAcreateserial',
+        '-days', '2', '-out', file('same-key.crt'), '-extfile', file('localhost.ext'));
+      const renewed = readFileSync(file('same-key.crt'), 'utf8');
+      expect(renewed).not.toContain('PRIVATE KEY');
+      expect((await admin(renewed)).status).toBe(200);
+      const after = await served();
+      expect(after).not.toBe(before);
+      expect((await get(proxy.port, '/', { token: CLIENT_TOKEN })).status).toBe(200);
+      // A chain for some other key cannot be paired with the current one: refused, the old one serves on.
+      const other = readFileSync(file('other.test.crt'), 'utf8');
+      const refused = await admin(other);
+      expect(refused.status).toBe(400);
+      expect(String(refused.json.error)).toMatch(/without a key: one for the current key/);
+      expect(await served()).toBe(after);
+    } finally {
+      await proxy.stop();
+      await backend.close();
+    }
+  });
+});
+
 describe('proxy: the plain listener that redirects to HTTPS', () => {
   it('answers 308 to the same target on https://, forwards nothing, and 400 without a Host', async () => {
     const backend = await startBackend('r');
