@@ -1,4 +1,4 @@
-import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 /** Where a project keeps what uproxy made for it (state, logs, tokens); shared by config and fleet. */
@@ -24,12 +24,12 @@ export function tlsPaths(projectDir: string): { dir: string; caCert: string; caK
 }
 
 /** Atomic: a reader sees the old or the new content, never half of it (`<file>.<pid>.tmp`, then a rename). */
-export function writeFileAtomic(file: string, text: string, mode = 0o644): void {
+export function writeFileAtomic(file: string, text: string | Uint8Array, mode = 0o644): void {
   mkdirSync(join(file, '..'), { recursive: true });
   const temporary = `${file}.${process.pid}.tmp`;
   const fd = openSync(temporary, 'w', mode);
   try {
-    writeSync(fd, text);
+    writeFileSync(fd, text);
     fsyncSync(fd);
   } finally {
     closeSync(fd);

@@ -31,7 +31,7 @@ export function register(program: Command): void {
       const { curlLine, uproxyCommand } = await import('../core/output.js');
       const result = await initProject(dir, options);
       // A VM fleet's proxy has an address of its own, known once it runs: `up` prints its curl line.
-      const then = options.runtime === 'host' ? curlLine({ listen: `127.0.0.1:${result.port}` }) : 'the curl line `up` prints (the proxy runs on its own address)';
+      const then = options.runtime === 'host' ? curlLine({ listen: `127.0.0.1:${result.port}`, tls: result.tls }) : 'the curl line `up` prints (the proxy runs on its own address)';
       process.stdout.write(
         [
           `Created a ${options.runtime} fleet project in ${result.dir}`,

@@ -60,16 +60,20 @@ const tls = z
       .enum(['off', 'local-ca', 'files'])
       .default('off')
       .describe(
-        'HTTPS on the client port. local-ca: `init`/`up` make a project CA in .uproxy/tls/ and `up` issues and renews the proxy certificate; ' +
-          'files: your own certificate chain and key (certFile, keyFile); off: plain HTTP. Only the host runtime supports TLS so far, ' +
-          'so off stays the default until VM guests can receive a key (then local-ca becomes the default)',
+        'HTTPS on the client port. local-ca (what `init` writes): `init`/`up` make a project CA in .uproxy/tls/ and `up` issues and renews the proxy certificate; ' +
+          'files: your own certificate chain and key (certFile, keyFile); off (when the key is absent, as in projects made before HTTPS): plain HTTP, ' +
+          'which `up` refuses to publish beyond this host unless allowPlainHttp is true',
       ),
     certFile: z.string().min(1).optional().describe('mode files: the PEM certificate chain, leaf first (relative to uproxy.json)'),
     keyFile: z.string().min(1).optional().describe('mode files: the PEM private key of the leaf certificate (relative to uproxy.json; keep it mode 0600)'),
     names: z
       .array(certificateName)
       .optional()
-      .describe('mode local-ca: names and addresses the proxy certificate covers besides localhost and 127.0.0.1'),
+      .describe('mode local-ca: names and addresses the proxy certificate covers besides localhost, 127.0.0.1 and the proxy\'s own addresses'),
+    allowPlainHttp: z
+      .boolean()
+      .optional()
+      .describe('mode off: let proxy.publish serve plain HTTP beyond this host, where anyone on the path can read the X-Auth-Token'),
   })
   .superRefine((t, ctx) => {
     if (t.mode === 'files') {
@@ -80,6 +84,9 @@ const tls = z
       for (const key of ['certFile', 'keyFile'] as const) {
         if (t[key] !== undefined) ctx.addIssue({ code: 'custom', path: [key], message: `is only used when mode is "files" (mode is "${t.mode}")`, input: t[key] });
       }
+    }
+    if (t.allowPlainHttp !== undefined && t.mode !== 'off') {
+      ctx.addIssue({ code: 'custom', path: ['allowPlainHttp'], message: `is only used when mode is "off" (mode is "${t.mode}": the proxy serves HTTPS)`, input: t.allowPlainHttp });
     }
     // Your own certificate names what it covers; a name here could only disagree with it.
     if (t.names !== undefined && t.mode !== 'local-ca') {

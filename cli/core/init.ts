@@ -26,11 +26,14 @@ export interface InitResult {
   /** Shown once by `init`; afterwards only in .uproxy/client-token. */
   clientToken: string;
   port: number;
+  /** proxy.tls.mode of the new uproxy.json. */
+  tls: 'local-ca';
 }
 
 /**
  * Scaffolds a project: templates, uproxy.json (+ its JSON Schema), fresh tokens and the project
- * CA (kept when there is one: clients may already trust it), ready for proxy.tls.mode local-ca.
+ * CA (kept when there is one: clients may already trust it) for proxy.tls.mode local-ca, which
+ * the new uproxy.json sets.
  */
 export async function initProject(dirArgument: string, options: InitOptions): Promise<InitResult> {
   const dir = resolve(dirArgument);
@@ -49,6 +52,8 @@ export async function initProject(dirArgument: string, options: InitOptions): Pr
     proxy: {
       tokens: [{ name: 'default', sha256: sha256Hex(clientToken) }],
       adminTokenSha256: sha256Hex(adminToken),
+      // HTTPS from the first `up`, with the project CA made below, as Caddy serves locally.
+      tls: { mode: 'local-ca' as const },
     },
     backends: { count: options.backends },
     // The prebuilt base kernel of elfloader is general-purpose: it needs more than a native build.
@@ -66,7 +71,7 @@ export async function initProject(dirArgument: string, options: InitOptions): Pr
   const { ensureCa } = await import('../tls/local-ca.js');
   await ensureCa(dir, name);
   const ca = ['.uproxy/tls/ca.pem', '.uproxy/tls/ca.key'];
-  return { dir, files: [...generated, ...files, '.uproxy/client-token', '.uproxy/admin-token', ...ca], clientToken, port: checked.data.proxy.port };
+  return { dir, files: [...generated, ...files, '.uproxy/client-token', '.uproxy/admin-token', ...ca], clientToken, port: checked.data.proxy.port, tls: 'local-ca' };
 }
 
 /**

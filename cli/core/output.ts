@@ -24,15 +24,16 @@ export function machineTable(machines: readonly MachineRow[]): string {
 
 /**
  * The token is read from its file by the shell, so it never shows in output or logs. Over
- * HTTPS the URL names `localhost`, which the certificate covers, and a local-ca fleet's curl
- * is told to trust the project CA.
+ * HTTPS a loopback proxy is named `localhost` and a VM guest by its address, both of which
+ * the certificate covers, and a local-ca fleet's curl is told to trust the project CA.
  */
 export function curlLine(proxy: { listen: string; tls?: 'local-ca' | 'files' }, tokenFile = '.uproxy/client-token'): string {
   const header = `-H "X-Auth-Token: $(cat ${tokenFile})"`;
   if (proxy.tls === undefined) return `curl ${header} http://${proxy.listen}/`;
-  const port = proxy.listen.slice(proxy.listen.lastIndexOf(':') + 1);
+  const colon = proxy.listen.lastIndexOf(':');
+  const host = proxy.listen.slice(0, colon) === '127.0.0.1' ? 'localhost' : proxy.listen.slice(0, colon);
   const trust = proxy.tls === 'local-ca' ? '--cacert .uproxy/tls/ca.pem ' : '';
-  return `curl ${trust}${header} https://localhost:${port}/`;
+  return `curl ${trust}${header} https://${host}:${proxy.listen.slice(colon + 1)}/`;
 }
 
 /**

@@ -4,7 +4,7 @@ import { loadConfig } from '../config/load.js';
 import type { RuntimeName } from '../config/schema.js';
 import { toShell } from '../fleet/argv.js';
 import type { AccelChoice } from '../fleet/qemu-command.js';
-import { planFleet } from '../fleet/plan.js';
+import { plainHttpProblem, planFleet } from '../fleet/plan.js';
 import { readState, withLock, type FleetState } from '../fleet/state.js';
 import type { Progress } from '../progress.js';
 import { loadRuntime } from '../runtimes/runtime.js';
@@ -32,6 +32,8 @@ export async function up(request: UpRequest, progress: Progress): Promise<UpResu
   const projectDir = resolve(request.dir);
   const config = loadConfig(projectDir);
   const plan = planFleet(config, projectDir, { backends: request.backends, runtime: request.runtime });
+  const refused = plainHttpProblem(plan);
+  if (refused) throw new UserError(refused);
   const runtime = await loadRuntime(plan.runtime);
   const ctx = runtimeContext(projectDir, progress);
   const notes = request.accel !== undefined && plan.runtime !== 'qemu' ? [`--accel is only used by the qemu runtime; the ${plan.runtime} runtime ignores it`] : [];
@@ -49,7 +51,7 @@ export async function up(request: UpRequest, progress: Progress): Promise<UpResu
     // Loaded only for HTTPS fleets: the X.509 library is the largest part of the CLI.
     const tls = config.proxy.tls.mode === 'off' ? null : await import('../tls/proxy-cert.js');
     // The file first, so a proxy that `up` starts reads the current certificate itself.
-    const certificate = tls && (await progress.step('check the proxy certificate', () => tls.prepareProxyCertificate(projectDir, config)));
+    const certificate = tls && (await progress.step('check the proxy certificate', () => tls.prepareProxyCertificate(plan, runtime)));
     if (certificate?.renewed) notes.push(`new proxy certificate in .uproxy/tls/proxy.pem: ${certificate.renewed}`);
     await runtime.build(plan, ctx);
     const state = await runtime.up(plan, previous, ctx, { timeoutMs: request.timeoutMs, accel: request.accel });
@@ -57,7 +59,7 @@ export async function up(request: UpRequest, progress: Progress): Promise<UpResu
       const { adminEndpointOf } = await import('../stats/client.js');
       const endpoint = adminEndpointOf(state, ctx.adminToken());
       // A proxy that kept running still serves the old one: replaced through the admin API, no restart.
-      const replaced = await progress.step('give the running proxy its current certificate', () => tls.syncProxyCertificate(endpoint, certificate.file));
+      const replaced = await progress.step('give the running proxy its current certificate', () => tls.syncProxyCertificate(endpoint, certificate.file, runtime));
       if (replaced) notes.push('the running proxy now serves the new certificate (no restart)');
     }
     // `--backends N` is the new size of the fleet, not a one-off: a later plain `up` keeps it.

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { machinePorts } from '../config/schema.js';
 import { commandLine, renderOptions, type CommandLine, type Options } from './argv.js';
 import { planAddressing } from './addressing.js';
+import { GUEST_PATHS } from './guest-paths.js';
 import { backendArgs, instanceName, makeCommand, proxyArgs, type FleetPlan, type Role } from './plan.js';
 
 export const KRAFT = 'kraft';
@@ -56,6 +57,12 @@ export interface KraftMachinePlan {
   memoryMiB: number;
   app: KraftApp;
   args: string[];
+  /**
+   * The proxy serving HTTPS: the initrd uproxy writes for it (mode 0600) and gives `kraft run
+   * --rootfs`, holding the certificate and key (`certificate`, the host's PEM file) as
+   * GUEST_PATHS.certificate, plus, for elfloader, the app's own built rootfs (`base`).
+   */
+  rootfs?: { path: string; base?: string; certificate: string };
   run: CommandLine;
 }
 
@@ -74,12 +81,14 @@ export interface KraftFleetPlan {
   apps: KraftApp[];
   /** Backends first, the proxy last: it health-checks them as soon as it starts. */
   machines: KraftMachinePlan[];
-  proxy: { listen: string; admin: string };
+  proxy: { listen: string; admin: string; tls?: 'local-ca' | 'files' };
 }
 
 export interface KraftInputs {
   /** The `name:` of each app's Kraftfile: the native kernel is named after it. */
   kraftfileNames: Readonly<Record<Role, string>>;
+  /** `.uproxy` of the project: the proxy's initrd goes in `kraft/`. */
+  stateDir: string;
 }
 
 export function kraftCommand(words: readonly string[], options: Options, trailing: readonly string[] = []): CommandLine {
@@ -151,6 +160,9 @@ export function planKraftFleet(plan: FleetPlan, inputs: KraftInputs): KraftFleet
     const instance = instanceName(plan.fleet, name);
     // elfloader: the kernel runs a program from the rootfs, named first as in the Kraftfile's cmd.
     const args = mode === 'elfloader' ? [`/${role === 'proxy' ? 'uproxy-proxy' : 'backend'}`, ...programArgs] : programArgs;
+    const rootfs = role === 'proxy' && plan.proxyCertFile !== null
+      ? { path: join(inputs.stateDir, 'kraft', `${name}.cpio`), base: mode === 'elfloader' ? machineApp.artifact : undefined, certificate: plan.proxyCertFile }
+      : undefined;
     return {
       name,
       role,
@@ -160,6 +172,7 @@ export function planKraftFleet(plan: FleetPlan, inputs: KraftInputs): KraftFleet
       memoryMiB,
       app: machineApp,
       args,
+      rootfs,
       run: kraftCommand(
         ['run'],
         {
@@ -169,6 +182,7 @@ export function planKraftFleet(plan: FleetPlan, inputs: KraftInputs): KraftFleet
           memory: `${memoryMiB}Mi`,
           ...TARGET,
           kraftfile: machineApp.kraftfile,
+          rootfs: rootfs?.path,
         },
         [machineApp.dir, '--', ...args],
       ),
@@ -183,14 +197,15 @@ export function planKraftFleet(plan: FleetPlan, inputs: KraftInputs): KraftFleet
   const proxyIp = addressing.proxy.ip;
   const listeners = { listen: `0.0.0.0:${proxyPort}`, admin: `${proxyIp}:${adminPort}`, backendNetwork: config.network.subnet };
   const endpoints = backends.map((b) => ({ name: b.name, address: b.serves }));
+  const certFile = plan.proxyCertFile === null ? null : `/${GUEST_PATHS.certificate}`;
   const proxy = machine(plan.proxy.name, 'proxy', proxyIp, `${proxyIp}:${proxyPort}`, config.unikraft.proxyMemoryMiB, proxyApp,
-    proxyArgs(config, listeners, endpoints));
+    proxyArgs(config, listeners, endpoints, certFile));
 
   return {
     network,
     apps: [proxyApp, backendApp],
     machines: [...backends, proxy],
-    proxy: { listen: proxy.serves, admin: listeners.admin },
+    proxy: { listen: proxy.serves, admin: listeners.admin, ...(config.proxy.tls.mode === 'off' ? {} : { tls: config.proxy.tls.mode }) },
   };
 }
 

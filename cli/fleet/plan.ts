@@ -78,6 +78,19 @@ export function planFleet(config: UproxyConfig, projectDir: string, options: Pla
   };
 }
 
+/**
+ * Why `up` must not start this fleet as planned, or null: plain HTTP published beyond this
+ * host would carry every client's token in clear text, so it takes an explicit opt-in.
+ */
+export function plainHttpProblem(plan: FleetPlan): string | null {
+  const { publish, tls } = plan.config.proxy;
+  if (tls.mode !== 'off' || tls.allowPlainHttp === true || plan.runtime === 'host' || publish === undefined || publish.startsWith('127.')) return null;
+  return (
+    `proxy.publish "${publish}" would serve plain HTTP beyond this host, where anyone on the way can read the X-Auth-Token: ` +
+    'set "tls": {"mode": "local-ca"} (or "files") in proxy of uproxy.json, or, if clear text is what you mean, "tls": {"mode": "off", "allowPlainHttp": true}'
+  );
+}
+
 /** `make -C dir [-f makefile] [target]`: how every app is built (the Makefile's default target when none is named). */
 export function makeCommand(dir: string, options: { target?: string; makefile?: string } = {}): CommandLine {
   return commandLine('make', renderOptions({ C: dir, f: options.makefile }, '-'), options.target ? [options.target] : []);

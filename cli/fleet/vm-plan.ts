@@ -7,7 +7,9 @@
  * Two guest kinds: `microvm` boots one Linux kernel with an initramfs uproxy writes per
  * machine (the static program, its arguments, an init); `unikraft` boots each app's own
  * kraft-built kernel (and its initrd, if it has one) with the arguments on the kernel
- * command line.
+ * command line. An HTTPS proxy finds its certificate and key in its initrd either way
+ * (GUEST_PATHS.certificate): for a unikraft proxy uproxy writes one, adding the file to the
+ * kraft-built initrd when there is one.
  */
 import { join } from 'node:path';
 import { machinePorts } from '../config/schema.js';
@@ -18,6 +20,7 @@ import { backendArgs, instanceName, proxyArgs, type FleetPlan, type Role } from 
 import { kernelCommandLineProblem } from './kraft-plan.js';
 import { qemuCommand, type Accel, type QemuGuest } from './qemu-command.js';
 import { nftTableName, ownerMark, type NetworkPlan } from './network-plan.js';
+import { GUEST_PATHS } from './guest-paths.js';
 
 /** The files of one app's `kraft build`: the kernel, and the initrd when its Kraftfile has a rootfs. */
 export interface UnikraftBuild {
@@ -44,8 +47,13 @@ export interface VmMachinePlan {
   serves: string;
   /** The program's arguments: in the initramfs (microvm) or on the kernel command line (unikraft). */
   programArgs: string[];
-  /** `microvm` only: the initramfs uproxy writes for this machine, holding this static program. */
-  initramfs?: { path: string; program: string };
+  /**
+   * The initrd uproxy writes for this machine (mode 0600: it may hold a key): a microvm guest's
+   * whole boot image, with its static `program`; for a unikraft proxy serving HTTPS, the
+   * kraft-built initrd (`base`, when the app has one) plus the certificate. `certificate` is
+   * the host's PEM file (chain and key) that goes in as GUEST_PATHS.certificate.
+   */
+  initramfs?: { path: string; program?: string; base?: string; certificate?: string };
   guest: QemuGuest;
   command: CommandLine;
 }
@@ -55,7 +63,7 @@ export interface VmFleetPlan {
   gateway: string;
   /** Backends first, the proxy last: it health-checks them as soon as it starts. */
   machines: VmMachinePlan[];
-  proxy: { listen: string; admin: string };
+  proxy: { listen: string; admin: string; tls?: 'local-ca' | 'files' };
 }
 
 /** `make static` builds this next to the app's normal binary (see templates/backend/Makefile, proxy/Makefile). */
@@ -72,8 +80,13 @@ export function planVmFleet(plan: FleetPlan, inputs: VmInputs): VmFleetPlan {
 
   const kind = config.qemu.guest;
   const machine = (name: string, role: Role, address: MachineAddress, serves: string, program: string, programArgs: string[]): VmMachinePlan => {
-    const initramfs = kind === 'microvm' ? { path: join(vmDir, `${name}.cpio`), program } : undefined;
-    const boot = kind === 'microvm' ? { kernel: required(inputs.kernel, 'a Linux kernel'), initrd: initramfs?.path } : required(inputs.unikraft, 'the kraft builds')[role];
+    const certificate = role === 'proxy' ? plan.proxyCertFile ?? undefined : undefined;
+    const path = join(vmDir, `${name}.cpio`);
+    const built = kind === 'unikraft' ? required(inputs.unikraft, 'the kraft builds')[role] : undefined;
+    const initramfs = kind === 'microvm'
+      ? { path, program, certificate }
+      : certificate === undefined ? undefined : { path, base: built?.initrd, certificate };
+    const boot = built ? { kernel: built.kernel, initrd: initramfs?.path ?? built.initrd } : { kernel: required(inputs.kernel, 'a Linux kernel'), initrd: path };
     const guest: QemuGuest = {
       name: instanceName(plan.fleet, name),
       kind,
@@ -105,7 +118,8 @@ export function planVmFleet(plan: FleetPlan, inputs: VmInputs): VmFleetPlan {
   const listeners = { listen: `0.0.0.0:${proxyPort}`, admin: `${addressing.proxy.ip}:${adminPort}`, backendNetwork: config.network.subnet };
   const endpoints = backends.map((b) => ({ name: b.name, address: b.serves }));
   const proxyServes = `${addressing.proxy.ip}:${proxyPort}`;
-  const proxy = machine(plan.proxy.name, 'proxy', addressing.proxy, proxyServes, staticBinary(plan.proxy.app.binary), proxyArgs(config, listeners, endpoints));
+  const certFile = plan.proxyCertFile === null ? null : `/${GUEST_PATHS.certificate}`;
+  const proxy = machine(plan.proxy.name, 'proxy', addressing.proxy, proxyServes, staticBinary(plan.proxy.app.binary), proxyArgs(config, listeners, endpoints, certFile));
 
   const publish = config.proxy.publish === undefined ? undefined : parsePublish(config.proxy.publish, addressing.proxy.ip, proxyPort);
   return {
@@ -118,8 +132,21 @@ export function planVmFleet(plan: FleetPlan, inputs: VmInputs): VmFleetPlan {
     },
     gateway: addressing.gateway,
     machines: [...backends, proxy],
-    proxy: { listen: proxyServes, admin: listeners.admin },
+    proxy: { listen: proxyServes, admin: listeners.admin, ...(config.proxy.tls.mode === 'off' ? {} : { tls: config.proxy.tls.mode }) },
   };
+}
+
+/**
+ * The addresses clients reach the proxy at besides loopback, which its certificate must name:
+ * none on the host runtime; on the VM runtimes its address on the bridge and the host address
+ * `proxy.publish` names (all of them for 0.0.0.0, which no certificate can list: use proxy.tls.names).
+ */
+export function proxyAddresses(plan: FleetPlan): string[] {
+  if (plan.runtime === 'host') return [];
+  const { config } = plan;
+  const addressing = planAddressing(plan.fleet, config.network.subnet, plan.proxy.name, plan.backends.map((b) => b.name));
+  const published = config.proxy.publish?.slice(0, config.proxy.publish.lastIndexOf(':'));
+  return [addressing.proxy.ip, ...(published === undefined || published === '0.0.0.0' ? [] : [published])];
 }
 
 function required<T>(value: T | undefined, what: string): T {

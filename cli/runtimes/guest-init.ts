@@ -7,7 +7,7 @@
  * QEMU's exit). Everything it prints goes to the serial console, i.e. `.uproxy/logs/<name>.log`,
  * which is what `up` shows when a machine does not come up.
  */
-import { GUEST_PATHS } from './initramfs.js';
+import { GUEST_PATHS } from '../fleet/guest-paths.js';
 
 export function guestInit(): string {
   return `#!/bin/sh

@@ -24,6 +24,7 @@ const DEFAULT_UP_TIMEOUT_MS = 30_000;
 
 export const runtime: Runtime = {
   name: 'host',
+  keyOverAdminApi: true,
 
   async preflight(plan, previous) {
     const ourPort = (name: string): number | undefined => {

@@ -3,8 +3,10 @@
  * layout of the initramfs uproxy boots a `microvm` guest with. Archives are reproducible:
  * entries sorted by path, every mtime, uid and gid zero, inode numbers by position.
  */
+import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { gzipSync } from 'node:zlib';
+import { gunzipSync, gzipSync } from 'node:zlib';
+import { GUEST_PATHS } from '../fleet/guest-paths.js';
 
 export type CpioEntry =
   | { path: string; type: 'directory'; mode?: number }
@@ -42,6 +44,36 @@ export function writeCpio(entries: readonly CpioEntry[]): Buffer {
 /** gzip without a timestamp or file name, so the compressed archive is reproducible too. */
 export function gzipCpio(archive: Buffer): Buffer {
   return gzipSync(archive, { level: 9 });
+}
+
+/**
+ * The entries of a "newc" archive (gzipped or not), such as the initrd `kraft build` makes
+ * from a Kraftfile's `rootfs:`, so uproxy can add a file to it. Hard links and device nodes
+ * are refused: uproxy's archives have none, and kraft's rootfs builds write none.
+ */
+export function readCpio(archive: Buffer, where: string): CpioEntry[] {
+  const data = archive[0] === 0x1f && archive[1] === 0x8b ? gunzipSync(archive) : archive;
+  const entries: CpioEntry[] = [];
+  const bad = (why: string): never => { throw new Error(`${where} is not an archive uproxy can extend: ${why}`); };
+  for (let at = 0; ;) {
+    if (data.length < at + 110 || data.toString('latin1', at, at + 6) !== '070701') bad(`no "newc" header at byte ${at}`);
+    const field = (i: number): number => parseInt(data.toString('latin1', at + 6 + i * 8, at + 14 + i * 8), 16);
+    const [mode, nlink, size, nameSize] = [field(1), field(4), field(6), field(11)];
+    const nameAt = at + 110;
+    const path = data.toString('utf8', nameAt, nameAt + nameSize - 1);
+    const dataAt = nameAt + nameSize + ((4 - ((110 + nameSize) % 4)) % 4);
+    if (dataAt + size > data.length) bad(`"${path}" runs past the end`);
+    if (path === TRAILER) return entries;
+    const body = data.subarray(dataAt, dataAt + size);
+    const type = mode & 0o170000;
+    if (path !== '.' && path !== '') {
+      if (type === S_IFDIR) entries.push({ path, type: 'directory', mode: mode & 0o7777 });
+      else if (type === S_IFLNK) entries.push({ path, type: 'symlink', target: body.toString('utf8') });
+      else if (type === S_IFREG && nlink <= 1) entries.push({ path, type: 'file', data: Buffer.from(body), mode: mode & 0o7777 });
+      else bad(`"${path}" is a hard link or a special file`);
+    }
+    at = dataAt + size + ((4 - (size % 4)) % 4);
+  }
 }
 
 function record(ino: number, entry: CpioEntry): Buffer[] {
@@ -89,15 +121,24 @@ export interface GuestImage {
   /** The statically linked program the guest runs. */
   program: string;
   programArgs: readonly string[];
+  /** The proxy's certificate chain and key (PEM), when it serves HTTPS. */
+  certificate?: string;
 }
 
-/** Where things live inside the guest; guest-init.ts reads the same paths. */
-export const GUEST_PATHS = {
-  modulesDir: 'lib/modules',
-  moduleList: 'uproxy/modules',
-  program: 'uproxy/program',
-  args: 'uproxy/args',
-} as const;
+/** The entry holding the proxy's PEM (mode 0600, like the file on the host). */
+function certificateEntry(pem: string): CpioEntry {
+  return { path: GUEST_PATHS.certificate, type: 'file', data: Buffer.from(pem), mode: 0o600 };
+}
+
+/**
+ * A Unikraft proxy's initrd: its PEM as GUEST_PATHS.certificate, added to `base` (the app's
+ * kraft-built rootfs) when it has one.
+ */
+export function initrdWithCertificate(base: string | undefined, pem: string): Buffer {
+  const entries = base === undefined ? [] : readCpio(readFileSync(base), base);
+  const entry = certificateEntry(pem);
+  return writeCpio([...entries.filter((e) => e.path !== entry.path), entry]);
+}
 
 /** The entries of a microvm guest's initramfs: busybox, the modules, init, the program and its arguments. */
 export async function guestInitramfsEntries(image: GuestImage): Promise<CpioEntry[]> {
@@ -119,5 +160,6 @@ export async function guestInitramfsEntries(image: GuestImage): Promise<CpioEntr
     { path: GUEST_PATHS.moduleList, type: 'file', data: Buffer.from(moduleNames.map((m) => `${m}\n`).join('')) },
     { path: GUEST_PATHS.program, type: 'file', data: await readFile(image.program), mode: 0o755 },
     { path: GUEST_PATHS.args, type: 'file', data: Buffer.from(image.programArgs.map((a) => `${a}\n`).join('')) },
+    ...(image.certificate === undefined ? [] : [certificateEntry(image.certificate)]),
   ];
 }

@@ -23,13 +23,15 @@ import { networkCommands, nftTableName, ownerMark, type NetworkPlan } from '../f
 import { localRunner } from '../net/exec.js';
 import { UserError } from '../errors.js';
 import { pidExists } from '../pid.js';
+import { privateKey } from '../tls/pem.js';
 import { adminApiProxy, withoutBackendList } from './backend-sync.js';
 import { fileHash } from './build.js';
+import { initrdWithCertificate } from './initramfs.js';
 import { readKraftfileNames } from './kraftfile.js';
 import { shutdownProxy } from './proxy-shutdown.js';
 import { inFleetOrder, reconcile, stopMachines, WAIT_POLICY, type MachineDriver } from './machines.js';
 import { findOnPath, logTail, sleep, waitForExit } from './processes.js';
-import { refuseTls, type DownOptions, type MachineStatus, type Runtime, type RuntimeContext } from './runtime.js';
+import { type DownOptions, type MachineStatus, type Runtime, type RuntimeContext } from './runtime.js';
 
 /** Unikernels boot in well under a second, but kraft itself and TCG on a loaded machine do not. */
 const DEFAULT_UP_TIMEOUT_MS = 120_000;
@@ -55,9 +57,9 @@ type KraftResources = z.infer<typeof kraftResources>;
 
 export const runtime: Runtime = {
   name: 'kraft',
+  keyOverAdminApi: false,
 
   async preflight(plan) {
-    refuseTls(plan);
     if (findOnPath(KRAFT) === null) throw new UserError(`kraft is not installed or not on PATH (the kraft runtime runs it): ${KRAFT_MISSING}`);
     // Refused now, not after minutes of `kraft build`: the plan's arguments do not depend on the build.
     for (const machine of kraftFleet(plan).machines) {
@@ -143,7 +145,7 @@ export const runtime: Runtime = {
 };
 
 function kraftFleet(plan: FleetPlan): KraftFleetPlan {
-  return planKraftFleet(plan, { kraftfileNames: readKraftfileNames(plan, 'the kraft runtime') });
+  return planKraftFleet(plan, { kraftfileNames: readKraftfileNames(plan, 'the kraft runtime'), stateDir: stateDir(plan.projectDir) });
 }
 
 /** `<fleet>-proxy`, `<fleet>-backend-N`: the names this fleet's machines have in kraft. */
@@ -170,6 +172,8 @@ function driver(state: FleetState, ctx: RuntimeContext): MachineDriver<KraftMach
     async start(m, machine) {
       // A machine of that name that the state does not record (from a lost state) blocks the name.
       if (listed.has(m.instance)) await removeInstances([m.instance], { timeoutMs: WAIT_POLICY.stopMs, force: false }, ctx);
+      // 0600: it holds the proxy's key, which reaches the unikernel only this way.
+      if (m.rootfs) writeFileAtomic(m.rootfs.path, initrdWithCertificate(m.rootfs.base, readFileSync(m.rootfs.certificate, 'utf8')), 0o600);
       await runKraft(m.run, ctx, { log: machine.log });
       listed = await listMachines();
       const pid = Number(listed.get(m.instance)?.pid ?? NaN);
@@ -263,12 +267,14 @@ async function removeNetworkAndState(state: FleetState, ctx: RuntimeContext): Pr
 
 /**
  * SHA-256 of the command and of the built artifact: either changing restarts the machine. The
- * proxy's backend list is left out: a running proxy gets a new one through its admin API.
+ * proxy's backend list is left out: a running proxy gets a new one through its admin API; so is
+ * its certificate, but not its key, which only a restart can bring (tls/proxy-cert.ts).
  */
 function fingerprint(machine: KraftMachinePlan): string {
   const artifact = existsSync(machine.app.artifact) ? fileHash(machine.app.artifact) : 'missing';
   const args = machine.role === 'proxy' ? withoutBackendList(machine.run.args) : machine.run.args;
-  return createHash('sha256').update(JSON.stringify([machine.run.file, ...args, artifact])).digest('hex');
+  const key = machine.rootfs ? privateKey(readFileSync(machine.rootfs.certificate, 'utf8')) ?? '' : '';
+  return createHash('sha256').update(JSON.stringify([machine.run.file, ...args, artifact])).update(key).digest('hex');
 }
 
 

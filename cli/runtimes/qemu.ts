@@ -22,7 +22,8 @@ import { planAddressing, tapName } from '../fleet/addressing.js';
 import { networkCommands, ownerMark } from '../fleet/network-plan.js';
 import { appBuildCommands, type FleetPlan, type Role } from '../fleet/plan.js';
 import { qemuCommand } from '../fleet/qemu-command.js';
-import { stateDir } from '../files.js';
+import { stateDir, writeFileAtomic } from '../files.js';
+import { privateKey } from '../tls/pem.js';
 import { pidExists } from '../pid.js';
 import type { FleetState, MachineState } from '../fleet/state.js';
 import { planVmFleet, staticBinary, type VmFleetPlan, type VmInputs, type VmMachinePlan } from '../fleet/vm-plan.js';
@@ -33,7 +34,7 @@ import { UserError } from '../errors.js';
 import { adminApiProxy, withoutBackendList } from './backend-sync.js';
 import { buildApp, fileHash } from './build.js';
 import { guestInit } from './guest-init.js';
-import { guestInitramfsEntries, writeCpio } from './initramfs.js';
+import { guestInitramfsEntries, initrdWithCertificate, writeCpio } from './initramfs.js';
 import { DEBIAN_KERNEL_PACKAGE, findGuestKernel } from './kernel.js';
 import { findUnikraftBuilds } from './kraftfile.js';
 import { processStatuses, reconcile, stopMachines, type MachineDriver, type Wanted } from './machines.js';
@@ -41,7 +42,7 @@ import { BUSYBOX, chooseAccel, isStaticElf } from './probe.js';
 import { findProcessesByArgv, isOurProcess, sleep, waitForExit } from './processes.js';
 import { shutdownProxy } from './proxy-shutdown.js';
 import { QmpClient } from './qmp.js';
-import { refuseTls, type DownOptions, type Runtime, type RuntimeContext, type UpOptions } from './runtime.js';
+import { type DownOptions, type Runtime, type RuntimeContext, type UpOptions } from './runtime.js';
 
 /** Four TCG guests booting at once on two cores take ~10 s; leave room for a loaded CI machine. */
 const DEFAULT_UP_TIMEOUT_MS = 180_000;
@@ -70,9 +71,9 @@ interface VmStart {
 
 export const runtime: Runtime = {
   name: 'qemu',
+  keyOverAdminApi: false,
 
   async preflight(plan) {
-    refuseTls(plan);
     requireNetAdmin();
     planAddressing(plan.fleet, plan.config.network.subnet, plan.proxy.name, plan.backends.map((b) => b.name));
     // kraft builds these kernels; a missing one is reported now, not after the network is set up.
@@ -182,20 +183,24 @@ async function bootInputs(plan: FleetPlan, resources: QemuResources, ctx: Runtim
  * The machine with its boot image and fingerprint: the QEMU command line plus everything the
  * guest boots (kernel, initrd), so a rebuilt program or kernel restarts exactly its machines.
  * The proxy's fingerprint leaves its backend list out (on the kernel command line or in the
- * initramfs): scaling changes that list through the admin API, not by a restart.
+ * initramfs): scaling changes that list through the admin API, not by a restart. Of its
+ * certificate only the key counts: a renewed chain reaches it through the admin API too.
  */
 async function wantedMachine(machine: VmMachinePlan, modules: readonly string[]): Promise<Wanted<VmStart>> {
-  const initramfsWith = async (programArgs: string[]): Promise<Buffer | undefined> => machine.initramfs && writeCpio(await guestInitramfsEntries({
-    busybox: BUSYBOX,
-    init: guestInit(),
-    modules,
-    program: machine.initramfs.program,
-    programArgs,
-  }));
-  const initramfs = await initramfsWith(machine.programArgs);
-  const fingerprinted = machine.role === 'proxy' ? withoutBackendList(machine.programArgs) : machine.programArgs;
-  const command = machine.role === 'proxy' ? qemuCommand({ ...machine.guest, programArgs: withoutBackendList(machine.guest.programArgs) }) : machine.command;
-  const fingerprintedInitramfs = machine.role === 'proxy' ? await initramfsWith(fingerprinted) : initramfs;
+  const image = machine.initramfs;
+  const pem = image?.certificate === undefined ? undefined : readFileSync(image.certificate, 'utf8');
+  const initramfsWith = async (programArgs: string[], certificate: string | undefined): Promise<Buffer | undefined> => {
+    if (!image) return undefined;
+    if (image.program !== undefined) {
+      return writeCpio(await guestInitramfsEntries({ busybox: BUSYBOX, init: guestInit(), modules, program: image.program, programArgs, certificate }));
+    }
+    return initrdWithCertificate(image.base, certificate ?? '');
+  };
+  const initramfs = await initramfsWith(machine.programArgs, pem);
+  const isProxy = machine.role === 'proxy';
+  const fingerprinted = isProxy ? withoutBackendList(machine.programArgs) : machine.programArgs;
+  const command = isProxy ? qemuCommand({ ...machine.guest, programArgs: withoutBackendList(machine.guest.programArgs) }) : machine.command;
+  const fingerprintedInitramfs = isProxy ? await initramfsWith(fingerprinted, pem === undefined ? undefined : privateKey(pem) ?? '') : initramfs;
   const hash = createHash('sha256').update(JSON.stringify([command.file, ...command.args]));
   hash.update(fileHash(machine.guest.kernel));
   if (fingerprintedInitramfs) hash.update(fingerprintedInitramfs);
@@ -241,9 +246,9 @@ function driver(ctx: RuntimeContext, proxyAdmin: string): MachineDriver<VmStart>
   };
 }
 
-/** The initramfs is written, QEMU started (it daemonizes) and its PID read from its PID file. */
+/** The initramfs is written (0600: a proxy's holds its key), QEMU started (it daemonizes) and its PID read from its PID file. */
 async function startMachine({ machine, initramfs }: VmStart): Promise<number> {
-  if (machine.initramfs && initramfs) writeFileSync(machine.initramfs.path, initramfs);
+  if (machine.initramfs && initramfs) writeFileAtomic(machine.initramfs.path, initramfs, 0o600);
   rmSync(machine.guest.pidFile, { force: true });
   rmSync(machine.guest.qmpSocket, { force: true });
   writeFileSync(machine.guest.serialLog, '');

@@ -19,6 +19,12 @@ import { UserError } from '../errors.js';
 export interface Runtime {
   readonly name: RuntimeName;
   /**
+   * Whether the proxy's admin API may carry its private key: only where it listens on loopback
+   * (host). A VM guest's listens on the bridge its backends share, so its key travels only in
+   * its boot image, and a renewal there keeps the key (tls/proxy-cert.ts).
+   */
+  readonly keyOverAdminApi: boolean;
+  /**
    * Checks, before anything is built, what would make `up` fail for a reason the user must fix
    * (privileges, a busy configured port, a missing tool or boot image): a refusal in a second,
    * not after the builds.
@@ -71,20 +77,6 @@ export interface MachineStatus {
   pid: number | null;
   /** `running` / `exited` / `starting` as the runtime sees the machine. */
   state: 'running' | 'exited' | 'starting' | 'stopping';
-}
-
-/**
- * The VM runtimes' preflight: their guests cannot be given the proxy's private key yet (it must
- * reach the guest without a command line or a network other guests see), so TLS is refused
- * before anything is built rather than served without it.
- */
-export function refuseTls(plan: FleetPlan): void {
-  const { mode } = plan.config.proxy.tls;
-  if (mode === 'off') return;
-  throw new UserError(
-    `proxy.tls.mode "${mode}" is not supported on the ${plan.runtime} runtime yet (the proxy's private key would have to reach the guest): ` +
-      'use the host runtime for HTTPS, or set proxy.tls.mode to "off" in uproxy.json',
-  );
 }
 
 /**

@@ -1,4 +1,4 @@
-import { X509Certificate as NodeCertificate, randomBytes, webcrypto } from 'node:crypto';
+import { X509Certificate as NodeCertificate, createPublicKey, randomBytes, webcrypto } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 // @peculiar/x509 resolves its algorithms through tsyringe, which needs the Reflect metadata API
 // loaded before it (the library's README asks for this polyfill).
@@ -74,12 +74,13 @@ async function loadCa(projectDir: string): Promise<ProjectCa> {
 /**
  * A server certificate for `names` (DNS names, IPv4 addresses) signed by the CA, as the PEM the
  * proxy loads: the leaf, then its key. The CA certificate itself is not sent: clients that
- * trust it have it already. `now` and `days` are parameters so a test can issue one that is
+ * trust it have it already. A new key each time, unless `key` (a PEM PKCS#8 P-256 key, as this
+ * module writes) is to be kept. `now` and `days` are parameters so a test can issue one that is
  * due for renewal without waiting.
  */
-export async function issueProxyCertificate(ca: ProjectCa, names: readonly string[], options: { now?: number; days?: number } = {}): Promise<string> {
+export async function issueProxyCertificate(ca: ProjectCa, names: readonly string[], options: { now?: number; days?: number; key?: string } = {}): Promise<string> {
   const now = options.now ?? Date.now();
-  const keys = await generateKeys();
+  const keys = options.key === undefined ? await generateKeys() : await importKeys(options.key);
   const leaf = await x509.X509CertificateGenerator.create({
     serialNumber: serialNumber(),
     subject: `CN=${names[0] ?? 'localhost'}`,
@@ -116,6 +117,18 @@ export function certificateFacts(pem: string, caPem?: string): CertificateFacts 
     };
   } catch {
     return null;
+  }
+}
+
+async function importKeys(pem: string): Promise<CryptoKeyPair> {
+  try {
+    const spki = createPublicKey(pem).export({ type: 'spki', format: 'der' });
+    return {
+      privateKey: (await webcrypto.subtle.importKey('pkcs8', x509.PemConverter.decodeFirst(pem), KEY_ALGORITHM, true, ['sign'])) as CryptoKey,
+      publicKey: (await webcrypto.subtle.importKey('spki', spki, KEY_ALGORITHM, true, ['verify'])) as CryptoKey,
+    };
+  } catch (error) {
+    throw new UserError(`the proxy's key in .uproxy/tls/proxy.pem is not an ECDSA P-256 key uproxy can renew with (${(error as Error).message}): delete the file and run \`uproxy up\` again`);
   }
 }
 

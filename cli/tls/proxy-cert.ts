@@ -1,17 +1,29 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import type { UproxyConfig } from '../config/schema.js';
+import type { FleetPlan } from '../fleet/plan.js';
+import { proxyAddresses } from '../fleet/vm-plan.js';
 import { tlsPaths, writeFileAtomic } from '../files.js';
 import { UserError } from '../errors.js';
 import { listCertificates, putCertificate, type AdminEndpoint } from '../stats/client.js';
 import { certificateFacts, ensureCa, issueProxyCertificate } from './local-ca.js';
+import { certificateChain, privateKey } from './pem.js';
 import { proxyCertificateNames, renewalReason } from './renewal.js';
 
 /**
  * The proxy's certificate on `up`: the file the proxy starts with (`.uproxy/tls/proxy.pem`,
  * chain + key, mode 0600) is brought up to date first, then a running proxy that serves
  * another certificate is handed this one through its admin API, so renewal never restarts it.
+ *
+ * Where the key may travel decides the rest. A host proxy's admin API is on loopback: a
+ * renewal brings a new key and sends it along. A VM guest's admin API is on the bridge the
+ * other guests share, so its key arrives only in its boot image: a renewal keeps the key and
+ * sends the chain alone, and a new key (your own files changed) restarts the proxy machine.
  */
+
+/** Whether the admin API may carry the proxy's key, as `Runtime.keyOverAdminApi` says. */
+export interface KeyPolicy {
+  keyOverAdminApi: boolean;
+}
 
 export interface ProxyCertificate {
   file: string;
@@ -20,7 +32,8 @@ export interface ProxyCertificate {
 }
 
 /** Writes the proxy's PEM file when it is missing or due (local-ca), or when your own files changed (files). */
-export async function prepareProxyCertificate(projectDir: string, config: UproxyConfig): Promise<ProxyCertificate | null> {
+export async function prepareProxyCertificate(plan: FleetPlan, policy: KeyPolicy): Promise<ProxyCertificate | null> {
+  const { projectDir, config } = plan;
   const { tls } = config.proxy;
   if (tls.mode === 'off') return null;
   const paths = tlsPaths(projectDir);
@@ -32,10 +45,11 @@ export async function prepareProxyCertificate(projectDir: string, config: Uproxy
     return { file: paths.proxy, renewed: current === null ? 'the proxy had no certificate yet' : 'proxy.tls.certFile or keyFile changed' };
   }
   const { ca } = await ensureCa(projectDir, config.name);
-  const names = proxyCertificateNames(tls.names);
+  const names = proxyCertificateNames(tls.names, proxyAddresses(plan));
   const reason = renewalReason(current === null ? null : certificateFacts(current, readFileSync(paths.caCert, 'utf8')), names, Date.now());
   if (reason === null) return { file: paths.proxy, renewed: null };
-  writeFileAtomic(paths.proxy, await issueProxyCertificate(ca, names), 0o600);
+  const key = policy.keyOverAdminApi || current === null ? undefined : privateKey(current) ?? undefined;
+  writeFileAtomic(paths.proxy, await issueProxyCertificate(ca, names, { key }), 0o600);
   return { file: paths.proxy, renewed: reason };
 }
 
@@ -43,15 +57,16 @@ export async function prepareProxyCertificate(projectDir: string, config: Uproxy
  * Hands the running proxy the certificate in `file` (PUT /tls/certificates/0) unless it serves
  * that one already, told by its expiry (the proxy lists it in Unix seconds; a renewal, issued
  * later, always ends later). Returns whether it was replaced. A proxy that just started read
- * the file itself, so it is left alone.
+ * the file itself, so it is left alone. Without `keyOverAdminApi` only the chain is sent: the
+ * proxy pairs it with the key it has.
  */
-export async function syncProxyCertificate(endpoint: AdminEndpoint, file: string): Promise<boolean> {
+export async function syncProxyCertificate(endpoint: AdminEndpoint, file: string, policy: KeyPolicy): Promise<boolean> {
   const pem = readFileSync(file, 'utf8');
   const facts = certificateFacts(pem);
   if (facts === null) throw new UserError(`${file} holds no readable certificate: delete it and run \`uproxy up\` again`);
   const served = (await listCertificates(endpoint))[0];
   if (served?.not_after === Math.floor(facts.notAfter / 1000)) return false;
-  await putCertificate(endpoint, 0, pem);
+  await putCertificate(endpoint, 0, policy.keyOverAdminApi ? pem : certificateChain(pem));
   return true;
 }
 

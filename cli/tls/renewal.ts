@@ -19,9 +19,12 @@ export interface CertificateFacts {
  */
 export const PROXY_CERTIFICATE_DAYS = 30;
 
-/** The names every local-ca certificate covers (what `up`'s curl line and the host runtime use), then the configured ones. */
-export function proxyCertificateNames(extra: readonly string[] = []): string[] {
-  return [...new Set(['localhost', '127.0.0.1', ...extra])];
+/**
+ * The names every local-ca certificate covers (what the host runtime's curl line uses), the
+ * addresses the runtime serves the proxy at (vm-plan.ts proxyAddresses), then the configured ones.
+ */
+export function proxyCertificateNames(extra: readonly string[] = [], addresses: readonly string[] = []): string[] {
+  return [...new Set(['localhost', '127.0.0.1', ...addresses, ...extra])];
 }
 
 /**

@@ -34,7 +34,7 @@ describe('uproxy command line', () => {
     expect(result.exitCode).toBe(0);
     const token = readFileSync(join(root, 'demo/.uproxy/client-token'), 'utf8').trim();
     expect(result.stdout.split(token)).toHaveLength(2);
-    expect(result.stdout).toContain('curl -H "X-Auth-Token: $(cat .uproxy/client-token)" http://127.0.0.1:8080/');
+    expect(result.stdout).toContain('curl --cacert .uproxy/tls/ca.pem -H "X-Auth-Token: $(cat .uproxy/client-token)" https://localhost:8080/');
     // The "Next:" line works as printed, whether or not uproxy is on PATH.
     const next = /^Next: (cd demo && .+) up$/m.exec(result.stdout)?.[1];
     expect(next, result.stdout).toBeDefined();

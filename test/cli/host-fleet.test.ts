@@ -20,6 +20,9 @@ interface State {
 }
 
 let root: string;
+/** The suite's one project CA, copied into every project, so one client trusts every fleet's HTTPS. */
+let ca: { cert: string; key: string };
+let trusting: Agent;
 beforeAll(() => {
   root = mkdtempSync(join(tmpdir(), 'uproxy-e2e-'));
 });
@@ -32,7 +35,15 @@ async function newProject(name: string, edit: (config: Record<string, any>) => v
   const init = await uproxy(['init', name, '--backends', '3'], root);
   expect(init.exitCode, init.stderr).toBe(0);
   const dir = join(root, name);
+  const tlsDir = join(dir, '.uproxy/tls');
+  if (ca === undefined) {
+    ca = { cert: readFileSync(join(tlsDir, 'ca.pem'), 'utf8'), key: readFileSync(join(tlsDir, 'ca.key'), 'utf8') };
+    trusting = new Agent({ connect: { ca: ca.cert } });
+  }
+  writeFileSync(join(tlsDir, 'ca.pem'), ca.cert);
+  writeFileSync(join(tlsDir, 'ca.key'), ca.key, { mode: 0o600 });
   const config = JSON.parse(readFileSync(join(dir, 'uproxy.json'), 'utf8'));
+  expect(config.proxy.tls).toEqual({ mode: 'local-ca' });
   Object.assign(config.proxy, { port: 0, adminPort: 0 });
   edit(config);
   writeFileSync(join(dir, 'uproxy.json'), JSON.stringify(config, null, 2));
@@ -44,7 +55,7 @@ function readState(dir: string): State {
 }
 
 async function get(url: string, token?: string): Promise<{ status: number; body: string }> {
-  const response = await request(url, { headers: token === undefined ? {} : { 'x-auth-token': token }, headersTimeout: 5000, bodyTimeout: 5000 });
+  const response = await request(url, { dispatcher: trusting, headers: token === undefined ? {} : { 'x-auth-token': token }, headersTimeout: 5000, bodyTimeout: 5000 });
   return { status: response.statusCode, body: await response.body.text() };
 }
 
@@ -52,7 +63,7 @@ async function get(url: string, token?: string): Promise<{ status: number; body:
 async function spread(listen: string, token: string, count: number): Promise<Record<string, number>> {
   const seen: Record<string, number> = {};
   for (let i = 0; i < count; i++) {
-    const { status, body } = await get(`http://${listen}/`, token);
+    const { status, body } = await get(`https://${listen}/`, token);
     expect(status).toBe(200);
     const name = /Hello from (backend-\d+)/.exec(body)?.[1] ?? 'unnamed';
     seen[name] = (seen[name] ?? 0) + 1;
@@ -94,7 +105,7 @@ interface KeepAliveLoad {
  * loaded machine still has time for `up`) until stop(), `maxMs` or `maxRequests`.
  */
 function keepAliveLoad(listen: string, token: string, opts: { clients: number; maxMs: number; maxRequests: number }): KeepAliveLoad {
-  const agent = new Agent({ connections: opts.clients, keepAliveTimeout: 60_000 });
+  const agent = new Agent({ connections: opts.clients, keepAliveTimeout: 60_000, connect: { ca: ca.cert } });
   const deadline = Date.now() + opts.maxMs;
   const failures: string[] = [];
   let ok = 0;
@@ -104,7 +115,7 @@ function keepAliveLoad(listen: string, token: string, opts: { clients: number; m
     while (!stopped && Date.now() < deadline && sent < opts.maxRequests) {
       sent++;
       try {
-        const response = await request(`http://${listen}/`, { headers: { 'x-auth-token': token }, dispatcher: agent, headersTimeout: 10_000, bodyTimeout: 10_000 });
+        const response = await request(`https://${listen}/`, { headers: { 'x-auth-token': token }, dispatcher: agent, headersTimeout: 10_000, bodyTimeout: 10_000 });
         await response.body.text();
         if (response.statusCode === 200) ok++;
         else failures.push(`status ${response.statusCode}`);
@@ -180,7 +191,7 @@ describe('a fleet on the host runtime', () => {
     for (const m of state.machines) {
       expect(result.stdout).toMatch(new RegExp(`^${m.name}\\s+${m.role}\\s+${m.address}\\s+${m.pid}\\s+running, ${m.role === 'proxy' ? 'serving' : 'up'}$`, 'm'));
     }
-    expect(result.stdout).toContain(`curl -H "X-Auth-Token: $(cat .uproxy/client-token)" http://${state.proxy.listen}/`);
+    expect(result.stdout).toContain(`curl --cacert .uproxy/tls/ca.pem -H "X-Auth-Token: $(cat .uproxy/client-token)" https://localhost:${state.proxy.listen.split(':')[1]}/`);
     expect(result.stdout + result.stderr).not.toContain(token);
     for (const m of state.machines) expect(readFileSync(`/proc/${m.pid}/cmdline`, 'utf8')).not.toContain(token);
   });
@@ -194,8 +205,8 @@ describe('a fleet on the host runtime', () => {
 
   it('answers 401 to a wrong or missing token', { timeout: 240_000 }, async () => {
     const state = await fleetOf(3);
-    expect((await get(`http://${state.proxy.listen}/`, 'not-the-token')).status).toBe(401);
-    expect((await get(`http://${state.proxy.listen}/`)).status).toBe(401);
+    expect((await get(`https://${state.proxy.listen}/`, 'not-the-token')).status).toBe(401);
+    expect((await get(`https://${state.proxy.listen}/`)).status).toBe(401);
   });
 
   it('changes nothing when up runs again', { timeout: 240_000 }, async () => {
@@ -278,7 +289,7 @@ describe('a fleet on the host runtime', () => {
         expect(after.machines.find((m) => m.name === name)?.pid, name).not.toBe(state.machines.find((m) => m.name === name)?.pid);
       }
       expect(after.machines.find((m) => m.role === 'proxy')!.pid).toBe(proxyPid);
-      expect((await get(`http://${after.proxy.listen}/`, token)).body).toContain(', rebuilt</h1>');
+      expect((await get(`https://${after.proxy.listen}/`, token)).body).toContain(', rebuilt</h1>');
       const okAfterRestart = load.ok();
       expect(await waitFor(() => load.ok() >= okAfterRestart + 50, 30_000)).toBe(true);
     });
@@ -371,7 +382,7 @@ describe('a fleet on the host runtime', () => {
       expect(ps.exitCode, ps.stdout).toBe(0);
       expect(ps.stdout).toMatch(/^proxy\s+proxy\s+\S+\s+\d+\s+running, serving$/m);
       // It serves: the clients get an answer from it (no backend is up under this health path).
-      expect((await get(`http://${readState(dir).proxy.listen}/`, token)).status).toBe(503);
+      expect((await get(`https://${readState(dir).proxy.listen}/`, token)).status).toBe(503);
 
       process.kill(kept.pid!, 'SIGKILL');
       expect(await waitFor(() => !existsSync(`/proc/${kept.pid}/cmdline`) || readFileSync(`/proc/${kept.pid}/cmdline`, 'utf8') === '', 10_000)).toBe(true);

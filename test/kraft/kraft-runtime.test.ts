@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir, userInfo } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -258,9 +258,21 @@ describe('kraft runtime', () => {
     const clientToken = readFileSync(join(project.dir, '.uproxy/client-token'), 'utf8').trim();
     expect(proxyRun.join(' ')).not.toContain(clientToken);
 
+    // HTTPS, as init sets up: the key reaches the proxy only in the 0600 initrd given as --rootfs.
+    const rootfs = join(project.dir, '.uproxy/kraft/proxy.cpio');
+    expect(proxyRun[proxyRun.indexOf('--rootfs') + 1]).toBe(rootfs);
+    expect(statSync(rootfs).mode & 0o777).toBe(0o600);
+    expect(programArgs.slice(programArgs.indexOf('--tls-cert'), programArgs.indexOf('--tls-cert') + 2)).toEqual(['--tls-cert', '/uproxy/tls.pem']);
+    expect(proxyRun.join(' ')).not.toContain('PRIVATE KEY');
+    for (const call of invocations(project).filter((c) => c[0] === 'run' && !c.includes('fleet-proxy'))) expect(call).not.toContain('--rootfs');
+    writeFileSync(join(project.dir, 'token-header'), `X-Auth-Token: ${clientToken}`, { mode: 0o600 });
+    const https = await execa('ip', ['netns', 'exec', NETNS, 'curl', '-sS', '--max-time', '10', '--cacert', '.uproxy/tls/ca.pem',
+      '-H', '@token-header', 'https://172.44.0.2:8080/'], { cwd: project.dir, reject: false });
+    expect(https.stdout, https.stderr).toMatch(/Hello from backend-\d/);
+
     const state = JSON.parse(readFileSync(join(project.dir, '.uproxy/state.json'), 'utf8'));
     expect(state.runtime).toBe('kraft');
-    expect(state.proxy).toEqual({ listen: '172.44.0.2:8080', admin: '172.44.0.2:8081' });
+    expect(state.proxy).toEqual({ listen: '172.44.0.2:8080', admin: '172.44.0.2:8081', tls: 'local-ca' });
     expect(state.machines.map((m: { name: string; status: string }) => `${m.name}:${m.status}`)).toEqual(
       ['backend-1:running', 'backend-2:running', 'backend-3:running', 'proxy:running']);
 

@@ -1,8 +1,9 @@
 // Runs inside a test's network namespace (`ip netns exec <ns> node client.mjs ...`), where the
 // test process itself cannot reach: sends `count` GETs and prints, as JSON, how many got each
 // status and which backend answered (the default backend names itself in <title>).
-import { existsSync } from 'node:fs';
-import { Agent, request } from 'node:http';
+import { existsSync, readFileSync } from 'node:fs';
+import http from 'node:http';
+import https from 'node:https';
 
 // With `untilFile`, it stops early once that file exists (the test's "enough" signal). With
 // `clients`, that many keep-alive connections send one request after another, and all stop
@@ -12,7 +13,10 @@ const count = Number(countText);
 const timeout = Number(timeoutText);
 const clients = Number(clientsText);
 const deadline = Date.now() + Number(maxMsText);
-const agent = new Agent({ keepAlive: true, maxSockets: clients });
+// An https URL is checked against the CA in UPROXY_TEST_CA (the fleet's project CA).
+const secure = url.startsWith('https:');
+const { Agent, request } = secure ? https : http;
+const agent = new Agent({ keepAlive: true, maxSockets: clients, ...(secure ? { ca: readFileSync(process.env.UPROXY_TEST_CA) } : {}) });
 const statuses = {};
 const backends = {};
 const errors = [];

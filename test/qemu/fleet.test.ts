@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -7,6 +7,9 @@ import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { findGuestKernel } from '../../cli/runtimes/kernel.js';
 import { QmpClient } from '../../cli/runtimes/qmp.js';
+import { ensureCa, issueProxyCertificate } from '../../cli/tls/local-ca.js';
+import { privateKey } from '../../cli/tls/pem.js';
+import { proxyCertificateNames } from '../../cli/tls/renewal.js';
 import { BIN, uproxy } from '../cli/run.js';
 import { addNamespace, deleteNamespace, inNamespace, netnsWrap, whyCannotRun } from './netns.js';
 import { skipUnlessCi } from '../support/prerequisites.js';
@@ -23,6 +26,8 @@ const inner = `upq-in-${process.pid}`;
 const outer = `upq-out-${process.pid}`;
 const CLIENT = fileURLToPath(new URL('./client.mjs', import.meta.url));
 const PUBLISHED = '10.99.0.1:9090';
+/** The proxy VM's client port: HTTPS with the project CA, as `init` sets up. */
+const PROXY = 'https://172.44.0.2:8080/';
 
 let root: string;
 let dir: string;
@@ -38,7 +43,7 @@ interface ClientResult {
 async function requests(ns: string, url: string, count: number, withToken = token, timeoutMs = 5000, untilFile = '', clients = 1, maxMs = 240_000): Promise<ClientResult> {
   const [file, ...wrap] = netnsWrap(ns);
   const args = [...wrap, 'node', CLIENT, url, withToken, String(count), String(timeoutMs), untilFile, String(clients), String(maxMs)];
-  const result = await execa(file!, args, { reject: false, timeout: 300_000 });
+  const result = await execa(file!, args, { reject: false, timeout: 300_000, env: { UPROXY_TEST_CA: join(dir, '.uproxy/tls/ca.pem') } });
   expect(result.exitCode, result.stderr).toBe(0);
   return JSON.parse(result.stdout) as ClientResult;
 }
@@ -100,7 +105,10 @@ describe.skipIf(skip !== undefined)(`qemu runtime: a fleet of microvm guests${sk
     expect(init.exitCode, init.stderr).toBe(0);
     dir = join(root, 'vmfleet');
     const config = JSON.parse(readFileSync(join(dir, 'uproxy.json'), 'utf8'));
+    expect(config.proxy.tls).toEqual({ mode: 'local-ca' });
     config.proxy.publish = `0.0.0.0:${PUBLISHED.split(':')[1]}`;
+    // 0.0.0.0 names no address a certificate could: the outside client's one is listed.
+    config.proxy.tls.names = [PUBLISHED.split(':')[0]];
     writeFileSync(join(dir, 'uproxy.json'), JSON.stringify(config, null, 2));
     // A backend app that can be told to exit (GET /exit), as one that crashes would: its VM must
     // power off and `up` replace it.
@@ -131,23 +139,42 @@ describe.skipIf(skip !== undefined)(`qemu runtime: a fleet of microvm guests${sk
     expect(qemuProcessesOf(dir)).toHaveLength(4);
   }, 330_000);
 
+  it('serves HTTPS with the project CA: up\'s curl line works, and the key is only in the proxy\'s 0600 initramfs', async () => {
+    const ps = await uproxyInside(['ps']);
+    const line = ps.stdout.split('\n').find((l) => l.startsWith('curl '))!;
+    expect(line).toBe('curl --cacert .uproxy/tls/ca.pem -H "X-Auth-Token: $(cat .uproxy/client-token)" https://172.44.0.2:8080/');
+    const status = await execa('ip', ['netns', 'exec', inner, 'sh', '-c', `${line} -sS -o /dev/null -w '%{http_code}' --max-time 10`], { cwd: dir, reject: false });
+    expect(status.stdout, status.stderr).toBe('200');
+    // Plain HTTP to the TLS port: no HTTP answer, nothing forwarded.
+    const plain = await execa('ip', ['netns', 'exec', inner, 'curl', '-sS', '--max-time', '5', '-H', `X-Auth-Token: ${token}`, 'http://172.44.0.2:8080/'], { reject: false });
+    expect(plain.exitCode).not.toBe(0);
+    expect(plain.stdout).not.toContain('Hello from');
+
+    expect(statSync(join(dir, '.uproxy/vm/proxy.cpio')).mode & 0o777).toBe(0o600);
+    const proxyPid = machinePids().proxy!;
+    const argv = readFileSync(`/proc/${proxyPid}/cmdline`, 'utf8');
+    expect(argv).not.toContain('PRIVATE KEY');
+    expect(argv).toContain('proxy.cpio');
+    for (const log of readdirSync(join(dir, '.uproxy/logs'))) expect(readFileSync(join(dir, '.uproxy/logs', log), 'utf8'), log).not.toContain('PRIVATE KEY');
+  }, 60_000);
+
   it('spreads 300 requests evenly over the 3 backend VMs, and 401s a wrong token', async () => {
-    const result = await requests(inner, 'http://172.44.0.2:8080/', 300);
+    const result = await requests(inner, PROXY, 300);
     expect(result.errors).toEqual([]);
     expect(result.statuses).toEqual({ 200: 300 });
     expect(Object.keys(result.backends).sort()).toEqual(['backend-1', 'backend-2', 'backend-3']);
     for (const count of Object.values(result.backends)) expect(count).toBeGreaterThanOrEqual(90);
 
-    const wrong = await requests(inner, 'http://172.44.0.2:8080/', 3, 'not-the-token');
+    const wrong = await requests(inner, PROXY, 3, 'not-the-token');
     expect(wrong.statuses).toEqual({ 401: 3 });
   }, 180_000);
 
   it('serves an outside client through the published port only', async () => {
-    const published = await requests(outer, `http://${PUBLISHED}/`, 30);
+    const published = await requests(outer, `https://${PUBLISHED}/`, 30);
     expect(published.statuses).toEqual({ 200: 30 });
     expect(Object.keys(published.backends).sort()).toEqual(['backend-1', 'backend-2', 'backend-3']);
 
-    for (const direct of ['http://172.44.0.3:8080/', 'http://172.44.0.2:8081/stats', 'http://172.44.0.2:8080/']) {
+    for (const direct of ['http://172.44.0.3:8080/', 'http://172.44.0.2:8081/stats', PROXY]) {
       const attempt = await requests(outer, direct, 1, token, 2000);
       expect(attempt.statuses, direct).toEqual({});
       expect(attempt.errors, direct).toHaveLength(1);
@@ -161,11 +188,11 @@ describe.skipIf(skip !== undefined)(`qemu runtime: a fleet of microvm guests${sk
     const deadline = Date.now() + 60_000;
     let last: ClientResult | undefined;
     while (Date.now() < deadline) {
-      last = await requests(inner, 'http://172.44.0.2:8080/', 9);
+      last = await requests(inner, PROXY, 9);
       if (last.statuses[200] === 9 && last.backends['backend-2'] === undefined) break;
       await new Promise((resolve) => setTimeout(resolve, 500));
     }
-    const after = await requests(inner, 'http://172.44.0.2:8080/', 60);
+    const after = await requests(inner, PROXY, 60);
     expect(after.statuses).toEqual({ 200: 60 });
     expect(Object.keys(after.backends).sort()).toEqual(['backend-1', 'backend-3']);
   }, 120_000);
@@ -177,7 +204,7 @@ describe.skipIf(skip !== undefined)(`qemu runtime: a fleet of microvm guests${sk
     const after = machinePids();
     expect(after['backend-2']).not.toBe(before['backend-2']);
     for (const name of ['backend-1', 'backend-3', 'proxy']) expect(after[name], name).toBe(before[name]);
-    const spread = await requests(inner, 'http://172.44.0.2:8080/', 30);
+    const spread = await requests(inner, PROXY, 30);
     expect(Object.keys(spread.backends).sort()).toEqual(['backend-1', 'backend-2', 'backend-3']);
 
     const again = await uproxyInside(['up', '--runtime', 'qemu', '--backends', '3', '--accel', 'tcg']);
@@ -203,7 +230,7 @@ describe.skipIf(skip !== undefined)(`qemu runtime: a fleet of microvm guests${sk
     const after = machinePids();
     expect(after['backend-3']).not.toBe(before['backend-3']);
     for (const name of ['backend-1', 'backend-2', 'proxy']) expect(after[name], name).toBe(before[name]);
-    const spread = await requests(inner, 'http://172.44.0.2:8080/', 30);
+    const spread = await requests(inner, PROXY, 30);
     expect(spread.statuses).toEqual({ 200: 30 });
     expect(Object.keys(spread.backends).sort()).toEqual(['backend-1', 'backend-2', 'backend-3']);
   }, 330_000);
@@ -211,7 +238,7 @@ describe.skipIf(skip !== undefined)(`qemu runtime: a fleet of microvm guests${sk
   it('replaces the proxy VM under 64 keep-alive clients: it drains and exits first, so no backend is left holding its connections', async () => {
     const before = machinePids();
     const enough = join(root, 'proxy-replaced');
-    const load = requests(inner, 'http://172.44.0.2:8080/', 200_000, token, 5000, enough, 64, 240_000);
+    const load = requests(inner, PROXY, 200_000, token, 5000, enough, 64, 240_000);
     try {
       // The load must have reached every backend through the old proxy before it is replaced.
       await new Promise((resolve) => setTimeout(resolve, 5_000));
@@ -242,7 +269,7 @@ describe.skipIf(skip !== undefined)(`qemu runtime: a fleet of microvm guests${sk
     expect(ps.exitCode, ps.all).toBe(0);
     expect(ps.stdout).toMatch(/^proxy\s+proxy\s+\S+\s+\d+\s+running, serving$/m);
     for (const name of ['backend-1', 'backend-2', 'backend-3']) expect(ps.stdout).toMatch(new RegExp(`^${name}\\s+backend\\s+\\S+\\s+\\d+\\s+running, up$`, 'm'));
-    const spread = await requests(inner, 'http://172.44.0.2:8080/', 30);
+    const spread = await requests(inner, PROXY, 30);
     expect(spread.statuses).toEqual({ 200: 30 });
   }, 330_000);
 
@@ -265,13 +292,13 @@ describe.skipIf(skip !== undefined)(`qemu runtime: a fleet of microvm guests${sk
       expect(ps.exitCode, ps.all).toBe(0);
       expect(ps.stdout).toMatch(/^proxy\s+proxy\s+\S+\s+\d+\s+running, serving$/m);
       // One request: the proxy answers it itself (no backend is up under this health path).
-      expect((await requests(inner, 'http://172.44.0.2:8080/', 1)).statuses).toEqual({ 503: 1 });
+      expect((await requests(inner, PROXY, 1)).statuses).toEqual({ 503: 1 });
     } finally {
       writeFileSync(configPath, configBefore);
     }
     const up = await uproxyInside(['up', '--runtime', 'qemu', '--backends', '3', '--accel', 'tcg']);
     expect(up.exitCode, up.all).toBe(0);
-    const spread = await requests(inner, 'http://172.44.0.2:8080/', 30);
+    const spread = await requests(inner, PROXY, 30);
     expect(spread.statuses).toEqual({ 200: 30 });
     expect(Object.keys(spread.backends).sort()).toEqual(['backend-1', 'backend-2', 'backend-3']);
   }, 330_000);
@@ -284,7 +311,7 @@ describe.skipIf(skip !== undefined)(`qemu runtime: a fleet of microvm guests${sk
     expect(Object.keys(scaled).sort()).toEqual(['backend-1', 'backend-2', 'backend-3', 'backend-4', 'backend-5', 'proxy']);
     for (const name of ['backend-1', 'backend-2', 'backend-3', 'proxy']) expect(scaled[name], name).toBe(three[name]);
     expect(qemuProcessesOf(dir)).toHaveLength(6);
-    const wide = await requests(inner, 'http://172.44.0.2:8080/', 50);
+    const wide = await requests(inner, PROXY, 50);
     expect(wide.statuses).toEqual({ 200: 50 });
     expect(Object.keys(wide.backends).sort()).toEqual(['backend-1', 'backend-2', 'backend-3', 'backend-4', 'backend-5']);
 
@@ -296,7 +323,7 @@ describe.skipIf(skip !== undefined)(`qemu runtime: a fleet of microvm guests${sk
     expect(qemuProcessesOf(dir).sort()).toEqual(Object.values(shrunk).sort());
     // The taps of the removed machines went with them: bridge, 3 taps, and the test's veth.
     expect(linksOf(inner)).toHaveLength(['lo', 'upq-veth-in', 'uproxy0'].length + 3);
-    const narrow = await requests(inner, 'http://172.44.0.2:8080/', 20);
+    const narrow = await requests(inner, PROXY, 20);
     expect(narrow.statuses).toEqual({ 200: 20 });
     expect(Object.keys(narrow.backends).sort()).toEqual(['backend-1', 'backend-2']);
   }, 330_000);
@@ -304,7 +331,7 @@ describe.skipIf(skip !== undefined)(`qemu runtime: a fleet of microvm guests${sk
   it('restarts backend VMs whose app changed one at a time, drained first, while a client gets only 200s', async () => {
     const before = machinePids();
     const enough = join(root, 'rolled');
-    const load = requests(inner, 'http://172.44.0.2:8080/', 100_000, token, 5000, enough);
+    const load = requests(inner, PROXY, 100_000, token, 5000, enough);
     const source = join(dir, 'backend/src/server.c');
     writeFileSync(source, readFileSync(source, 'utf8').replace('<h1>Hello from %s</h1>', '<h1>Hello from %s, rebuilt</h1>'));
     const up = await uproxyInside(['up', '--runtime', 'qemu', '--accel', 'tcg']);
@@ -318,6 +345,31 @@ describe.skipIf(skip !== undefined)(`qemu runtime: a fleet of microvm guests${sk
     expect(during.errors).toEqual([]);
     expect(Object.keys(during.statuses)).toEqual(['200']);
     expect(during.statuses[200]).toBeGreaterThan(20);
+  }, 330_000);
+
+  it('renews a proxy certificate that is due through the admin API, sending only the chain: same key, same proxy VM', async () => {
+    const before = machinePids();
+    const servedSerial = async (): Promise<string> => {
+      const got = await execa('ip', ['netns', 'exec', inner, 'sh', '-c',
+        'openssl s_client -connect 172.44.0.2:8080 -servername 172.44.0.2 </dev/null 2>/dev/null | openssl x509 -noout -serial'], { reject: false });
+      return got.stdout.trim();
+    };
+    const pemFile = join(dir, '.uproxy/tls/proxy.pem');
+    const key = privateKey(readFileSync(pemFile, 'utf8'))!;
+    // Issued 21 of its 30 days ago, for the same key: what the file holds three weeks on.
+    const { ca } = await ensureCa(dir, 'vmfleet');
+    const aged = await issueProxyCertificate(ca, proxyCertificateNames([PUBLISHED.split(':')[0]!], ['172.44.0.2']), { now: Date.now() - 21 * 86_400_000, key });
+    writeFileSync(pemFile, aged, { mode: 0o600 });
+    const up = await uproxyInside(['up', '--runtime', 'qemu', '--accel', 'tcg']);
+    expect(up.exitCode, up.all).toBe(0);
+    expect(up.stderr).toMatch(/new proxy certificate in .uproxy\/tls\/proxy.pem: a third of its lifetime or less is left/);
+    expect(up.stderr).toContain('the running proxy now serves the new certificate (no restart)');
+    expect(machinePids()).toEqual(before);
+    const renewed = readFileSync(pemFile, 'utf8');
+    expect(privateKey(renewed)).toBe(key);
+    const fileSerial = execFileSync('openssl', ['x509', '-noout', '-serial'], { input: renewed, encoding: 'utf8' }).trim();
+    expect(await servedSerial()).toBe(fileSerial);
+    expect((await requests(inner, PROXY, 10)).statuses).toEqual({ 200: 10 });
   }, 330_000);
 
   it('down leaves no QEMU process, tap, bridge, nftables table or state file', async () => {

@@ -58,7 +58,10 @@ describe('qemu runtime with unikraft guests', () => {
     const result = await uproxy(['up', '--dry-run'], dir);
     const backend = result.stdout.split('\n').find((line) => line.includes('-name ukfleet-backend-1'))!;
     expect(backend).toContain(`-initrd ${build}/initramfs-x86_64.cpio`);
+    // The proxy serves HTTPS (init's local-ca): it boots the initrd uproxy writes with its certificate.
     const proxy = result.stdout.split('\n').find((line) => line.includes('-name ukfleet-proxy'))!;
-    expect(proxy).not.toContain('-initrd');
+    expect(proxy).toContain(`-initrd ${dir}/.uproxy/vm/proxy.cpio`);
+    expect(proxy).toContain('--tls-cert /uproxy/tls.pem');
+    expect(proxy).not.toContain('PRIVATE KEY');
   });
 });

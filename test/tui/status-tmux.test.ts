@@ -2,7 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { request } from 'undici';
+import { Agent, request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { BIN, uproxy } from '../cli/run.js';
 
@@ -18,6 +18,7 @@ let root: string;
 let project: string;
 let proxyAddress: string;
 let clientToken: string;
+let trusting: Agent;
 
 function tmux(...args: string[]): string {
   return execFileSync('tmux', ['-L', SOCKET, ...args], { encoding: 'utf8' });
@@ -39,7 +40,8 @@ async function traffic(count: number, token: string | null, until?: Promise<unkn
   const worker = async () => {
     while (next < count && !stop) {
       next++;
-      const response = await request(`http://${proxyAddress}/`, {
+      const response = await request(`https://${proxyAddress}/`, {
+        dispatcher: trusting,
         headers: token === null ? {} : { 'x-auth-token': token },
         headersTimeout: 5000,
         bodyTimeout: 5000,
@@ -67,6 +69,8 @@ beforeAll(async () => {
   expect(up.exitCode, up.stderr).toBe(0);
   proxyAddress = JSON.parse(readFileSync(join(project, '.uproxy/state.json'), 'utf8')).proxy.listen;
   clientToken = readFileSync(join(project, '.uproxy/client-token'), 'utf8').trim();
+  // HTTPS, as init sets up: clients trust the project CA.
+  trusting = new Agent({ connect: { ca: readFileSync(join(project, '.uproxy/tls/ca.pem')) } });
 }, 360_000);
 
 afterAll(async () => {
@@ -145,7 +149,7 @@ describe('uproxy status in scripts', () => {
     const result = await running;
     expect(result.exitCode, result.stderr).toBe(0);
     expect(result.stdout).not.toContain('\u001b[');
-    expect(result.stdout).toMatch(/^uproxy fleet \(host\)  proxy 127\.0\.0\.1:\d+  up \S+  round-robin  every 500ms$/m);
+    expect(result.stdout).toMatch(/^uproxy fleet \(host\)  proxy https:\/\/127\.0\.0\.1:\d+  up \S+  round-robin  every 500ms$/m);
     expect(Number(result.stdout.match(/accepted\s+([\d.]+)\/s/)?.[1])).toBeGreaterThan(0);
     for (const name of ['backend-1', 'backend-2', 'backend-3']) expect(result.stdout).toMatch(new RegExp(`${name}\\s+127\\.0\\.0\\.1:\\d+\\s+up\\s`));
     expect(result.stdout).not.toContain('q quit');

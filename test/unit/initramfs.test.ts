@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { afterAll, describe, expect, it } from 'vitest';
-import { gzipCpio, writeCpio, type CpioEntry } from '../../cli/runtimes/initramfs.js';
+import { gzipCpio, initrdWithCertificate, readCpio, writeCpio, type CpioEntry } from '../../cli/runtimes/initramfs.js';
 
 // Checked with GNU cpio (Debian package `cpio`, installed by .ci/run), the reference reader.
 const work = mkdtempSync(join(tmpdir(), 'uproxy-cpio-'));
@@ -49,5 +49,35 @@ describe('writeCpio', () => {
   it('rejects duplicate and escaping paths', () => {
     expect(() => writeCpio([...entries, { path: '/init', type: 'directory' }])).toThrow(/"init" is listed twice/);
     expect(() => writeCpio([{ path: '../etc/passwd', type: 'directory' }])).toThrow(/invalid path/);
+  });
+});
+
+describe('readCpio and the Unikraft proxy initrd', () => {
+  it('reads back what GNU cpio archived (newc), gzipped or not', () => {
+    const tree = join(work, 'tree');
+    execFileSync('mkdir', ['-p', join(tree, 'etc')]);
+    writeFileSync(join(tree, 'etc/app.conf'), 'x=1\n', { mode: 0o640 });
+    execFileSync('ln', ['-sf', 'app.conf', join(tree, 'etc/link')]);
+    const archive = execFileSync('sh', ['-c', 'find . -mindepth 1 | sort | cpio -o -H newc --quiet'], { cwd: tree });
+    for (const bytes of [archive, gzipCpio(archive)]) {
+      expect(readCpio(bytes, 'rootfs.cpio')).toEqual([
+        { path: 'etc', type: 'directory', mode: 0o755 },
+        { path: 'etc/app.conf', type: 'file', data: Buffer.from('x=1\n'), mode: 0o640 },
+        { path: 'etc/link', type: 'symlink', target: 'app.conf' },
+      ]);
+    }
+    expect(() => readCpio(Buffer.from('not an archive'), 'rootfs.cpio')).toThrow(/rootfs\.cpio is not an archive uproxy can extend: no "newc" header at byte 0/);
+  });
+
+  it('puts the PEM at uproxy/tls.pem, mode 0600, in place of any file there, keeping the rest of a built rootfs', () => {
+    const base = join(work, 'base.cpio');
+    writeFileSync(base, writeCpio([...entries, { path: 'uproxy/tls.pem', type: 'file', data: Buffer.from('stale') }]));
+    const out = join(work, 'initrd');
+    execFileSync('mkdir', ['-p', out]);
+    execFileSync('cpio', ['-i', '-d', '-m', '--quiet'], { cwd: out, input: initrdWithCertificate(base, 'CHAIN AND KEY\n') });
+    expect(readFileSync(join(out, 'uproxy/tls.pem'), 'utf8')).toBe('CHAIN AND KEY\n');
+    expect(statSync(join(out, 'uproxy/tls.pem')).mode & 0o777).toBe(0o600);
+    expect(readFileSync(join(out, 'uproxy/program'), 'utf8')).toBe('#!/bin/sh\necho hi\n');
+    expect(readCpio(initrdWithCertificate(undefined, 'PEM'), 'x').map((e) => e.path)).toEqual(['uproxy', 'uproxy/tls.pem']);
   });
 });

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../../cli/config/load.js';
-import { planFleet, planHostProcesses, proxyArgs } from '../../cli/fleet/plan.js';
+import { plainHttpProblem, planFleet, planHostProcesses, proxyArgs } from '../../cli/fleet/plan.js';
 
 const CLIENT = 'c'.repeat(64);
 const ADMIN = 'd'.repeat(64);
@@ -74,13 +74,25 @@ describe('proxy and backend command lines', () => {
   });
 });
 
-describe('TLS on the VM runtimes', () => {
-  it('is refused in preflight until a guest can receive the key; off passes', async () => {
-    const { refuseTls } = await import('../../cli/runtimes/runtime.js');
-    const withTls = parseConfig(JSON.stringify({ ...JSON.parse(JSON.stringify(config)), proxy: { ...config.proxy, tls: { mode: 'local-ca' } } }), 'uproxy.json');
-    expect(() => refuseTls(planFleet(withTls, '/p', { runtime: 'qemu' }))).toThrow(/proxy\.tls\.mode "local-ca" is not supported on the qemu runtime yet/);
-    expect(() => refuseTls(planFleet(withTls, '/p', { runtime: 'kraft' }))).toThrow(/kraft runtime/);
-    expect(() => refuseTls(planFleet(config, '/p', { runtime: 'qemu' }))).not.toThrow();
+describe('plain HTTP beyond this host', () => {
+  const withProxy = (proxy: Record<string, unknown>) =>
+    parseConfig(JSON.stringify({ ...JSON.parse(JSON.stringify(config)), proxy: { ...config.proxy, ...proxy } }), 'uproxy.json');
+
+  it('is refused when a VM fleet publishes the proxy with TLS off, unless allowPlainHttp says it is meant', () => {
+    const published = withProxy({ publish: '0.0.0.0:9090', tls: { mode: 'off' } });
+    expect(plainHttpProblem(planFleet(published, '/p', { runtime: 'qemu' }))).toMatch(/proxy\.publish "0\.0\.0\.0:9090" would serve plain HTTP beyond this host.*"mode": "local-ca"/);
+    expect(plainHttpProblem(planFleet(published, '/p', { runtime: 'kraft' }))).toMatch(/plain HTTP/);
+    expect(plainHttpProblem(planFleet(withProxy({ publish: '0.0.0.0:9090', tls: { mode: 'off', allowPlainHttp: true } }), '/p', { runtime: 'qemu' }))).toBeNull();
+  });
+
+  it('is allowed on loopback, without publish, and with HTTPS', () => {
+    expect(plainHttpProblem(planFleet(withProxy({ publish: '127.0.0.1:9090' }), '/p', { runtime: 'qemu' }))).toBeNull();
+    expect(plainHttpProblem(planFleet(config, '/p', { runtime: 'qemu' }))).toBeNull();
+    expect(plainHttpProblem(planFleet(withProxy({ publish: '0.0.0.0:9090', tls: { mode: 'local-ca' } }), '/p', { runtime: 'qemu' }))).toBeNull();
+  });
+
+  it('has its opt-in refused where it means nothing', () => {
+    expect(() => withProxy({ tls: { mode: 'local-ca', allowPlainHttp: true } })).toThrow(/allowPlainHttp.*only used when mode is "off"/);
   });
 });
 

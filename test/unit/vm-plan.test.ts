@@ -2,7 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../../cli/config/load.js';
 import { toShell } from '../../cli/fleet/argv.js';
 import { planFleet } from '../../cli/fleet/plan.js';
-import { planVmFleet } from '../../cli/fleet/vm-plan.js';
+import { planVmFleet, proxyAddresses } from '../../cli/fleet/vm-plan.js';
+import { planKraftFleet } from '../../cli/fleet/kraft-plan.js';
 import { moduleLoadOrder } from '../../cli/runtimes/kernel.js';
 
 const hash = 'a'.repeat(64);
@@ -91,6 +92,57 @@ describe('planVmFleet with unikraft guests', () => {
     const many = parseConfig(JSON.stringify({ name: 'demo', qemu: { guest: 'unikraft' }, proxy: { tokens, adminTokenSha256: hash } }), 'uproxy.json');
     expect(() => planVmFleet(planFleet(many, '/srv/demo', { runtime: 'qemu' }), { accel: 'tcg', stateDir: '/s', unikraft: builds }))
       .toThrow(/kernel command-line words but a native Unikraft kernel parses at most 256/);
+  });
+});
+
+describe('an HTTPS proxy in a VM guest', () => {
+  const https = (extra: Record<string, unknown> = {}) =>
+    parseConfig(JSON.stringify({ name: 'demo', proxy: { tokens: [{ name: 'ci', sha256: hash }], adminTokenSha256: hash, publish: '10.1.2.3:443', tls: { mode: 'local-ca' } }, ...extra }), 'uproxy.json');
+  const pem = '/srv/demo/.uproxy/tls/proxy.pem';
+  const tlsCert = (argv: readonly string[]) => argv[argv.indexOf('--tls-cert') + 1];
+
+  it('microvm: the certificate goes into the proxy\'s initramfs only, and --tls-cert names it there', () => {
+    const vm = planVmFleet(planFleet(https(), '/srv/demo', { backends: 2, runtime: 'qemu' }), inputs);
+    const proxy = vm.machines.at(-1)!;
+    expect(proxy.initramfs).toEqual({ path: '/srv/demo/.uproxy/vm/proxy.cpio', program: '/srv/demo/proxy/build/uproxy-proxy-static', certificate: pem });
+    expect(tlsCert(proxy.programArgs)).toBe('/uproxy/tls.pem');
+    expect(vm.machines.filter((m) => m.role === 'backend').every((m) => m.initramfs?.certificate === undefined)).toBe(true);
+    expect(vm.proxy.tls).toBe('local-ca');
+  });
+
+  it('unikraft: the proxy boots an initrd uproxy writes, built on the app\'s own initrd when it has one', () => {
+    const builds = { proxy: { kernel: '/k/proxy', initrd: '/b/proxy.cpio' }, backend: { kernel: '/k/backend' } };
+    const vm = planVmFleet(planFleet(https({ qemu: { guest: 'unikraft' } }), '/srv/demo', { backends: 1, runtime: 'qemu' }), { accel: 'tcg', stateDir: '/srv/demo/.uproxy', unikraft: builds });
+    const proxy = vm.machines.at(-1)!;
+    expect(proxy.initramfs).toEqual({ path: '/srv/demo/.uproxy/vm/proxy.cpio', base: '/b/proxy.cpio', certificate: pem });
+    expect(proxy.command.args[proxy.command.args.indexOf('-initrd') + 1]).toBe('/srv/demo/.uproxy/vm/proxy.cpio');
+    expect(proxy.command.args[proxy.command.args.indexOf('-append') + 1]).toContain('--tls-cert /uproxy/tls.pem');
+    expect(vm.machines[0]!.command.args).not.toContain('-initrd');
+  });
+
+  it('kraft: the proxy runs with --rootfs of an initrd uproxy writes (on the elfloader app\'s own rootfs)', () => {
+    for (const mode of ['native', 'elfloader'] as const) {
+      const plan = planFleet(https({ unikraft: { mode } }), '/srv/demo', { backends: 1, runtime: 'kraft' });
+      const kraft = planKraftFleet(plan, { kraftfileNames: { proxy: 'proxy', backend: 'backend' }, stateDir: '/srv/demo/.uproxy' });
+      const proxy = kraft.machines.at(-1)!;
+      expect(proxy.rootfs).toEqual({ path: '/srv/demo/.uproxy/kraft/proxy.cpio', base: mode === 'elfloader' ? '/srv/demo/proxy/.unikraft/build/initramfs-x86_64.cpio' : undefined, certificate: pem });
+      expect(proxy.run.args[proxy.run.args.indexOf('--rootfs') + 1]).toBe('/srv/demo/.uproxy/kraft/proxy.cpio');
+      expect(tlsCert(proxy.args)).toBe('/uproxy/tls.pem');
+      expect(kraft.machines[0]!.run.args).not.toContain('--rootfs');
+    }
+  });
+
+  it('names the proxy\'s bridge address and a published address in its certificate, not 0.0.0.0', () => {
+    expect(proxyAddresses(planFleet(https(), '/p', { runtime: 'qemu' }))).toEqual(['172.44.0.2', '10.1.2.3']);
+    expect(proxyAddresses(planFleet(https({ proxy: { tokens: [{ name: 'ci', sha256: hash }], adminTokenSha256: hash, publish: '0.0.0.0:443' } }), '/p', { runtime: 'kraft' }))).toEqual(['172.44.0.2']);
+    expect(proxyAddresses(planFleet(https(), '/p', { runtime: 'host' }))).toEqual([]);
+  });
+
+  it('carries no key and no certificate when TLS is off', () => {
+    const vm = planVmFleet(planFleet(config(), '/srv/demo', { backends: 1, runtime: 'qemu' }), inputs);
+    expect(vm.machines.at(-1)!.programArgs).not.toContain('--tls-cert');
+    expect(vm.machines.at(-1)!.initramfs?.certificate).toBeUndefined();
+    expect(vm.proxy.tls).toBeUndefined();
   });
 });
 
