@@ -227,6 +227,57 @@ describe('proxy: TLS on the client listener', () => {
   });
 });
 
+describe('proxy: balancing and an expired certificate over TLS', () => {
+  it('spreads requests round-robin over 3 backends and routes around one that is gone, all over HTTPS', async () => {
+    const backends = await Promise.all(['b1', 'b2', 'b3'].map((name) => startBackend(name)));
+    const proxy = await startProxy({ backends: backends.map((b, i) => ({ name: `b${i + 1}`, address: b.address })), args: ['--tls-cert', file('localhost.pem')] });
+    const agent = new https.Agent({ keepAlive: true, maxSockets: 4 });
+    try {
+      for (let i = 0; i < 30; i++) expect((await get(proxy.port, `/spread/${i}`, { token: CLIENT_TOKEN, agent })).status).toBe(200);
+      expect(backends.map((b) => b.seen.length)).toEqual([10, 10, 10]);
+      await backends[1]!.close();
+      const statuses = [];
+      for (let i = 0; i < 30; i++) statuses.push((await get(proxy.port, `/after/${i}`, { token: CLIENT_TOKEN, agent })).status);
+      expect(statuses.every((status) => status === 200)).toBe(true);
+      expect(backends[1]!.seen.filter((r) => r.url.startsWith('/after/'))).toHaveLength(0);
+      expect((await get(proxy.port, '/denied', { agent })).status).toBe(401);
+    } finally {
+      agent.destroy();
+      await proxy.stop();
+      await Promise.all([backends[0]!.close(), backends[2]!.close()]);
+    }
+  });
+
+  it('serves an expired certificate as it was given (its end shows in /stats); clients refuse it', async () => {
+    // From a CA made the way `init` makes one, issued 40 days ago for 30 days.
+    const { ensureCa, issueProxyCertificate } = await import('../../cli/tls/local-ca.js');
+    const project = mkdtempSync(path.join(tmpdir(), 'uproxy-tls-expired-'));
+    const { ca } = await ensureCa(project, 'expired');
+    writeFileSync(path.join(project, 'expired.pem'), await issueProxyCertificate(ca, ['localhost', '127.0.0.1'], { now: Date.now() - 40 * 86_400_000 }), { mode: 0o600 });
+    const backend = await startBackend('late');
+    const proxy = await startProxy({ backends: [{ name: 'late', address: backend.address }], args: ['--tls-cert', path.join(project, 'expired.pem')] });
+    try {
+      const refused = await new Promise<string>((resolve) => {
+        const sock = tls.connect({ host: '127.0.0.1', port: proxy.port, servername: 'localhost', ca: readFileSync(path.join(project, '.uproxy/tls/ca.pem')) });
+        sock.on('secureConnect', () => { sock.destroy(); resolve('accepted'); });
+        sock.on('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? e.message));
+      });
+      expect(refused).toBe('CERT_HAS_EXPIRED');
+      const curl = spawnSync('curl', ['-sS', '-m', '10', '--cacert', path.join(project, '.uproxy/tls/ca.pem'), `https://localhost:${proxy.port}/`], { encoding: 'utf8' });
+      expect(curl.status).toBe(60);
+      expect(curl.stderr).toMatch(/expired/);
+      const listed = await request(`${proxy.adminUrl}/tls/certificates`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
+      const [first] = (await listed.body.json()) as { not_after: number }[];
+      expect(first!.not_after * 1000).toBeLessThan(Date.now() - 9 * 86_400_000);
+      expect(backend.seen).toHaveLength(0);
+    } finally {
+      await proxy.stop();
+      await backend.close();
+      rmSync(project, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('proxy: TLS under load and for tunnels', () => {
   let backend: TestBackend;
 
