@@ -108,21 +108,50 @@ void conn_accept(int fd, const struct sockaddr_storage *peer)
 
 /* --- access log --- */
 
+/* Appends `,"key":"value"` (escaped) or `,"key":null` for a missing value; returns a length of
+ * at least `cap` when it did not fit, which later calls pass on. */
+static size_t json_string_field(char *out, size_t len, size_t cap, const char *key, const char *v, size_t vlen)
+{
+    if (len >= cap)
+        return len;
+    int m = snprintf(out + len, cap - len, v ? ",\"%s\":\"" : ",\"%s\":null", key);
+    if (m < 0 || (size_t)m >= cap - len)
+        return cap;
+    len += (size_t)m;
+    if (!v)
+        return len;
+    len = json_escape(out, len, cap - 1, v, vlen);
+    out[len++] = '"';
+    return len;
+}
+
+/* One JSON line per exchange with the fields `uproxy logs` users read, time first. The token's
+ * name, never its value; `token` and `backend` are null when the proxy answered itself. */
 static void write_access_log(struct conn *c)
 {
     char line[1024];
-    size_t n = 0;
-    uint64_t now = loop_now_us();
-    const char *token = c->ex.token_index >= 0 ? auth_token((size_t)c->ex.token_index)->name : "";
-    int m = snprintf(line, sizeof line, "{\"ts_ms\":%llu,\"client\":\"%s\",\"method\":\"%s\",\"path\":\"",
-                     (unsigned long long)(now / 1000), c->ip, llhttp_method_name((llhttp_method_t)c->ex.method));
-    if (m < 0 || (size_t)m >= sizeof line)
+    char now[LOG_TIME_LEN + 1];
+    log_format_time(now);
+    const char *token = c->ex.token_index >= 0 ? auth_token((size_t)c->ex.token_index)->name : NULL;
+    const char *method = llhttp_method_name((llhttp_method_t)c->ex.method);
+    const char *backend = c->ex.backend ? c->ex.backend->name : NULL;
+    /* The tail after the path is at most ~200 bytes: names are at most NAME_MAX_LEN - 1 bytes
+     * of [A-Za-z0-9._-]; a long path is cut short to leave it room. */
+    const size_t tail = 2 * NAME_MAX_LEN + 96;
+    size_t n = (size_t)snprintf(line, sizeof line, "{\"time\":\"%s\"", now);
+    n = json_string_field(line, n, sizeof line, "token", token, token ? strlen(token) : 0);
+    n = json_string_field(line, n, sizeof line, "method", method, strlen(method));
+    n = json_string_field(line, n, sizeof line - tail, "path", c->path, c->ex.path_len);
+    if (n >= sizeof line - tail)
         return;
-    n = json_escape(line, (size_t)m, sizeof line - 200, c->path, c->ex.path_len);
-    m = snprintf(line + n, sizeof line - n,
-                 "\",\"status\":%d,\"backend\":\"%s\",\"token\":\"%s\",\"duration_ms\":%.3f,\"bytes_sent\":%llu}\n",
-                 c->ex.status, c->ex.backend ? c->ex.backend->name : "", token,
-                 (double)(now - c->ex.started_us) / 1000.0, (unsigned long long)c->ex.bytes_to_client);
+    int m = snprintf(line + n, sizeof line - n, ",\"status\":%d", c->ex.status);
+    if (m < 0 || (size_t)m >= sizeof line - n)
+        return;
+    n = json_string_field(line, n + (size_t)m, sizeof line, "backend", backend, backend ? strlen(backend) : 0);
+    if (n >= sizeof line)
+        return;
+    m = snprintf(line + n, sizeof line - n, ",\"bytes\":%llu,\"latency_ms\":%.3f}\n",
+                 (unsigned long long)c->ex.bytes_to_client, (double)(loop_now_us() - c->ex.started_us) / 1000.0);
     if (m < 0 || (size_t)m >= sizeof line - n)
         return;
     access_log_write(line, n + (size_t)m);

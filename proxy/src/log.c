@@ -23,16 +23,30 @@ static void write_all(int fd, const char *p, size_t len)
     }
 }
 
+void log_format_time(char out[LOG_TIME_LEN + 1])
+{
+    /* An access log writes a line per request: the calendar part is redone once a second. */
+    static time_t cached_sec = -1;
+    static char cached[20];
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    if (ts.tv_sec != cached_sec) {
+        struct tm tm;
+        gmtime_r(&ts.tv_sec, &tm);
+        snprintf(cached, sizeof cached, "%04u-%02u-%02uT%02u:%02u:%02u", (unsigned)(tm.tm_year + 1900) % 10000u,
+                 (unsigned)(tm.tm_mon + 1) % 100u, (unsigned)tm.tm_mday % 100u, (unsigned)tm.tm_hour % 100u,
+                 (unsigned)tm.tm_min % 100u, (unsigned)tm.tm_sec % 100u);
+        cached_sec = ts.tv_sec;
+    }
+    snprintf(out, LOG_TIME_LEN + 1, "%s.%03uZ", cached, (unsigned)(ts.tv_nsec / 1000000) % 1000u);
+}
+
 static void log_line(int fd, const char *level, const char *event, const char *fmt, va_list ap)
 {
     char line[1024];
-    struct timespec ts;
-    struct tm tm;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
-    int n = snprintf(line, sizeof line, "ts=%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ level=%s event=%s",
-                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                     ts.tv_nsec / 1000000, level, event);
+    char now[LOG_TIME_LEN + 1];
+    log_format_time(now);
+    int n = snprintf(line, sizeof line, "ts=%s level=%s event=%s", now, level, event);
     if (n < 0 || (size_t)n >= sizeof line - 2)
         return;
     if (fmt && fmt[0]) {

@@ -9,6 +9,11 @@
 void log_event(const char *event, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void log_error(const char *event, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* The wall-clock time as RFC 3339 UTC with milliseconds (2026-01-31T23:59:59.123Z): the first
+ * field of every line of both logs, by which `uproxy logs` interleaves machines. */
+#define LOG_TIME_LEN 24
+void log_format_time(char out[LOG_TIME_LEN + 1]);
+
 /* Opens the access log ("-" means stdout). Returns 0 or -1 with errno set. */
 int access_log_open(const char *path);
 int access_log_enabled(void);

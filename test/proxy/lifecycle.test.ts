@@ -289,7 +289,11 @@ describe('proxy: configuration', () => {
     }
     const lines = readFileSync(log, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(lines.map((l) => l.status)).toEqual([200, 401, 401]);
-    expect(lines[0]).toMatchObject({ method: 'GET', path: '/logged?q=1', backend: 'logs', token: 'default', client: '127.0.0.1' });
+    expect(Object.keys(lines[0]!)).toEqual(['time', 'token', 'method', 'path', 'status', 'backend', 'bytes', 'latency_ms']);
+    expect(lines[0]).toMatchObject({ token: 'default', method: 'GET', path: '/logged?q=1', backend: 'logs' });
+    expect(Date.parse(lines[0]!.time as string)).toBeGreaterThan(Date.now() - 60_000);
+    expect(lines[0]!.bytes).toBeGreaterThan(0);
+    expect(lines[1]).toMatchObject({ token: null, backend: null, status: 401 });
     const everything = readFileSync(log, 'utf8') + proxy.output();
     expect(everything).not.toContain(CLIENT_TOKEN);
     expect(everything).not.toContain('wrong-secret-value');

@@ -34,6 +34,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -126,6 +127,34 @@ struct server {
 _Static_assert(sizeof(struct client) <= 8192 - 32, "struct client outgrew two pages");
 
 static struct server srv;
+
+/* A line on stderr, after the wall-clock time in RFC 3339 UTC (2026-01-31T23:59:59.123Z), by
+ * which `uproxy logs` interleaves this machine's lines with the others'. One write(2), so a
+ * line is never split or left in a buffer. */
+static void log_line(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void log_line(const char *fmt, ...)
+{
+    char line[512];
+    struct timespec ts;
+    struct tm tm;
+    va_list ap;
+    int n, m;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    n = snprintf(line, sizeof(line), "%04u-%02u-%02uT%02u:%02u:%02u.%03uZ ", (unsigned)(tm.tm_year + 1900) % 10000u,
+                 (unsigned)(tm.tm_mon + 1) % 100u, (unsigned)tm.tm_mday % 100u, (unsigned)tm.tm_hour % 100u,
+                 (unsigned)tm.tm_min % 100u, (unsigned)tm.tm_sec % 100u, (unsigned)(ts.tv_nsec / 1000000) % 1000u);
+    va_start(ap, fmt);
+    m = vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
+    va_end(ap);
+    n += m > 0 ? m : 0;
+    if (n > (int)sizeof(line) - 2)
+        n = (int)sizeof(line) - 2;
+    line[n++] = '\n';
+    /* A failed write has nowhere else to be reported. */
+    (void)!write(STDERR_FILENO, line, (size_t)n);
+}
 
 static void usage(const char *program)
 {
@@ -416,7 +445,7 @@ static void pause_accept(int err)
 {
     srv.accept_backoff_ms = next_backoff(srv.accept_backoff_ms);
     srv.accept_resume_ms = now_ms() + srv.accept_backoff_ms;
-    fprintf(stderr, "backend %s: accept failed (%s), retrying in %u ms\n", srv.name, strerror(err),
+    log_line("backend %s: accept failed (%s), retrying in %u ms", srv.name, strerror(err),
             srv.accept_backoff_ms);
 }
 
@@ -462,7 +491,7 @@ static void accept_clients(void)
             if (err == EAGAIN || err == EWOULDBLOCK)
                 return;
             if (fatal_error(err)) {
-                fprintf(stderr, "backend %s: accept: %s\n", srv.name, strerror(err));
+                log_line("backend %s: accept: %s", srv.name, strerror(err));
                 srv.failed = 1;
                 return;
             }
@@ -516,12 +545,12 @@ static void poll_failed(int err)
     struct timespec pause;
 
     if (fatal_error(err)) {
-        fprintf(stderr, "backend %s: poll: %s\n", srv.name, strerror(err));
+        log_line("backend %s: poll: %s", srv.name, strerror(err));
         srv.failed = 1;
         return;
     }
     srv.poll_backoff_ms = next_backoff(srv.poll_backoff_ms);
-    fprintf(stderr, "backend %s: poll failed (%s), retrying in %u ms\n", srv.name, strerror(err),
+    log_line("backend %s: poll failed (%s), retrying in %u ms", srv.name, strerror(err),
             srv.poll_backoff_ms);
     pause.tv_sec = srv.poll_backoff_ms / 1000;
     pause.tv_nsec = (long)(srv.poll_backoff_ms % 1000) * 1000000L;
@@ -637,10 +666,10 @@ int main(int argc, char **argv)
     srv.started = time(NULL);
     srv.listen_fd = open_listener(&addr);
     if (srv.listen_fd < 0) {
-        fprintf(stderr, "backend: cannot listen on %s: %s\n", listen_arg, strerror(errno));
+        log_line("backend: cannot listen on %s: %s", listen_arg, strerror(errno));
         return 1;
     }
-    fprintf(stderr, "backend %s listening on %s\n", srv.name, listen_arg);
+    log_line("backend %s listening on %s", srv.name, listen_arg);
     run();
     return srv.failed ? 1 : 0;
 }
