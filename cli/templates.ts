@@ -3,11 +3,14 @@ import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSy
 import { basename, dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { UserError } from './errors.js';
+import { writeFileAtomic } from './files.js';
+import { mergeGitignore } from './gitignore.js';
 
 /**
  * What `init` copies into a project: `templates/` (the backend app, the proxy's Kraftfile and
  * Dockerfile, .gitignore) and this package's own `proxy/` sources and Makefile, so the
- * project builds its proxy from the code it ships with. Files are copied as they are;
+ * project builds its proxy from the code it ships with. Files are copied as they are (a
+ * .gitignore already there keeps its lines and gains uproxy's);
  * `templates/shared/` goes into every app (proxy/ and backend/: both build llhttp the same
  * way), and `templates/elfloader/` replaces the native Unikraft files when that variant is chosen.
  */
@@ -17,6 +20,9 @@ export const PACKAGE_ROOT = fileURLToPath(new URL('..', import.meta.url));
 
 /** npm leaves files named `.gitignore` out of packages, so the template has no dot. */
 const RENAMED: Readonly<Record<string, string>> = { gitignore: '.gitignore' };
+
+/** Files added to the user's own copy, not put in its place (see gitignore.ts). */
+const MERGED: Readonly<Record<string, (existing: string, ours: string) => string>> = { '.gitignore': mergeGitignore };
 
 /** Build output and local files of the package's proxy/ that are no source, and its fuzz harness (package development only). */
 const SKIPPED = new Set(['build', '.unikraft', 'node_modules', 'fuzz']);
@@ -114,6 +120,11 @@ export function renderTemplates(dir: string, force: boolean, packageRoot = PACKA
   if (!force) refuseOverwrite(dir, files.map((f) => f.to));
   for (const file of files) {
     const target = join(dir, file.to);
+    const merge = MERGED[file.to];
+    if (merge && existsSync(target)) {
+      writeFileAtomic(target, merge(readFileSync(target, 'utf8'), readFileSync(file.from, 'utf8')), statSync(target).mode & 0o777);
+      continue;
+    }
     mkdirSync(dirname(target), { recursive: true });
     copyFileSync(file.from, target);
     chmodSync(target, statSync(file.from).mode & 0o777);
@@ -121,8 +132,9 @@ export function renderTemplates(dir: string, force: boolean, packageRoot = PACKA
   return files.map((f) => f.to);
 }
 
+/** Refuses when any of `targets` exists in `dir`, except the files init merges into (a .gitignore). */
 export function refuseOverwrite(dir: string, targets: readonly string[]): void {
-  const existing = existingFiles(dir, targets);
+  const existing = existingFiles(dir, targets.filter((to) => !(to in MERGED)));
   if (existing.length === 0) return;
   const shown = existing.slice(0, 5).join(', ') + (existing.length > 5 ? ` and ${existing.length - 5} more` : '');
   throw new UserError(`${dir} already has ${shown}: run \`uproxy init --force\` to overwrite them, or choose an empty directory`);

@@ -1,6 +1,8 @@
 import { statSync } from 'node:fs';
+import { join } from 'node:path';
 import { InvalidArgumentError, type Command } from 'commander';
 import { UserError } from '../errors.js';
+import { CONFIG_FILE, findProject } from '../config/project.js';
 import { RUNTIMES, type RuntimeName } from '../config/runtimes.js';
 
 /** Option parsers and shared lookups for the command files (kept free of heavy imports). */
@@ -31,8 +33,26 @@ export function runtime(value: string): RuntimeName {
   return value as RuntimeName;
 }
 
-/** The project directory: the global `-C DIR`, else the current directory. */
+/**
+ * The project directory: the nearest one holding uproxy.json, looking from the global
+ * `-C DIR` (else the current directory) up to /.
+ */
 export function projectDir(command: Command): string {
+  const start = searchStart(command);
+  const found = findProject(start);
+  if (found.dir) return found.dir;
+  throw new UserError(
+    `no ${CONFIG_FILE} in ${found.looked[0]} or any directory above it: run \`uproxy init\` to create a project there, or run uproxy inside a project (or with -C DIR)`,
+    ['looked for:', ...found.looked.map((dir) => `  ${join(dir, CONFIG_FILE)}`)],
+  );
+}
+
+/** The project directory as projectDir finds it, or undefined outside any project (for doctor, which runs anywhere). */
+export function projectDirIfAny(command: Command): string | undefined {
+  return findProject(searchStart(command)).dir;
+}
+
+function searchStart(command: Command): string {
   const dir = (command.optsWithGlobals() as { dir?: string }).dir ?? '.';
   if (!isDirectory(dir)) throw new UserError(`-C ${dir}: no such directory`);
   return dir;

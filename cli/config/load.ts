@@ -2,9 +2,11 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { z } from 'zod';
 import { UserError } from '../errors.js';
+import { locateJsonSyntaxError } from './json-syntax.js';
+import { CONFIG_FILE } from './project.js';
 import { uproxyConfig, type UproxyConfig } from './schema.js';
 
-export const CONFIG_FILE = 'uproxy.json';
+export { CONFIG_FILE };
 export const SCHEMA_FILE = 'uproxy.schema.json';
 
 /** Reads and validates `<dir>/uproxy.json`; any problem becomes one UserError listing all of them. */
@@ -28,7 +30,7 @@ export function parseConfig(text: string, source: string): UproxyConfig {
   try {
     raw = JSON.parse(text);
   } catch (error) {
-    throw new UserError(`${source} is not valid JSON: ${describeJsonError(text, error as Error)}`);
+    throw jsonSyntaxError(text, source, error as Error);
   }
   const parsed = uproxyConfig.safeParse(raw);
   if (!parsed.success) {
@@ -88,12 +90,12 @@ function show(value: unknown): string {
   return text.length > 60 ? `${text.slice(0, 57)}...` : text;
 }
 
-function describeJsonError(text: string, error: Error): string {
-  const position = /position (\d+)/.exec(error.message);
-  if (!position) return error.message;
-  const offset = Number(position[1]);
-  const before = text.slice(0, offset).split('\n');
-  const line = before.length;
-  const column = (before.at(-1)?.length ?? 0) + 1;
-  return `${error.message.replace(/ in JSON at position \d+.*$/, '')} at line ${line}, column ${column}`;
+/** `uproxy.json:3:5: not valid JSON: …`, with the line and a caret under the column. */
+function jsonSyntaxError(text: string, source: string, error: Error): UserError {
+  const found = locateJsonSyntaxError(text, error);
+  if (!found) return new UserError(`${source} is not valid JSON: ${error.message}`);
+  return new UserError(`${source}:${found.line}:${found.column}: not valid JSON: ${found.reason}`, [
+    ...found.excerpt,
+    'JSON wants double quotes around keys and strings, a comma between two items and none after the last, and no comments',
+  ]);
 }

@@ -1,12 +1,14 @@
-import { basename, join, resolve } from 'node:path';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
+import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { withReplacedHashes } from '../config/edit.js';
 import { CONFIG_FILE, loadConfig, SCHEMA_FILE } from '../config/load.js';
 import { configJsonSchema, machineNamePattern, uproxyConfig, type RuntimeName, type UproxyConfigInput } from '../config/schema.js';
 import { generateToken, sha256Hex, writeToken } from '../config/tokens.js';
 import { writeFileAtomic } from '../files.js';
+import { readState } from '../fleet/state.js';
 import { refuseOverwrite, renderTemplates, templateFiles, type TemplateOptions, type UnikraftMode } from '../templates.js';
 import { UserError } from '../errors.js';
+import { uproxyCommand } from './output.js';
 
 export interface InitOptions {
   runtime: RuntimeName;
@@ -37,6 +39,8 @@ export interface InitResult {
  */
 export async function initProject(dirArgument: string, options: InitOptions): Promise<InitResult> {
   const dir = resolve(dirArgument);
+  refuseNonDirectory(dir, dirArgument);
+  refuseRunningFleet(dir, dirArgument);
   const name = options.name ?? fleetNameFrom(dir);
   const generated = [CONFIG_FILE, SCHEMA_FILE];
   const templateOptions: TemplateOptions = { unikraft: options.unikraft, vendorLlhttp: options.vendorLlhttp };
@@ -72,6 +76,30 @@ export async function initProject(dirArgument: string, options: InitOptions): Pr
   await ensureCa(dir, name);
   const ca = ['.uproxy/tls/ca.pem', '.uproxy/tls/ca.key'];
   return { dir, files: [...generated, ...files, '.uproxy/client-token', '.uproxy/admin-token', ...ca], clientToken, port: checked.data.proxy.port, tls: 'local-ca' };
+}
+
+/** A file where the project's directory (or one above it) would go is named, not tripped over by mkdir. */
+function refuseNonDirectory(dir: string, dirArgument: string): void {
+  for (let path = dir; ; path = dirname(path)) {
+    if (existsSync(path)) {
+      if (statSync(path).isDirectory()) return;
+      const what = path === dir ? `${dirArgument} is a file, not a directory` : `${path} is a file, so ${dirArgument} cannot be made in it`;
+      throw new UserError(`${what}: \`uproxy init [DIR]\` creates the project in directory DIR (made when missing); give it a directory or a new name`);
+    }
+    if (dirname(path) === path) return;
+  }
+}
+
+/** A running fleet runs from this directory's sources and tokens: init (even --force) waits until it is down. */
+function refuseRunningFleet(dir: string, dirArgument: string): void {
+  const state = readState(dir);
+  if (!state || state.machines.length === 0) return;
+  const count = `${state.machines.length} ${state.machines.length === 1 ? 'machine' : 'machines'}`;
+  const down = `${uproxyCommand(process.cwd())}${dir === process.cwd() ? '' : ` -C ${dirArgument}`} down`;
+  throw new UserError(
+    `${dir} has a running fleet, "${state.fleet}" (${count}, ${state.runtime} runtime): init would replace the uproxy.json, sources and tokens it runs from. ` +
+      `Stop it first with \`${down}\`, then run init again`,
+  );
 }
 
 /**

@@ -68,11 +68,12 @@ describe('uproxy command line', () => {
     expect(result.exitCode).toBe(1);
     expect(result.stderr).toMatch(/^uproxy: no uproxy\.json in .*run `uproxy init`/);
     const ps = await uproxy(['ps'], root);
-    expect(ps.stdout).toMatch(/No fleet is running here/);
+    expect(ps.exitCode).toBe(1);
+    expect(ps.stderr).toContain(`uproxy: no uproxy.json in ${root} or any directory above it`);
     const missing = await uproxy(['-C', join(root, 'nonexistent'), 'ps'], root);
     expect(missing.exitCode).toBe(1);
     expect(missing.stderr).toBe(`uproxy: -C ${join(root, 'nonexistent')}: no such directory`);
-    const down = await uproxy(['down'], root);
+    const down = await uproxy(['down'], join(root, 'demo'));
     expect(down.exitCode).toBe(0);
     expect(down.stdout).toMatch(/Nothing to stop/);
   });

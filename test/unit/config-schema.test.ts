@@ -134,6 +134,6 @@ describe('uproxy.json schema', () => {
   });
 
   it('points at the line and column of a JSON syntax error', () => {
-    expect(() => parseConfig('{\n  "name": "demo",\n  oops\n}', 'uproxy.json')).toThrow(/uproxy\.json is not valid JSON: .* at line 3, column 3/);
+    expect(() => parseConfig('{\n  "name": "demo",\n  oops\n}', 'uproxy.json')).toThrow(/^uproxy\.json:3:3: not valid JSON: Expected double-quoted property name$/);
   });
 });
