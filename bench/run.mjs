@@ -16,18 +16,24 @@ import { LOAD_CPU, PROXY_CPU, stopAll } from './lib/processes.mjs';
 import { rssKiB } from './lib/procfs.mjs';
 import { ratiosToFloor, ratiosToHaproxy, renderTables, summarize } from './lib/report.mjs';
 import { checkSameJob, httpGet, waitUntilForwarding } from './lib/sanity.mjs';
-import { buildFloorBinary, ensureUproxyBinary, PROXY_NAMES, RESULTS_DIR, startBackends, starters, TARGET_NAMES } from './lib/targets.mjs';
+import { buildFloorBinary, ensureUproxyBinary, PROXY_NAMES, RESULTS_DIR, startBackends, starters, TARGET_NAMES, TLS_TARGET_NAMES } from './lib/targets.mjs';
+import { buildTlsClient, makeCertificate, TLS13_CIPHERSUITES } from './lib/tls.mjs';
+
+const SKIPPABLE = ['load', 'idle', 'callgrind', 'syscalls', 'cli', 'plain', 'tls'];
 
 const USAGE = `usage: npm run bench -- [options]
-  --quick                 1 repetition, 2 s runs, 16 and 256 connections, short extras
+  --quick                 1 repetition, 2 s runs, 16 and 256 connections (TLS too), short extras
   --only LIST             targets, comma-separated, from: ${TARGET_NAMES.join(',')}
   --reps N                repetitions (default 3)
   --seconds N             seconds per wrk run (default 5)
   --conns LIST            connection counts (default 1,16,64,256)
+  --tls-conns LIST        connection counts of the keep-alive TLS path (default 16,64,256)
+  --handshake-conns N     connections at once on the new/resumed TLS paths (default 16)
   --noise-threshold C     other load, in cores, above which a run is noisy (default 0.2)
   --attempts N            attempts per run while it is noisy (default 3, quick 2)
   --quiet-wait S          before each attempt, wait up to S seconds for other load to drop (default 5, quick 2)
-  --skip LIST             parts to skip: load,idle,callgrind,syscalls,cli
+  --skip LIST             parts to skip: load,idle,callgrind,syscalls,cli; plain,tls (the
+                          plain-HTTP or the TLS paths of the load runs and the idle check)
   --help`;
 
 function parseOptions() {
@@ -38,6 +44,8 @@ function parseOptions() {
       reps: { type: 'string' },
       seconds: { type: 'string' },
       conns: { type: 'string' },
+      'tls-conns': { type: 'string' },
+      'handshake-conns': { type: 'string' },
       'noise-threshold': { type: 'string' },
       attempts: { type: 'string' },
       'quiet-wait': { type: 'string' },
@@ -62,11 +70,14 @@ function parseOptions() {
   }
   const skip = new Set(list(values.skip));
   for (const s of skip) {
-    if (!['load', 'idle', 'callgrind', 'syscalls', 'cli'].includes(s)) throw new Error(`--skip: unknown part "${s}"; choose from load, idle, callgrind, syscalls, cli`);
+    if (!SKIPPABLE.includes(s)) throw new Error(`--skip: unknown part "${s}"; choose from ${SKIPPABLE.join(', ')}`);
   }
   const conns = values.conns
     ? list(values.conns).map((c) => positiveInt('conns', c))
     : values.quick ? [16, 256] : [1, 16, 64, 256];
+  const tlsConns = values['tls-conns']
+    ? list(values['tls-conns']).map((c) => positiveInt('tls-conns', c))
+    : values.quick ? [16, 256] : [16, 64, 256];
   const noiseThreshold = values['noise-threshold'] === undefined ? 0.2 : Number(values['noise-threshold']);
   if (!(noiseThreshold > 0)) throw new Error(`--noise-threshold must be a positive number of cores, got "${values['noise-threshold']}"`);
   return {
@@ -75,6 +86,8 @@ function parseOptions() {
     reps: positiveInt('reps', values.reps, values.quick ? 1 : 3),
     seconds: positiveInt('seconds', values.seconds, values.quick ? 2 : 5),
     conns,
+    tlsConns,
+    handshakeConns: positiveInt('handshake-conns', values['handshake-conns'], 16),
     noiseThreshold,
     maxAttempts: positiveInt('attempts', values.attempts, values.quick ? 2 : 3),
     quietWaitMs: 1000 * positiveInt('quiet-wait', values['quiet-wait'], values.quick ? 2 : 5),
@@ -95,8 +108,13 @@ async function versions() {
   };
 }
 
-async function startTarget(name, ctx, log) {
-  const target = await starters[name](ctx);
+// The key a target's problems are filed under: a TLS instance is a process of its own.
+const targetId = (name, tls) => (tls ? `${name}-tls` : name);
+
+async function startTarget(name, ctx, log, { tls = false } = {}) {
+  const id = targetId(name, tls);
+  const target = await starters[name](ctx, { tls });
+  target.id = id;
   try {
     await waitUntilForwarding(target, ctx.token);
     if (name !== 'direct') {
@@ -106,8 +124,8 @@ async function startTarget(name, ctx, log) {
     return target;
   } catch (err) {
     await target.stop();
-    ctx.unavailable[name] = `${err.message} (log: ${target.logFile})`;
-    log(`  ${name}: left out: ${ctx.unavailable[name]}`);
+    ctx.unavailable[id] = `${err.message} (log: ${target.logFile})`;
+    log(`  ${id}: left out: ${ctx.unavailable[id]}`);
     return undefined;
   }
 }
@@ -122,64 +140,91 @@ async function uproxyStats(target, adminToken) {
   }
 }
 
-async function runLoad(opts, ctx, results, log) {
+// What one repetition runs, in order: each (path, connections) on every target it applies to.
+// Plain HTTP: the valid and deny paths; TLS (a second instance of each proxy, listening with
+// TLS): keep-alive requests (wrk), then new and resumed connections (bench/tls-client).
+function runSpecs(opts, ctx) {
+  const specs = [];
+  if (!opts.skip.has('plain')) {
+    for (const conns of opts.conns) for (const path of ['valid', 'deny']) specs.push({ path, conns, tls: false });
+  }
+  if (!opts.skip.has('tls')) {
+    for (const conns of opts.tlsConns) specs.push({ path: 'tls', conns, tls: true });
+    if (ctx.tlsClient) {
+      specs.push({ path: 'tls-new', conns: opts.handshakeConns, tls: true, handshakes: { binary: ctx.tlsClient, mode: 'new' } });
+      specs.push({ path: 'tls-resumed', conns: opts.handshakeConns, tls: true, handshakes: { binary: ctx.tlsClient, mode: 'resume' } });
+    }
+  }
+  return specs;
+}
+
+async function startTargets(names, ctx, results, log, tls) {
   const targets = [];
-  for (const name of opts.targets) {
-    if (ctx.unavailable[name]) continue;
-    const target = await startTarget(name, ctx, log);
+  for (const name of names) {
+    if (ctx.unavailable[name] || ctx.unavailable[targetId(name, tls)]) continue;
+    const target = await startTarget(name, ctx, log, { tls });
     if (!target) continue;
-    if (target.proc) results.rssIdleKiB[name] = rssKiB(target.pids());
+    if (target.proc) results.rssIdleKiB[target.id] = rssKiB(target.pids());
     targets.push(target);
   }
+  return targets;
+}
+
+async function runLoad(opts, ctx, results, log) {
+  const targets = [
+    ...(opts.skip.has('plain') ? [] : await startTargets(opts.targets, ctx, results, log, false)),
+    ...(opts.skip.has('tls') ? [] : await startTargets(opts.targets.filter((t) => TLS_TARGET_NAMES.includes(t)), ctx, results, log, true)),
+  ];
+  const live = (spec) => targets.filter((t) => Boolean(t.tls) === spec.tls && !ctx.unavailable[t.id] && !(spec.path === 'deny' && t.name === 'direct'));
   try {
     for (const target of targets) {
       try {
         await warmUp(target, ctx.token);
       } catch (err) {
-        ctx.unavailable[target.name] = `warm-up failed: ${err.message}`;
-        log(`  ${target.name}: left out: ${ctx.unavailable[target.name]}`);
+        ctx.unavailable[target.id] = `warm-up failed: ${err.message}`;
+        log(`  ${target.id}: left out: ${ctx.unavailable[target.id]}`);
       }
     }
-    const paths = ['valid', 'deny'];
-    const total = opts.reps * opts.conns.length * targets.reduce((n, t) => n + (t.name === 'direct' ? 1 : 2), 0);
+    const specs = runSpecs(opts, ctx);
+    const total = opts.reps * specs.reduce((n, spec) => n + live(spec).length, 0);
     let done = 0;
     // Interleaved: each repetition visits every target before the next repetition starts, so
     // a slow drift of the machine spreads over all targets instead of favouring one.
     for (let rep = 1; rep <= opts.reps; rep++) {
-      for (const conns of opts.conns) {
-        for (const path of paths) {
-          for (const target of targets.filter((t) => !ctx.unavailable[t.name])) {
-            if (path === 'deny' && target.name === 'direct') continue;
-            const token = path === 'valid' ? ctx.token : ctx.wrongToken;
-            let run;
-            try {
-              run = await measure({ target, backends: ctx.backends, conns, seconds: opts.seconds, token, noiseThreshold: opts.noiseThreshold, maxAttempts: opts.maxAttempts, quietWaitMs: opts.quietWaitMs });
-            } catch (err) {
-              run = undefined;
-              log(`  ${target.name}: ${err.message}`);
-            }
-            if (!run || target.proc?.exited) {
-              const why = target.proc?.exited ? `exited (code ${target.proc.exitCode})` : 'its run failed';
-              ctx.unavailable[target.name] = `${why} during the load runs; see ${target.logFile}`;
-              log(`  ${target.name} ${why}: left out of the remaining runs`);
-              continue;
-            }
-            results.runs.push({ target: target.name, path, conns, rep, ...run });
-            done++;
-            log(
-              `  [${done}/${total}] rep ${rep} ${String(conns).padStart(3)} conns ${path.padEnd(5)} ${target.name.padEnd(7)} ` +
-                `${Math.round(run.rps).toLocaleString('en-US').padStart(7)} req/s` +
-                (run.proxyCpuPct !== null ? `  cpu ${run.proxyCpuPct.toFixed(0)}%` : '') +
-                `  p99 ${run.latencyMs.p99.toFixed(2)} ms  other load ${run.otherCores.toFixed(2)} cores` +
-                ` (proxy core ${run.otherOnProxyCore.toFixed(2)}, load core ${run.otherOnLoadCore.toFixed(2)})${run.noisy ? '  NOISY' : ''}` +
-                (run.attempts > 1 ? ` (${run.attempts} attempts)` : ''),
-            );
+      for (const spec of specs) {
+        const { path, conns } = spec;
+        for (const target of live(spec)) {
+          const token = path === 'deny' ? ctx.wrongToken : ctx.token;
+          let run;
+          try {
+            run = await measure({ target, backends: ctx.backends, conns, seconds: opts.seconds, token, handshakes: spec.handshakes, noiseThreshold: opts.noiseThreshold, maxAttempts: opts.maxAttempts, quietWaitMs: opts.quietWaitMs });
+          } catch (err) {
+            run = undefined;
+            log(`  ${target.id}: ${err.message}`);
           }
+          if (!run || target.proc?.exited) {
+            const why = target.proc?.exited ? `exited (code ${target.proc.exitCode})` : 'its run failed';
+            ctx.unavailable[target.id] = `${why} during the load runs; see ${target.logFile}`;
+            log(`  ${target.id} ${why}: left out of the remaining runs`);
+            continue;
+          }
+          results.runs.push({ target: target.name, path, conns, rep, ...run });
+          done++;
+          log(
+            `  [${done}/${total}] rep ${rep} ${String(conns).padStart(3)} conns ${path.padEnd(11)} ${target.name.padEnd(7)} ` +
+              `${Math.round(run.rps).toLocaleString('en-US').padStart(7)} req/s` +
+              (run.proxyCpuPct !== null ? `  cpu ${run.proxyCpuPct.toFixed(0)}%` : '') +
+              `  p99 ${run.latencyMs.p99.toFixed(2)} ms` +
+              (run.handshakes ? `  resumed ${run.handshakes.resumed}/${run.requests} (${run.handshakes.protocol} ${run.handshakes.group})` : '') +
+              `  other load ${run.otherCores.toFixed(2)} cores` +
+              ` (proxy core ${run.otherOnProxyCore.toFixed(2)}, load core ${run.otherOnLoadCore.toFixed(2)})${run.noisy ? '  NOISY' : ''}` +
+              (run.attempts > 1 ? ` (${run.attempts} attempts)` : ''),
+          );
         }
       }
     }
     for (const target of targets) {
-      if (target.adminPort && !target.proc.exited) results.uproxyStats = await uproxyStats(target, ctx.adminToken);
+      if (target.adminPort && !target.proc.exited) results[target.tls ? 'uproxyTlsStats' : 'uproxyStats'] = await uproxyStats(target, ctx.adminToken);
     }
   } finally {
     for (const target of targets) await target.stop();
@@ -247,6 +292,16 @@ async function main() {
         ctx.unavailable.floor = floor.reason;
         log(`floor relay NOT BENCHED: ${floor.reason}`);
       }
+    }
+    if (!opts.skip.has('tls') && opts.targets.some((t) => TLS_TARGET_NAMES.includes(t))) {
+      ctx.tls = { ...(await makeCertificate(dir)), ciphersuites: TLS13_CIPHERSUITES };
+      const client = await buildTlsClient(dir);
+      if (client.ok) ctx.tlsClient = client.binary;
+      else {
+        ctx.unavailable['tls-client'] = `${client.reason} (the new/resumed TLS paths are left out)`;
+        log(`TLS handshake client NOT BUILT: ${client.reason}`);
+      }
+      log(`TLS: ECDSA P-256 certificate for localhost made in ${dir}; TLS 1.3 suites ${TLS13_CIPHERSUITES}`);
     }
     ctx.backends = await startBackends(dir);
     log(`backends: nginx on 127.0.0.1:${ctx.backends.ports.join(', ')}`);

@@ -9,6 +9,7 @@ import { basename, join } from 'node:path';
 import { Pool } from 'undici';
 import { waitUntilForwarding } from './sanity.mjs';
 import { RESULTS_DIR, starters } from './targets.mjs';
+import { runTlsClient } from './tls.mjs';
 
 const CONNECTIONS = 8;
 // Health checks every 10 min: none fall inside the measured window.
@@ -59,15 +60,26 @@ function instructionsIn(files) {
   return total;
 }
 
-async function countInstructions(ctx, name, path, requests) {
+// The TLS paths under callgrind: bench/tls-client for a fixed time (its count varies with the
+// machine; the figure is per connection), 2 connections at once.
+async function driveHandshakes(ctx, port, mode, seconds) {
+  const r = await runTlsClient({ binary: ctx.tlsClient, port, conns: 2, seconds, token: ctx.token, mode });
+  const { connect, read, write, timeout, status } = r.errors;
+  return { requests: r.requests, statuses: { 200: r.requests - status, other: status, socketErrors: connect + read + write + timeout, resumed: r.resumed } };
+}
+
+async function countInstructions(ctx, name, path, requests, seconds) {
   const prefix = `callgrind.${name}.${path}`;
   const wrapper = ['valgrind', '--tool=callgrind', '--instr-atstart=no', `--callgrind-out-file=${join(ctx.dir, prefix)}.%p`];
-  const target = await starters[name](ctx, { wrapper, extraArgs: UPROXY_QUIET_ARGS });
+  const tls = path.startsWith('tls-');
+  const target = await starters[name](ctx, { wrapper, extraArgs: UPROXY_QUIET_ARGS, tls });
   const token = path === 'valid' ? ctx.token : ctx.wrongToken;
   try {
     await waitUntilForwarding(target, ctx.token, 90000);
     await collection(target.proc.pid, true);
-    const statuses = await drive(target.port, token, requests);
+    let statuses;
+    if (tls) ({ requests, statuses } = await driveHandshakes(ctx, target.port, path === 'tls-new' ? 'new' : 'resume', seconds));
+    else statuses = await drive(target.port, token, requests);
     await collection(target.proc.pid, false);
     await target.stop();
     if (!target.proc.exited) throw new Error(`${name} did not exit on SIGTERM under valgrind`);
@@ -89,17 +101,25 @@ async function countInstructions(ctx, name, path, requests) {
 
 export async function runCallgrind(ctx, proxies, opts, log) {
   const requests = opts.quick ? 2000 : 20000;
+  const handshakeSeconds = opts.quick ? 5 : 15;
   // nginx forks its worker; following it under valgrind is a different set-up, so it is left out.
   const names = proxies.filter((p) => p === 'uproxy' || p === 'haproxy');
-  log(`\n== instructions per request (valgrind --tool=callgrind, ${requests} requests over ${CONNECTIONS} keep-alive connections) ==`);
+  const paths = [
+    ...(opts.skip.has('plain') ? [] : ['valid', 'deny']),
+    ...(opts.skip.has('tls') || !ctx.tlsClient ? [] : ['tls-new', 'tls-resumed']),
+  ];
+  log(
+    `\n== instructions per request (valgrind --tool=callgrind, ${requests} requests over ${CONNECTIONS} keep-alive connections;` +
+      ` tls-new / tls-resumed: per connection, ${handshakeSeconds} s of bench/tls-client with 2 at once) ==`,
+  );
   mkdirSync(RESULTS_DIR, { recursive: true });
   const results = [];
   for (const name of names) {
-    for (const path of ['valid', 'deny']) {
+    for (const path of paths) {
       try {
-        const r = await countInstructions(ctx, name, path, requests);
+        const r = await countInstructions(ctx, name, path, requests, handshakeSeconds);
         results.push(r);
-        log(`  ${name.padEnd(8)} ${path.padEnd(5)} ${r.perRequest.toLocaleString('en-US').padStart(8)} instructions/request  (statuses ${JSON.stringify(r.statuses)})`);
+        log(`  ${name.padEnd(8)} ${path.padEnd(11)} ${r.perRequest.toLocaleString('en-US').padStart(9)} instructions/request  (${r.requests} requests; ${JSON.stringify(r.statuses)})`);
         for (const line of r.top.slice(0, 5)) log(`      ${line}`);
       } catch (err) {
         results.push({ target: name, path, error: err.message });
@@ -108,7 +128,7 @@ export async function runCallgrind(ctx, proxies, opts, log) {
     }
   }
   const per = (t, p) => results.find((r) => r.target === t && r.path === p)?.perRequest;
-  for (const path of ['valid', 'deny']) {
+  for (const path of paths) {
     if (per('uproxy', path) && per('haproxy', path)) {
       log(`  uproxy ÷ haproxy (${path}): ${(per('uproxy', path) / per('haproxy', path)).toFixed(2)}`);
     }

@@ -31,8 +31,20 @@ ${servers}
 `;
 }
 
-export function nginxProxyConf(dir, port, backendPorts, token) {
+// With `tls` ({ cert, key }), the same server over TLS: the bench's certificate, the same TLS 1.3
+// cipher order and groups as the other proxies, nginx's defaults otherwise (session tickets on,
+// with keys of its own; no server-side session cache).
+export function nginxProxyConf(dir, port, backendPorts, token, tls) {
   const upstreams = backendPorts.map((p) => `    server 127.0.0.1:${p};`).join('\n');
+  const listen = tls
+    ? `listen 127.0.0.1:${port} ssl backlog=4096;
+    ssl_certificate ${tls.cert};
+    ssl_certificate_key ${tls.key};
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_ecdh_curve X25519:prime256v1;
+    ssl_prefer_server_ciphers on;
+    ssl_conf_command Ciphersuites ${tls.ciphersuites};`
+    : `listen 127.0.0.1:${port} backlog=4096;`;
   return `${nginxPreamble(dir)}
 http {
   ${nginxHttpBasics(dir)}
@@ -44,7 +56,7 @@ ${upstreams}
     keepalive_timeout 75s;
   }
   server {
-    listen 127.0.0.1:${port} backlog=4096;
+    ${listen}
     location / {
       if ($http_x_auth_token != "${token}") { return 401; }
       proxy_pass http://backends;
@@ -82,12 +94,17 @@ function nginxHttpBasics(dir) {
   scgi_temp_path ${dir}/scgi;`;
 }
 
-export function haproxyConf(port, backendPorts, token) {
+// With `tls` ({ chain }), the frontend speaks TLS with the bench's certificate, the same TLS 1.3
+// cipher order and groups as the other proxies, and HAProxy's defaults otherwise (its session
+// cache, OpenSSL's two TLS 1.3 tickets per full handshake).
+export function haproxyConf(port, backendPorts, token, tls) {
   const servers = backendPorts.map((p, i) => `  server backend-${i + 1} 127.0.0.1:${p}`).join('\n');
+  const globalTls = tls ? `  ssl-default-bind-ciphersuites ${tls.ciphersuites}\n  ssl-default-bind-options ssl-min-ver TLSv1.2\n` : '';
+  const bind = tls ? ` ssl crt ${tls.chain} alpn http/1.1 curves X25519:P-256` : '';
   return `global
   nbthread 1
   maxconn ${HAPROXY_MAXCONN}
-
+${globalTls}
 defaults
   mode http
   timeout connect 2s
@@ -96,7 +113,7 @@ defaults
   timeout http-keep-alive 60s
 
 frontend clients
-  bind 127.0.0.1:${port} backlog 4096
+  bind 127.0.0.1:${port} backlog 4096${bind}
   acl valid_token req.hdr(X-Auth-Token) -m str ${token}
   http-request deny deny_status 401 unless valid_token
   http-request del-header X-Auth-Token

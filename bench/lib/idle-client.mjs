@@ -1,18 +1,23 @@
 // Child process of the idle-connection check: opens COUNT keep-alive connections to
 // 127.0.0.1:PORT, completes one request on each, prints one JSON line, then holds them open
 // until its stdin closes or HOLD_MS passes. Runs in its own process so that only it needs the
-// raised fd limit.
+// raised fd limit. With CA_FILE, over TLS trusting only that certificate (SNI TLS_NAME).
+import { readFileSync } from 'node:fs';
 import net from 'node:net';
+import tls from 'node:tls';
 
 const port = Number(process.env.PORT);
 const count = Number(process.env.COUNT);
 const holdMs = Number(process.env.HOLD_MS ?? 60000);
 const BATCH = 200;
 const request = `GET / HTTP/1.1\r\nHost: bench\r\nX-Auth-Token: ${process.env.BENCH_TOKEN}\r\n\r\n`;
+const ca = process.env.CA_FILE ? readFileSync(process.env.CA_FILE) : undefined;
 
 function openOne() {
   return new Promise((resolve) => {
-    const socket = net.connect({ host: '127.0.0.1', port });
+    const socket = ca
+      ? tls.connect({ host: '127.0.0.1', port, ca, servername: process.env.TLS_NAME })
+      : net.connect({ host: '127.0.0.1', port });
     let received = '';
     const timer = setTimeout(() => finish(false), 10000);
     const finish = (ok) => {
@@ -22,7 +27,7 @@ function openOne() {
       resolve(ok ? socket : undefined);
     };
     socket.on('error', () => finish(false));
-    socket.once('connect', () => socket.write(request));
+    socket.once(ca ? 'secureConnect' : 'connect', () => socket.write(request));
     socket.on('data', (chunk) => {
       received += chunk.toString('latin1');
       const end = received.indexOf('\r\n\r\n');

@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { cpuSeconds, userCpuSeconds, loadAverage, machineBusySeconds, rssKiB } from './procfs.mjs';
 import { LOAD_CPU, PROXY_CPU, sleep } from './processes.mjs';
+import { runTlsClient } from './tls.mjs';
 
 const WRK_SCRIPT = join(import.meta.dirname, 'wrk-report.lua');
 const RSS_SAMPLE_MS = 250;
@@ -17,11 +18,12 @@ function selfAndChildrenSeconds() {
   return (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) / 100;
 }
 
-// The token reaches wrk through the environment (read by the Lua script), not its argv.
-async function runWrk({ port, conns, seconds, token }) {
+// The token reaches wrk through the environment (read by the Lua script), not its argv. Over
+// TLS wrk keeps its connections alive like over plain HTTP: the keep-alive TLS path.
+async function runWrk({ port, conns, seconds, token, tls = false }) {
   const argv = [
     '-c', LOAD_CPU, 'wrk', '-t1', `-c${conns}`, `-d${seconds}s`, '--timeout', '5s', '--latency',
-    '-s', WRK_SCRIPT, `http://127.0.0.1:${port}/`,
+    '-s', WRK_SCRIPT, `${tls ? 'https' : 'http'}://127.0.0.1:${port}/`,
   ];
   const result = await execa('taskset', argv, {
     env: { BENCH_TOKEN: token },
@@ -36,10 +38,12 @@ async function runWrk({ port, conns, seconds, token }) {
 }
 
 export async function warmUp(target, token, seconds = 1) {
-  await runWrk({ port: target.port, conns: 64, seconds, token });
+  await runWrk({ port: target.port, conns: 64, seconds, token, tls: Boolean(target.tls) });
 }
 
-async function measureOnce({ target, backends, conns, seconds, token }) {
+// `handshakes` ({ binary, mode }) replaces wrk by bench/tls-client: one request per connection,
+// a full handshake each ('new') or a resumed one ('resume').
+async function measureOnce({ target, backends, conns, seconds, token, handshakes }) {
   const proxyPids = target.pids();
   const backendPids = backends.pids();
   const before = {
@@ -61,7 +65,9 @@ async function measureOnce({ target, backends, conns, seconds, token }) {
   })();
   let wrk;
   try {
-    wrk = await runWrk({ port: target.port, conns, seconds, token });
+    wrk = handshakes
+      ? await runTlsClient({ ...handshakes, port: target.port, conns, seconds, token })
+      : await runWrk({ port: target.port, conns, seconds, token, tls: Boolean(target.tls) });
   } finally {
     sampling = false;
     await sampler;
@@ -93,6 +99,7 @@ async function measureOnce({ target, backends, conns, seconds, token }) {
     otherOnProxyCore,
     otherOnLoadCore,
     stealS: machine.steal - before.machine.steal,
+    ...(handshakes ? { handshakes: { resumed: wrk.resumed, protocol: wrk.protocol, group: wrk.group } } : {}),
     loadavgBefore: before.loadavg,
     durationS,
   };
@@ -120,13 +127,13 @@ async function waitForQuiet(pids, noiseThreshold, maxWaitMs) {
 // A run is noisy when something outside the bench used more than `noiseThreshold` cores during
 // it. It is rerun (at most `maxAttempts` times in all) and the quietest attempt is kept.
 // Before each attempt it waits, bounded, for the machine to be quiet.
-export async function measure({ target, backends, conns, seconds, token, noiseThreshold, maxAttempts, quietWaitMs }) {
+export async function measure({ target, backends, conns, seconds, token, handshakes, noiseThreshold, maxAttempts, quietWaitMs }) {
   let best;
   let attempts = 0;
   for (let attempt = 1; attempt <= maxAttempts; attempt++) {
     attempts = attempt;
     await waitForQuiet([...target.pids(), ...backends.pids()], noiseThreshold, quietWaitMs);
-    const run = await measureOnce({ target, backends, conns, seconds, token });
+    const run = await measureOnce({ target, backends, conns, seconds, token, handshakes });
     run.attempt = attempt;
     run.noisy = run.otherCores > noiseThreshold;
     if (!best || run.otherCores < best.otherCores) best = run;

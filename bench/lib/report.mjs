@@ -9,12 +9,21 @@ export function median(values) {
 }
 
 // On the deny path every answer should be a 401, which wrk counts as a "status" error:
-// there the error is any answer that is not one (requests - status).
+// there the error is any answer that is not one (requests - status). On every other path
+// (plain or TLS) an error is any answer that is not a 2xx.
 function errorCount(run, path) {
   const { connect, read, write, timeout, status } = run.errors;
   const socket = connect + read + write + timeout;
-  return socket + (path === 'valid' ? status : Math.max(0, run.requests - status));
+  return socket + (path === 'deny' ? Math.max(0, run.requests - status) : status);
 }
+
+const PATH_TITLES = {
+  valid: 'valid token (forwarded, 200)',
+  deny: 'wrong token (denied, 401)',
+  tls: 'TLS, keep-alive (valid token, forwarded, 200; wrk over HTTPS)',
+  'tls-new': 'TLS, new connections (full TLS 1.3 handshake + one request each; req/s = connections/s)',
+  'tls-resumed': 'TLS, resumed connections (TLS 1.3 session resumption + one request each)',
+};
 
 export function summarize(runs) {
   const groups = new Map();
@@ -44,6 +53,9 @@ export function summarize(runs) {
       p50Ms: median(group.map((r) => r.latencyMs.p50)),
       p99Ms: median(group.map((r) => r.latencyMs.p99)),
       errors: group.reduce((sum, r) => sum + errorCount(r, path), 0),
+      // Handshake paths: the share of connections the proxy resumed (0 on tls-new; on
+      // tls-resumed all but each client slot's first).
+      resumedPct: group[0].handshakes ? median(group.map((r) => (r.requests ? (100 * r.handshakes.resumed) / r.requests : null))) : undefined,
       rssLoadKiB: group.some((r) => r.rssLoadKiB !== null) ? Math.max(...group.map((r) => r.rssLoadKiB ?? 0)) : null,
       loadCorePct: median(group.map((r) => r.loadCorePct)),
       otherCoresMax: Math.max(...group.map((r) => r.otherCores)),
@@ -110,7 +122,7 @@ export function renderTables(summaries, ratios, floorRatios, idle) {
   const out = [];
   const paths = [...new Set(summaries.map((s) => s.path))];
   for (const path of paths) {
-    out.push(`\n== ${path === 'valid' ? 'valid token (forwarded, 200)' : 'wrong token (denied, 401)'} ==`);
+    out.push(`\n== ${PATH_TITLES[path] ?? path} ==`);
     const rows = [];
     const ofPath = summaries.filter((x) => x.path === path);
     for (const conns of [...new Set(ofPath.map((x) => x.conns))]) {
@@ -148,6 +160,8 @@ export function renderTables(summaries, ratios, floorRatios, idle) {
         rows,
       ),
     );
+    const resumed = ofPath.filter((x) => x.resumedPct !== undefined);
+    if (resumed.length) out.push(`resumed handshakes: ${resumed.map((x) => `${x.target} ${fmt(x.resumedPct, 1)}%`).join(', ')}`);
   }
   if (Object.keys(idle).length) {
     out.push('\n== proxy RSS idle (after start and sanity check) ==');

@@ -30,9 +30,13 @@ function nginxArgv(dir) {
   return ['nginx', '-p', dir, '-c', join(dir, 'nginx.conf'), '-e', join(dir, 'error.log')];
 }
 
-// `ctx` holds the work dir, the backends, and the token (plaintext and SHA-256).
+// `ctx` holds the work dir, the backends, the token (plaintext and SHA-256) and the run's
+// certificate (ctx.tls). With `tls: true` a proxy serves its client listener over TLS with that
+// certificate; the target then carries `tls` (the certificate, for clients and checks).
+export const TLS_TARGET_NAMES = ['uproxy', 'haproxy', 'nginx'];
+
 export const starters = {
-  async uproxy(ctx, { wrapper = [], extraArgs = [] } = {}) {
+  async uproxy(ctx, { wrapper = [], extraArgs = [], tls = false } = {}) {
     const [port, adminPort] = await freePorts(2);
     const argv = [
       ...wrapper,
@@ -43,30 +47,30 @@ export const starters = {
         backendPorts: ctx.backends.ports,
         tokenSha256: ctx.tokenSha256,
         adminTokenSha256: ctx.adminTokenSha256,
-        extra: extraArgs,
+        extra: [...extraArgs, ...(tls ? ['--tls-cert', ctx.tls.chain] : [])],
       }),
     ];
     const logFile = join(ctx.dir, `uproxy-${port}.log`);
-    return running('uproxy', port, startPinned('uproxy', PROXY_CPU, argv, { logFile }), { adminPort, logFile });
+    return running('uproxy', port, startPinned('uproxy', PROXY_CPU, argv, { logFile }), { adminPort, logFile, tls: tls ? ctx.tls : undefined });
   },
 
-  async haproxy(ctx, { wrapper = [] } = {}) {
+  async haproxy(ctx, { wrapper = [], tls = false } = {}) {
     const [port] = await freePorts(1);
     const conf = join(ctx.dir, `haproxy-${port}.cfg`);
-    writeFileSync(conf, haproxyConf(port, ctx.backends.ports, ctx.token), { mode: 0o600 });
+    writeFileSync(conf, haproxyConf(port, ctx.backends.ports, ctx.token, tls ? ctx.tls : undefined), { mode: 0o600 });
     const logFile = join(ctx.dir, `haproxy-${port}.log`);
     // -db: stay in the foreground as one process, so the PID we hold is the one doing the work.
     const argv = [...wrapper, 'haproxy', '-db', '-f', conf];
-    return running('haproxy', port, startPinned('haproxy', PROXY_CPU, argv, { logFile }), { logFile });
+    return running('haproxy', port, startPinned('haproxy', PROXY_CPU, argv, { logFile }), { logFile, tls: tls ? ctx.tls : undefined });
   },
 
-  async nginx(ctx) {
+  async nginx(ctx, { tls = false } = {}) {
     const [port] = await freePorts(1);
     const dir = join(ctx.dir, `nginx-proxy-${port}`);
     mkdirSync(dir, { recursive: true });
-    writeFileSync(join(dir, 'nginx.conf'), nginxProxyConf(dir, port, ctx.backends.ports, ctx.token), { mode: 0o600 });
+    writeFileSync(join(dir, 'nginx.conf'), nginxProxyConf(dir, port, ctx.backends.ports, ctx.token, tls ? ctx.tls : undefined), { mode: 0o600 });
     const logFile = join(dir, 'stderr.log');
-    return running('nginx', port, startPinned('nginx', PROXY_CPU, nginxArgv(dir), { logFile }), { logFile });
+    return running('nginx', port, startPinned('nginx', PROXY_CPU, nginxArgv(dir), { logFile }), { logFile, tls: tls ? ctx.tls : undefined });
   },
 
   // Pinned like the proxies. The token goes through the environment: plaintext tokens never
