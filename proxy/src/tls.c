@@ -5,6 +5,8 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
@@ -12,6 +14,7 @@
 #include <openssl/x509v3.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 
 /* Sessions a client may resume by id (tickets need no server memory); bounded, oldest out. */
@@ -32,6 +35,19 @@
 #define GROUPS "X25519:P-256:P-384"
 
 struct tls_stats tls_stats;
+
+/* A TLS 1.3 server writes its session ticket the moment the client's Finished arrives, a packet
+ * of its own, and the first response a moment later. The socket is corked from the end of the
+ * server's flight until that response is written, so both leave in one packet: one transmit
+ * (on loopback, also the receiver's processing) less per connection. This marks a session whose
+ * socket waits for its first response to be uncorked; one that never writes is flushed by the
+ * kernel within 200 ms, or by its close. */
+static char corked;
+
+static void set_cork(SSL *ssl, int on)
+{
+    setsockopt(SSL_get_fd(ssl), IPPROTO_TCP, TCP_CORK, &on, sizeof on);
+}
 
 static struct timer ticket_rotation;
 
@@ -87,6 +103,10 @@ static SSL_CTX *new_context(char *err, size_t errcap)
     /* Partial writes from a buffer that moves (the connection's buffers are compacted), and no
      * TLS buffers held by an idle connection. */
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
+    /* One read() per burst of records rather than two per record (header, then body): 5 fewer
+     * system calls per new connection, 1 fewer per keep-alive request. What is read ahead is
+     * seen through tls_has_pending. */
+    SSL_CTX_set_read_ahead(ctx, 1);
     SSL_CTX_sess_set_cache_size(ctx, SESSION_CACHE_SIZE);
     SSL_CTX_set_timeout(ctx, TICKET_KEY_LIFETIME_S);
     /* One TLS 1.3 ticket per handshake, not OpenSSL's two: a client resumes with one, and each
@@ -307,15 +327,22 @@ int tls_handshake(SSL *ssl)
 {
     int rc = SSL_do_handshake(ssl);
     if (rc == 1) {
-        SSL_set_app_data(ssl, NULL);
+        /* TLS 1.3 got here from the wait below (the client's Finished answers our flight), so
+         * the socket is corked; if the Finished came too fast for that wait, uncorking an
+         * uncorked socket is harmless. */
+        SSL_set_app_data(ssl, SSL_version(ssl) == TLS1_3_VERSION ? &corked : NULL);
         tls_stats.in_progress--;
         tls_stats.handshakes++;
         if (SSL_session_reused(ssl))
             tls_stats.resumed++;
         return 1;
     }
-    if (waits(ssl, rc))
+    if (waits(ssl, rc)) {
+        /* TLS 1.3 and our flight sent: what is written next is the ticket. */
+        if (SSL_get_state(ssl) == TLS_ST_EARLY_DATA)
+            set_cork(ssl, 1);
         return 0;
+    }
     tls_stats.failed++;
     return -1;
 }
@@ -340,6 +367,10 @@ ssize_t tls_recv(SSL *ssl, void *buf, size_t len)
 ssize_t tls_send(SSL *ssl, const void *buf, size_t len)
 {
     int rc = SSL_write(ssl, buf, len > INT_MAX ? INT_MAX : (int)len);
+    if (SSL_get_app_data(ssl) == &corked) {
+        SSL_set_app_data(ssl, NULL);
+        set_cork(ssl, 0);
+    }
     if (rc > 0)
         return rc;
     if (waits(ssl, rc)) {
@@ -363,7 +394,7 @@ void tls_close_notify(SSL *ssl)
 
 void tls_free(SSL *ssl)
 {
-    if (SSL_get_app_data(ssl))
+    if (SSL_get_app_data(ssl) == &tls_stats)
         tls_stats.in_progress--;
     SSL_free(ssl);
 }
