@@ -112,6 +112,10 @@ const proxy = z
       .optional()
       .describe('VM runtimes: the host address:port forwarded (nftables DNAT) to the proxy client port; nothing else is published'),
     tls,
+    accessLog: z
+      .boolean()
+      .default(false)
+      .describe('One JSON line per request (time, token name, method, path, status, backend, bytes, latency_ms) in the proxy\'s log: `uproxy logs proxy`'),
   })
   .superRefine((p, ctx) => {
     if (p.port !== 0 && p.port === p.adminPort) {

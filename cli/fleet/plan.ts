@@ -152,6 +152,8 @@ export function proxyArgs(config: UproxyConfig, listeners: ProxyListeners, backe
       'backend-max-connections': config.backends.maxConnections,
       'backend-network': listeners.backendNetwork,
       'tls-cert': certFile ?? undefined,
+      // To stdout, which every runtime already keeps as the proxy's log, VM guests included.
+      'access-log': proxy.accessLog ? '-' : undefined,
     },
     '--',
   );
