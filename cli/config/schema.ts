@@ -143,6 +143,19 @@ const backends = z
     count: z.number().int().min(1).max(64).default(3).describe('How many backends `up` runs (`up --backends N` overrides)'),
     app: z.string().min(1).default('backend').describe('Directory of the backend app (relative to uproxy.json)'),
     binary: z.string().min(1).default('build/backend').describe('The built backend, relative to app'),
+    command: z
+      .array(z.string().min(1))
+      .min(1)
+      .optional()
+      .describe(
+        'Host runtime: how to run your own backend app, in its app directory (a program on PATH, or a path relative to app such as ./run.sh; a launcher script that execs or starts the server is fine). ' +
+          'Placeholders: {host}, {port}, {address} (host:port), {name} (backend-N). Default: [binary, "--listen", "{address}", "--name", "{name}"]. ' +
+          'The app is built with make when app has a Makefile; without one there is nothing to build',
+      ),
+    env: z
+      .record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name such as PORT'), z.string())
+      .optional()
+      .describe('Host runtime: environment variables added for your backend app; values take the placeholders of command'),
     port: port.default(DEFAULT_PORTS.backend).describe('Port each backend listens on inside its machine (the host runtime picks free loopback ports instead)'),
     maxConnections: z
       .number()

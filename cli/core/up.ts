@@ -4,7 +4,7 @@ import { loadConfig } from '../config/load.js';
 import type { RuntimeName } from '../config/schema.js';
 import { toShell } from '../fleet/argv.js';
 import type { AccelChoice } from '../fleet/qemu-command.js';
-import { plainHttpProblem, planFleet } from '../fleet/plan.js';
+import { ownBackendProblem, plainHttpProblem, planFleet } from '../fleet/plan.js';
 import { readState, withLock, type FleetState } from '../fleet/state.js';
 import type { Progress } from '../progress.js';
 import { loadRuntime } from '../runtimes/runtime.js';
@@ -32,7 +32,7 @@ export async function up(request: UpRequest, progress: Progress): Promise<UpResu
   const projectDir = resolve(request.dir);
   const config = loadConfig(projectDir);
   const plan = planFleet(config, projectDir, { backends: request.backends, runtime: request.runtime });
-  const refused = plainHttpProblem(plan);
+  const refused = plainHttpProblem(plan) ?? ownBackendProblem(plan);
   if (refused) throw new UserError(refused);
   const runtime = await loadRuntime(plan.runtime);
   const ctx = runtimeContext(projectDir, progress);

@@ -177,23 +177,48 @@ export interface HostProcessPlan {
   /** Where it serves, `127.0.0.1:port`. */
   address: string;
   command: CommandLine;
+  /** Where it runs: its app directory. */
+  cwd: string;
+  /** Environment variables added to uproxy's for it (backends.env). */
+  env: Record<string, string>;
   /** Its stdout and stderr. */
   log: string;
 }
 
 export const LOOPBACK = '127.0.0.1';
 
+/**
+ * A backend's command line: backends.command with its placeholders filled in, or the default
+ * backend's contract (`--listen ADDR:PORT --name NAME`).
+ */
+export function backendCommand(config: UproxyConfig, binary: string, name: string, host: string, port: number): { command: CommandLine; env: Record<string, string> } {
+  const { command, env = {} } = config.backends;
+  if (command === undefined) return { command: commandLine(binary, backendArgs(name, `${host}:${port}`)), env: {} };
+  const values: Record<string, string> = { host, port: String(port), address: `${host}:${port}`, name };
+  const fill = (text: string): string => text.replace(/\{(host|port|address|name)\}/g, (_, key: string) => values[key]!);
+  const [file, ...args] = command.map(fill);
+  return { command: commandLine(file!, args), env: Object.fromEntries(Object.entries(env).map(([key, value]) => [key, fill(value)])) };
+}
+
+/** Why this runtime cannot run the backends as configured, or null: your own command and environment are for host processes. */
+export function ownBackendProblem(plan: FleetPlan): string | null {
+  const { command, env } = plan.config.backends;
+  if (plan.runtime === 'host' || (command === undefined && env === undefined)) return null;
+  return `backends.${command === undefined ? 'env' : 'command'} in uproxy.json runs your app as a host process, but the ${plan.runtime} runtime boots a static binary in each VM guest ` +
+    '(backends.app\'s `make static`): run it with --runtime host, or remove backends.command and backends.env';
+}
+
 /** The host runtime's processes: everything on 127.0.0.1, backends first, the proxy last. */
 export function planHostProcesses(plan: FleetPlan, ports: HostPorts, logDir: string): HostProcessPlan[] {
   const backends = plan.backends.map((machine) => {
     const port = ports.backends[machine.name];
     if (port === undefined) throw new RangeError(`no port was assigned to ${machine.name}`);
-    const address = `${LOOPBACK}:${port}`;
     return {
       name: machine.name,
       role: machine.role,
-      address,
-      command: commandLine(machine.app.binary, backendArgs(machine.name, address)),
+      address: `${LOOPBACK}:${port}`,
+      ...backendCommand(plan.config, machine.app.binary, machine.name, LOOPBACK, port),
+      cwd: machine.app.dir,
       log: join(logDir, `${machine.name}.log`),
     };
   });
@@ -203,6 +228,8 @@ export function planHostProcesses(plan: FleetPlan, ports: HostPorts, logDir: str
     role: plan.proxy.role,
     address: listeners.listen,
     command: commandLine(plan.proxy.app.binary, proxyArgs(plan.config, listeners, backends, plan.proxyCertFile)),
+    cwd: plan.proxy.app.dir,
+    env: {},
     log: join(logDir, `${plan.proxy.name}.log`),
   };
   return [...backends, proxy];

@@ -43,16 +43,16 @@ export interface AppBuild {
   /** Shown in progress and used for the log name, e.g. `proxy`. */
   label: string;
   dir: string;
-  /** The file the target produces. */
-  artifact: string;
+  /** The file the target produces; none for your own backend app, whose command says what runs. */
+  artifact?: string;
   /** make target; the Makefile's default when absent. */
   target?: string;
 }
 
 type BuildCache = Record<string, string>;
 
-/** Builds the app unless unchanged; returns the SHA-256 of the artifact (it changes only when the binary does). */
-export async function buildApp(projectDir: string, build: AppBuild, progress: Progress): Promise<string> {
+/** Builds the app unless unchanged. */
+export async function buildApp(projectDir: string, build: AppBuild, progress: Progress): Promise<void> {
   if (!existsSync(join(build.dir, 'Makefile'))) {
     throw new UserError(`${relative(projectDir, build.dir) || '.'}/ has no Makefile: check proxy.app / backends.app in uproxy.json`);
   }
@@ -60,17 +60,17 @@ export async function buildApp(projectDir: string, build: AppBuild, progress: Pr
   const cache = readCache(projectDir);
   const sources = sourceHash(build.dir);
   const title = `build ${build.label}`;
-  if (cache[cacheKey] === sources && existsSync(build.artifact)) {
-    return progress.step(`${title} (unchanged)`, async () => fileHash(build.artifact));
+  if (cache[cacheKey] === sources && (build.artifact === undefined || existsSync(build.artifact))) {
+    await progress.step(`${title} (unchanged)`, async () => {});
+    return;
   }
-  return progress.step(title, async () => {
+  await progress.step(title, async () => {
     const log = join(stateDir(projectDir), 'logs', `build-${build.label}.log`);
     await runMake(build, log, progress);
-    if (!existsSync(build.artifact)) {
+    if (build.artifact !== undefined && !existsSync(build.artifact)) {
       throw new UserError(`make finished in ${build.dir} but did not produce ${build.artifact}: check the Makefile's default target or the binary setting in uproxy.json`);
     }
     writeCache(projectDir, { ...readCache(projectDir), [cacheKey]: sources });
-    return fileHash(build.artifact);
   });
 }
 

@@ -1,20 +1,23 @@
 import { createHash } from 'node:crypto';
 import { createServer } from 'node:net';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { appBuildCommands, LOOPBACK, planHostProcesses, type FleetPlan, type HostPorts, type HostProcessPlan } from '../fleet/plan.js';
 import { stateDir } from '../files.js';
 import type { FleetState, MachineState } from '../fleet/state.js';
 import { UserError } from '../errors.js';
 import { adminApiProxy, withoutBackendList } from './backend-sync.js';
-import { buildApp, fileHash } from './build.js';
-import { processStatuses, reconcile, stopMachines, type MachineDriver } from './machines.js';
-import { findProcessesByArgv, isOurProcess, spawnDetached, stopProcesses } from './processes.js';
-import type { DownOptions, Runtime, RuntimeContext, UpOptions } from './runtime.js';
+import { buildApp, fileHash, sourceHash } from './build.js';
+import { inFleetOrder, reconcile, stopMachines, type MachineDriver } from './machines.js';
+import { isProjectMark, liveMarks, machineMark, markedProcesses, spawnMachine, stopMarked } from './process-groups.js';
+import type { DownOptions, MachineStatus, Runtime, RuntimeContext, UpOptions } from './runtime.js';
 
 /**
- * The `host` runtime: the proxy and each backend as a local process on 127.0.0.1. `up`
- * reconciles: a machine whose process is alive and whose command and binary are unchanged is
- * left alone; everything else is (re)started. Scaling keeps the proxy running: its backend
+ * The `host` runtime: the proxy and each backend as a local process on 127.0.0.1, each in a
+ * process group of its own, marked so that a launcher script and what it starts are one
+ * machine (process-groups.ts). `up` reconciles: a machine whose processes are alive and whose
+ * command and binary (or, for your own app, its sources) are unchanged is left alone;
+ * everything else is (re)started. Scaling keeps the proxy running: its backend
  * list is not part of its fingerprint, and the change goes through its admin API
  * (backend-sync.ts). A proxy that does start gets the whole current list on its command line.
  */
@@ -31,14 +34,19 @@ export const runtime: Runtime = {
       const machine = previous?.machines.find((m) => m.name === name);
       return machine ? portOf(machine.address) : undefined;
     };
-    await checkConfiguredPort(plan.config.proxy.port, 'proxy.port', previous, ourPort(plan.proxy.name));
-    await checkConfiguredPort(plan.config.proxy.adminPort, 'proxy.adminPort', previous, previous ? portOf(previous.proxy.admin) : undefined);
+    const ours = (m: MachineState): boolean => liveMarks([machineMark(plan.projectDir, m.name)]).size > 0;
+    await checkConfiguredPort(plan.config.proxy.port, 'proxy.port', previous, ourPort(plan.proxy.name), ours);
+    await checkConfiguredPort(plan.config.proxy.adminPort, 'proxy.adminPort', previous, previous ? portOf(previous.proxy.admin) : undefined, ours);
   },
 
   async build(plan, ctx) {
     await buildApp(ctx.projectDir, { label: 'proxy', dir: plan.proxy.app.dir, artifact: plan.proxy.app.binary }, ctx.progress);
     const backendApp = plan.backends[0]?.app;
-    if (backendApp) await buildApp(ctx.projectDir, { label: 'backend', dir: backendApp.dir, artifact: backendApp.binary }, ctx.progress);
+    if (!backendApp) return;
+    // Your own app may need no build (a script); its command names what runs, not a binary.
+    const own = plan.config.backends.command !== undefined;
+    if (own && !existsSync(join(backendApp.dir, 'Makefile'))) return;
+    await buildApp(ctx.projectDir, { label: 'backend', dir: backendApp.dir, artifact: own ? undefined : backendApp.binary }, ctx.progress);
   },
 
   async up(plan, previous, ctx, options) {
@@ -51,8 +59,15 @@ export const runtime: Runtime = {
     await machines.cleanup(state);
   },
 
-  async inspect(state) {
-    return processStatuses(state);
+  async inspect(state, ctx) {
+    const alive = liveMarks(state.machines.map((m) => machineMark(ctx.projectDir, m.name)));
+    return inFleetOrder(state.machines).map((m): MachineStatus => ({
+      name: m.name,
+      role: m.role,
+      address: m.address,
+      pid: m.pid,
+      state: m.status === 'running' ? (alive.has(machineMark(ctx.projectDir, m.name)) ? 'running' : 'exited') : m.status,
+    }));
   },
 
   async describe(plan, previous, ctx) {
@@ -68,12 +83,18 @@ function logDir(ctx: RuntimeContext): string {
 async function upHost(plan: FleetPlan, previous: FleetState | null, ctx: RuntimeContext, options: UpOptions): Promise<FleetState> {
   const ports = await assignPorts(plan, previous);
   const processes = planHostProcesses(plan, ports, logDir(ctx));
-  const binaries = new Map<string, string>();
+  const contents = new Map<string, string>();
+  // What it runs: the binary, or for your own app (backends.command) its sources, whatever its command names.
+  const content = (p: HostProcessPlan): string => {
+    const own = p.role === 'backend' && plan.config.backends.command !== undefined;
+    const key = own ? p.cwd : p.command.file;
+    const hash = contents.get(key) ?? (own ? sourceHash(p.cwd) : fileHash(p.command.file));
+    contents.set(key, hash);
+    return hash;
+  };
   const fingerprint = (p: HostProcessPlan): string => {
-    const binary = binaries.get(p.command.file) ?? fileHash(p.command.file);
-    binaries.set(p.command.file, binary);
     const args = p.role === 'proxy' ? withoutBackendList(p.command.args) : p.command.args;
-    return createHash('sha256').update(JSON.stringify([p.command.file, ...args])).update(binary).digest('hex');
+    return createHash('sha256').update(JSON.stringify([p.command.file, ...args, p.env])).update(content(p)).digest('hex');
   };
 
   const proxy = processes.at(-1)!;
@@ -98,30 +119,25 @@ async function upHost(plan: FleetPlan, previous: FleetState | null, ctx: Runtime
   });
 }
 
-/** Processes: recorded by PID and command line, which together recognise them later. */
+/**
+ * Process groups, known by their mark: a machine runs while some process carries it, so a
+ * launcher that exec'd or forked its server, or one recorded without a PID because uproxy died
+ * while starting it, is still found and stopped whole.
+ */
 function driver(ctx: RuntimeContext): MachineDriver<HostProcessPlan> {
+  const mark = (name: string): string => machineMark(ctx.projectDir, name);
   return {
     record: (p) => ({ address: p.address, command: [p.command.file, ...p.command.args], log: p.log }),
-    start: async (p) => spawnDetached(p.command, p.log, ctx.projectDir),
-    stop: stopProcessesOf,
-    running: async () => (m) => isOurProcess(m.pid, m.command),
+    start: async (p) => spawnMachine(p.command, { log: p.log, cwd: p.cwd, mark: mark(p.name), env: p.env }),
+    stop: (machines: readonly MachineState[], options: DownOptions) => stopMarked(machines.map((m) => mark(m.name)), options.timeoutMs),
+    running: async () => {
+      const alive = new Set(markedProcesses((m) => isProjectMark(m, ctx.projectDir)).values());
+      return (m) => alive.has(mark(m.name));
+    },
     cleanup: async (state) => {
       if (state.machines.length === 0) ctx.clearState();
     },
   };
-}
-
-async function stopProcessesOf(machines: readonly MachineState[], options: DownOptions): Promise<void> {
-  // A machine recorded without a PID was being started when uproxy died: only its command
-  // line can find it. With --force every recorded command line is searched for, in case a
-  // recorded PID is stale.
-  const hunted = machines.filter((m) => options.force || m.pid === null).map((m) => m.command);
-  const leftovers = hunted.length > 0 ? findProcessesByArgv(hunted) : [];
-  const targets = [
-    ...machines.map((m) => ({ pid: m.pid, argv: m.command })),
-    ...leftovers.map((pid) => ({ pid, argv: machines.find((m) => isOurProcess(pid, m.command))?.command ?? [] })),
-  ];
-  await stopProcesses(targets, options.timeoutMs);
 }
 
 /** Ports: configured ones as given; 0 means keep the fleet's current port, or pick a free one. */
@@ -150,10 +166,10 @@ async function assignPorts(plan: FleetPlan, previous: FleetState | null): Promis
 }
 
 /** A configured port must be free unless this fleet's own proxy already holds it. */
-async function checkConfiguredPort(port: number, key: string, previous: FleetState | null, previousPort: number | undefined): Promise<void> {
+async function checkConfiguredPort(port: number, key: string, previous: FleetState | null, previousPort: number | undefined, running: (m: MachineState) => boolean): Promise<void> {
   if (port === 0) return;
   const ourProxy = previous?.machines.find((m) => m.role === 'proxy');
-  if (previousPort === port && ourProxy && isOurProcess(ourProxy.pid, ourProxy.command)) return;
+  if (previousPort === port && ourProxy && running(ourProxy)) return;
   if (!(await isPortFree(port))) {
     throw new UserError(`${LOOPBACK}:${port} (${key} in uproxy.json) is already in use by another program: choose another port, or 0 to pick a free one`);
   }

@@ -1,31 +1,13 @@
-import { spawn } from 'node:child_process';
-import { accessSync, closeSync, constants, mkdirSync, openSync, readdirSync, readFileSync } from 'node:fs';
-import { delimiter, dirname, join } from 'node:path';
-import type { CommandLine } from '../fleet/argv.js';
+import { accessSync, constants, readdirSync, readFileSync } from 'node:fs';
+import { delimiter, join } from 'node:path';
 import { UserError } from '../errors.js';
 
 /**
- * Host processes started by uproxy: detached, output to a log file, and recognised later only
- * when both the PID and the command line match what was started. A PID alone is not enough:
- * after the process died, the kernel may have given that number to something else.
+ * Processes as uproxy sees them: found on PATH or in /proc, recognised by PID and command line
+ * (QEMU's, which never changes once started; host machines are known by a mark instead, see
+ * process-groups.ts), and waited for. A PID alone is not enough: after the process died, the
+ * kernel may have given that number to something else.
  */
-
-/** Starts `command` in its own session with stdout and stderr appended to `log`; returns its PID. */
-export function spawnDetached(command: CommandLine, log: string, cwd: string): number {
-  mkdirSync(dirname(log), { recursive: true });
-  const fd = openSync(log, 'a', 0o600);
-  try {
-    const child = spawn(command.file, command.args, { cwd, detached: true, stdio: ['ignore', fd, fd] });
-    if (child.pid === undefined) {
-      throw new Error(`cannot start ${command.file}: the program could not be executed (is it built?)`);
-    }
-    child.on('error', () => {});
-    child.unref();
-    return child.pid;
-  } finally {
-    closeSync(fd);
-  }
-}
 
 /** The full path of `program` as the shell would find it on PATH, or null. */
 export function findOnPath(program: string, path = process.env.PATH ?? ''): string | null {
@@ -80,24 +62,6 @@ function sameArgv(actual: readonly string[], expected: readonly string[]): boole
   return offset >= 0 && expected.every((word, i) => word === actual[offset + i]);
 }
 
-/**
- * SIGTERM to every process that is still ours, SIGKILL to whatever is left after `timeoutMs`.
- * Resolves once all are gone.
- */
-export async function stopProcesses(targets: readonly { pid: number | null; argv: readonly string[] }[], timeoutMs: number): Promise<void> {
-  const ours = targets.filter((t): t is { pid: number; argv: readonly string[] } => isOurProcess(t.pid, t.argv));
-  for (const target of ours) signal(target.pid, 'SIGTERM');
-  const deadline = Date.now() + timeoutMs;
-  let alive = ours;
-  // Checked every 20 ms: each check only reads /proc, and `down` and a restarting `up` wait on it.
-  while (alive.length > 0 && Date.now() < deadline) {
-    await sleep(20);
-    alive = alive.filter((t) => isOurProcess(t.pid, t.argv));
-  }
-  for (const target of alive) signal(target.pid, 'SIGKILL');
-  await waitForExit(alive.map((t) => t.pid), (pid) => isOurProcess(pid, alive.find((t) => t.pid === pid)!.argv));
-}
-
 /** SIGKILL cannot be ignored, but a process stuck in the kernel (state D) only dies once it gets out. */
 export const EXIT_AFTER_KILL_MS = 10_000;
 
@@ -117,14 +81,6 @@ export async function waitForExit(pids: readonly number[], alive: (pid: number) 
     }
     await sleep(20);
     left = left.filter(alive);
-  }
-}
-
-function signal(pid: number, name: NodeJS.Signals): void {
-  try {
-    process.kill(pid, name);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ESRCH') throw error;
   }
 }
 

@@ -1,9 +1,10 @@
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { findProcessesByArgv, isOurProcess, logTail, spawnDetached, stopProcesses, waitForExit } from '../../cli/runtimes/processes.js';
+import { isProjectMark, liveMarks, machineMark, markedProcesses, markOf, spawnMachine, stopMarked } from '../../cli/runtimes/process-groups.js';
+import { logTail, waitForExit } from '../../cli/runtimes/processes.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'uproxy-proc-'));
 const started: number[] = [];
@@ -18,63 +19,88 @@ afterAll(() => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-/** A node process that ignores SIGTERM when asked to, with a marker argument that makes it unique. */
-function argvFor(marker: string, ignoreTerm: boolean): string[] {
-  const code = `${ignoreTerm ? "process.on('SIGTERM', () => {});" : ''} console.log('ready'); setInterval(() => {}, 1000)`;
-  return [process.execPath, '-e', code, marker];
+/** A node program that prints its PID, ignoring SIGTERM when asked to. */
+const SERVER = `${process.execPath} -e "${"process.argv[1] === 'stubborn' && process.on('SIGTERM', () => {}); console.log('ready ' + process.pid); setInterval(() => {}, 1000)"}"`;
+
+async function readyPids(log: string, count: number): Promise<number[]> {
+  for (let i = 0; i < 400; i++) {
+    const pids = [...readFileSync(log, 'utf8').matchAll(/ready (\d+)/g)].map((m) => Number(m[1]));
+    if (pids.length >= count) return pids;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  throw new Error(`${log}: ${readFileSync(log, 'utf8')}`);
 }
 
-async function waitForOutput(file: string): Promise<void> {
-  for (let i = 0; i < 200 && !readFileSync(file, 'utf8').includes('ready'); i++) await new Promise((r) => setTimeout(r, 25));
+function launcher(name: string, body: string): string {
+  const file = join(dir, name);
+  writeFileSync(file, `#!/bin/sh\n${body}\n`, { mode: 0o755 });
+  return file;
 }
 
-describe('host processes', () => {
-  it('starts a detached process with its output in the log and recognises it by PID and command line', async () => {
-    const argv = argvFor('uproxy-test-a', false);
-    const log = join(dir, 'a.log');
-    const pid = spawnDetached({ file: argv[0]!, args: argv.slice(1) }, log, dir);
+describe('host machines as marked process groups', () => {
+  it('a launcher that execs its server: the server carries the mark, and stopping it ends the machine', async () => {
+    const mark = machineMark(dir, 'backend-1');
+    const log = join(dir, 'exec.log');
+    const pid = spawnMachine({ file: launcher('exec.sh', `exec ${SERVER} quiet`), args: [] }, { log, cwd: dir, mark, env: { EXTRA: 'x' } });
     started.push(pid);
-    await waitForOutput(log);
-    expect(logTail(log)).toEqual(['ready']);
-    expect(isOurProcess(pid, argv)).toBe(true);
-    expect(isOurProcess(pid, [...argv.slice(0, -1), 'uproxy-test-other'])).toBe(false);
-    expect(findProcessesByArgv([argv])).toEqual([pid]);
-    await stopProcesses([{ pid, argv }], 5000);
-    expect(isOurProcess(pid, argv)).toBe(false);
+    const [server] = await readyPids(log, 1);
+    expect(server).toBe(pid);
+    expect(markOf(pid)).toBe(mark);
+    expect(readFileSync(`/proc/${pid}/environ`, 'latin1')).toContain('\0EXTRA=x\0');
+    expect(liveMarks([mark, machineMark(dir, 'backend-2')])).toEqual(new Set([mark]));
+    await stopMarked([mark], 5000);
+    expect(liveMarks([mark]).size).toBe(0);
+    expect(logTail(log)).toEqual([`ready ${pid}`]);
+  });
+
+  it('a launcher that starts its server as a child: stopping the machine ends both', async () => {
+    const mark = machineMark(dir, 'backend-2');
+    const log = join(dir, 'child.log');
+    const pid = spawnMachine({ file: launcher('child.sh', `${SERVER} quiet &\nwait`), args: [] }, { log, cwd: dir, mark });
+    started.push(pid);
+    const [server] = await readyPids(log, 1);
+    started.push(server!);
+    expect(server).not.toBe(pid);
+    expect([...markedProcesses((m) => m === mark).keys()].sort()).toEqual([pid, server].sort());
+    await stopMarked([mark], 5000);
+    expect(markedProcesses((m) => m === mark).size).toBe(0);
   });
 
   it('kills with SIGKILL what ignores SIGTERM, after the grace period', async () => {
-    const argv = argvFor('uproxy-test-b', true);
-    const log = join(dir, 'b.log');
-    const pid = spawnDetached({ file: argv[0]!, args: argv.slice(1) }, log, dir);
+    const mark = machineMark(dir, 'proxy');
+    const log = join(dir, 'stubborn.log');
+    const pid = spawnMachine({ file: launcher('stubborn.sh', `exec ${SERVER} stubborn`), args: [] }, { log, cwd: dir, mark });
     started.push(pid);
-    await waitForOutput(log);
+    await readyPids(log, 1);
     const before = Date.now();
-    await stopProcesses([{ pid, argv }], 300);
+    await stopMarked([mark], 300);
     expect(Date.now() - before).toBeGreaterThanOrEqual(300);
-    expect(isOurProcess(pid, argv)).toBe(false);
+    expect(liveMarks([mark]).size).toBe(0);
   });
 
   it('gives up waiting for a process that does not exit, naming its PID, instead of hanging', async () => {
-    const argv = argvFor('uproxy-test-stuck', false);
+    const mark = machineMark(dir, 'stuck');
     const log = join(dir, 'stuck.log');
-    const pid = spawnDetached({ file: argv[0]!, args: argv.slice(1) }, log, dir);
+    const pid = spawnMachine({ file: launcher('stuck.sh', `exec ${SERVER} quiet`), args: [] }, { log, cwd: dir, mark });
     started.push(pid);
-    await waitForOutput(log);
+    await readyPids(log, 1);
     // Never signalled, it stands for a process stuck in the kernel after SIGKILL.
-    await expect(waitForExit([pid], (p) => isOurProcess(p, argv), 300)).rejects.toThrow(
+    await expect(waitForExit([pid], (p) => markOf(p) === mark, 300)).rejects.toThrow(
       new RegExp(`^pid ${pid} did not exit within 300 ms of SIGKILL .*uproxy down --force`),
     );
-    await stopProcesses([{ pid, argv }], 5000);
-    await expect(waitForExit([pid], (p) => isOurProcess(p, argv), 300)).resolves.toBeUndefined();
+    await stopMarked([mark], 5000);
   });
 
-  it('never signals a PID whose command line is not the recorded one', async () => {
-    const stranger = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)', 'uproxy-test-stranger'], { stdio: 'ignore' });
+  it('never signals a process without the mark, and tells one project\'s marks from another\'s', async () => {
+    const stranger = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore', env: { ...process.env, UPROXY_MACHINE: machineMark('/elsewhere', 'proxy') } });
     started.push(stranger.pid!);
-    await stopProcesses([{ pid: stranger.pid!, argv: argvFor('uproxy-test-c', false) }], 100);
+    await new Promise((r) => setTimeout(r, 200));
+    await stopMarked([machineMark(dir, 'proxy')], 100);
     expect(stranger.exitCode).toBeNull();
     expect(stranger.signalCode).toBeNull();
+    expect(isProjectMark(machineMark(dir, 'backend-3'), dir)).toBe(true);
+    expect(isProjectMark(machineMark('/elsewhere', 'proxy'), dir)).toBe(false);
+    expect(isProjectMark(machineMark(`${dir}/sub`, 'proxy'), dir)).toBe(false);
     stranger.kill('SIGKILL');
   });
 });
