@@ -11,7 +11,7 @@ const DURATION_PART = /(\d+(?:\.\d+)?)(ms|s|m|h|d)/g;
 const DATE_TIME = /^(\d{4})-(\d{2})-(\d{2})(?:[Tt ](\d{2}):(\d{2})(?::(\d{2})(\.\d+)?)?([Zz]|[+-]\d{2}:\d{2})?)?$/;
 const UNIX_SECONDS = /^\d{9,}(?:\.\d+)?$/;
 
-export const SINCE_FORMS = 'a duration such as 10m, 1h30m or 2d, an RFC 3339 time such as 2026-01-31T09:00:00Z (no zone: local time), or Unix seconds';
+const SINCE_FORMS = 'a duration (10m, 1h30m, 2d), an RFC 3339 time (2026-01-31T09:00:00Z; no zone: local time) or Unix seconds';
 
 /** Milliseconds since the epoch from which lines are shown; throws RangeError naming the accepted forms. */
 export function parseSince(text: string, now: number): number {
@@ -29,7 +29,7 @@ export function parseSince(text: string, now: number): number {
     const ms = Date.parse(`${year}-${month}-${day}T${hour}:${minute}:${second}${fraction.slice(0, 4)}${zone?.toUpperCase() ?? ''}`);
     if (Number.isFinite(ms) && validFields(Number(year), Number(month), Number(day), Number(hour), Number(minute), Number(second))) return ms;
   }
-  throw new RangeError(`"${text}" is not a time: expected ${SINCE_FORMS}`);
+  throw new RangeError(`expected ${SINCE_FORMS}, got "${text}"`);
 }
 
 /** Date.parse rolls 2026-02-30 over to March and takes 24:00; a field out of range is a typo, not a time. */
