@@ -1,21 +1,18 @@
 import type { Command } from 'commander';
+import { projectDirIfAny, runtime } from './options.js';
 
 export function register(program: Command): void {
   program
     .command('doctor')
-    .description('Check what this host can run: compilers and llhttp, QEMU, KVM, tun/tap, bridges, CAP_NET_ADMIN, a guest kernel, kraft, BuildKit')
+    .description("Check that this host has what the project's runtime needs (exit 1 when it lacks any): build tools; for VMs QEMU, KVM, tun/tap, bridges, CAP_NET_ADMIN, a guest kernel, kraft, BuildKit")
+    .option('--runtime <runtime>', "check for host, qemu or kraft (default: the project's runtime; outside a project, host)", runtime)
+    .option('--all', 'check everything doctor knows, also what this runtime does not need (those do not change the exit status)', false)
     .option('--json', 'print JSON instead of lines', false)
-    .action(async (options: { json: boolean }) => {
-      const { hostChecks } = await import('../runtimes/probe.js');
-      const checks = await hostChecks();
-      if (options.json) {
-        process.stdout.write(`${JSON.stringify(checks, null, 2)}\n`);
-        return;
-      }
-      const width = Math.max(...checks.map((c) => c.name.length));
-      for (const check of checks) {
-        process.stdout.write(`${check.ok ? '✓' : '✗'} ${check.name.padEnd(width)}  ${check.detail}\n`);
-        if (!check.ok && check.fix) process.stdout.write(`  ${' '.repeat(width)}  fix: ${check.fix}\n`);
-      }
+    .addHelpText('after', '\nExamples:\n  $ uproxy doctor\n  $ uproxy doctor --runtime qemu   # before `uproxy init --runtime qemu`\n  $ uproxy doctor --all --json')
+    .action(async (options: { runtime?: 'host' | 'qemu' | 'kraft'; all: boolean; json: boolean }, command: Command) => {
+      const { doctor, doctorLines } = await import('../core/doctor.js');
+      const report = await doctor({ dir: projectDirIfAny(command), runtime: options.runtime, all: options.all });
+      if (!report.ok) process.exitCode = 1;
+      process.stdout.write(options.json ? `${JSON.stringify(report, null, 2)}\n` : `${doctorLines(report).join('\n')}\n`);
     });
 }

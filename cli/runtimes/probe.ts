@@ -1,7 +1,8 @@
 /**
- * What this host can run, for `uproxy doctor` and for `--accel auto`. Each check says what
- * it found and, when it failed, what to do about it. The KVM check boots a real (tiny) guest:
- * on nested setups /dev/kvm opens fine and guests then hang, so opening it proves nothing.
+ * What this host can run, for `uproxy doctor` (core/doctor.ts picks the checks a runtime
+ * needs) and for `--accel auto`. Each check says what it found and, when it failed, what to do
+ * about it. The KVM check boots a real (tiny) guest: on nested setups /dev/kvm opens fine and
+ * guests then hang, so opening it proves nothing.
  */
 import { constants, existsSync } from 'node:fs';
 import { access, mkdir, mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
@@ -156,7 +157,7 @@ async function rememberVerdict(kernel: string | null, boot: { ok: boolean; timed
 }
 
 /** With `reuse`, this boot's earlier verdict stands in for a new probe (`uproxy doctor` always probes afresh). */
-async function checkKvm(kernel?: string, { reuse = false } = {}): Promise<Check> {
+export async function checkKvm(kernel?: string, { reuse = false } = {}): Promise<Check> {
   const name = 'KVM';
   const fix = 'uproxy will use TCG (--accel tcg); nothing to do unless you need the speed';
   try {
@@ -175,18 +176,18 @@ async function checkKvm(kernel?: string, { reuse = false } = {}): Promise<Check>
   return { name, ok: boot.ok, detail: boot.detail, fix: boot.ok ? undefined : fix };
 }
 
-async function checkQemu(): Promise<Check> {
+export async function checkQemu(): Promise<Check> {
   const result = await execa(QEMU_BINARY, ['--version'], { reject: false });
   if (result.failed) return { name: 'QEMU', ok: false, detail: `${QEMU_BINARY} not found`, fix: 'apt-get install qemu-system-x86' };
   return { name: 'QEMU', ok: true, detail: result.stdout.split('\n')[0] ?? QEMU_BINARY };
 }
 
-async function checkTcg(kernel?: string): Promise<Check> {
+export async function checkTcg(kernel?: string): Promise<Check> {
   const boot = await probeGuestBoots('tcg', 60_000, kernel);
   return { name: 'TCG', ok: boot.ok, detail: boot.detail, fix: boot.ok ? undefined : `check that ${QEMU_BINARY} runs at all` };
 }
 
-async function checkTun(): Promise<Check> {
+export async function checkTun(): Promise<Check> {
   try {
     await access('/dev/net/tun', constants.R_OK | constants.W_OK);
     return { name: 'tun/tap', ok: true, detail: '/dev/net/tun is usable' };
@@ -195,7 +196,7 @@ async function checkTun(): Promise<Check> {
   }
 }
 
-async function checkBridge(): Promise<Check> {
+export async function checkBridge(): Promise<Check> {
   if (existsSync('/sys/module/bridge')) return { name: 'bridge', ok: true, detail: 'the bridge driver is loaded' };
   const result = await execa('modinfo', ['-n', 'bridge'], { reject: false });
   return result.exitCode === 0
@@ -203,13 +204,13 @@ async function checkBridge(): Promise<Check> {
     : { name: 'bridge', ok: false, detail: 'no bridge driver in this kernel', fix: 'use a kernel with CONFIG_BRIDGE, or the host runtime' };
 }
 
-function checkNetAdmin(): Check {
+export function checkNetAdmin(): Check {
   return hasNetAdmin()
     ? { name: 'CAP_NET_ADMIN', ok: true, detail: 'may create bridges, taps and nftables rules' }
     : { name: 'CAP_NET_ADMIN', ok: false, detail: 'missing', fix: NET_ADMIN_FIX };
 }
 
-async function checkGuestKernel(): Promise<Check & { kernel?: string }> {
+export async function checkGuestKernel(): Promise<Check & { kernel?: string }> {
   try {
     const kernel = await findGuestKernel({ allowDownload: false, cacheDir: defaultCacheDir() });
     return { name: 'microvm kernel', ok: true, detail: `${kernel.kernel} (${kernel.source}, ${kernel.modules.length} modules to load)`, kernel: kernel.kernel };
@@ -221,7 +222,7 @@ async function checkGuestKernel(): Promise<Check & { kernel?: string }> {
   }
 }
 
-async function checkBusybox(): Promise<Check> {
+export async function checkBusybox(): Promise<Check> {
   const ok = existsSync(BUSYBOX) && (await isStaticElf(BUSYBOX));
   return ok
     ? { name: 'busybox-static', ok: true, detail: `${BUSYBOX} is statically linked (the microvm guests' shell)` }
@@ -323,17 +324,6 @@ export function buildChecks(path = process.env.PATH ?? '', llhttpDir = '/usr/sha
     openssl,
     program('musl-gcc', 'the qemu runtime builds static guest programs (make static)', 'musl-tools'),
   ];
-}
-
-export async function hostChecks(): Promise<Check[]> {
-  const [qemu, tun, bridge, kernel, busybox, kraft, buildkit] = await Promise.all([
-    checkQemu(), checkTun(), checkBridge(), checkGuestKernel(), checkBusybox(), checkKraft(), checkBuildkit(),
-  ]);
-  const probeKernel = busybox.ok ? kernel.kernel : undefined;
-  // Each probe may run into its deadline (KVM hangs on nested hosts): at the same time, they cost the longer one, not the sum.
-  const emulation = qemu.ok ? await Promise.all([checkKvm(probeKernel), checkTcg(probeKernel)]) : [];
-  const { kernel: _path, ...kernelCheck } = kernel;
-  return [...buildChecks(), qemu, ...emulation, tun, bridge, checkNetAdmin(), kernelCheck, busybox, kraft, buildkit];
 }
 
 /** True for an ELF file without a program interpreter, i.e. one that runs in an empty initramfs. */
