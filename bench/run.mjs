@@ -260,7 +260,11 @@ async function main() {
     rssIdleKiB: {},
     runs: [],
   };
-  log(`uproxy bench: ${opts.reps} rep(s) x ${opts.seconds} s at ${opts.conns.join('/')} connections; targets ${opts.targets.join(', ')}`);
+  const parts = [
+    ...(opts.skip.has('plain') ? [] : [`plain HTTP at ${opts.conns.join('/')} connections`]),
+    ...(opts.skip.has('tls') ? [] : [`TLS keep-alive at ${opts.tlsConns.join('/')}, new/resumed with ${opts.handshakeConns} at once`]),
+  ];
+  log(`uproxy bench: ${opts.reps} rep(s) x ${opts.seconds} s; ${parts.join('; ')}; targets ${opts.targets.join(', ')}`);
   log(`pinning: proxy on CPU ${PROXY_CPU}; wrk + backends (+ harness) on CPU ${LOAD_CPU}; noisy = other load > ${opts.noiseThreshold} cores (max ${opts.maxAttempts} attempts)`);
 
   // The harness samples /proc during runs: keep it off the proxy's core too.
