@@ -102,6 +102,7 @@ describe('uproxy logs', () => {
 
   it('takes --tail per machine, --since as a duration or a time, -t and --no-prefix', { timeout: 60_000 }, async () => {
     const all = await logs([]);
+    expect(await logs(['--tail', 'all'])).toEqual(all);
     const tail = await logs(['--tail', '1']);
     expect(tail).toHaveLength(3);
     for (const name of ['proxy', 'backend-1', 'backend-2']) {
