@@ -77,7 +77,10 @@ export async function printLogs(dir: string, options: LogsOptions, out: NodeJS.W
   let render = lineFormatter(readers.map((r) => r.name), format);
 
   const first = readers.map((reader) => reader.first(options.tail, !options.follow));
-  for (const { source, line } of mergeByTime(first)) await output.write(render(source, line));
+  for (const { source, line } of mergeByTime(first)) {
+    if (output.closed) return;
+    await output.write(render(source, line));
+  }
   await output.flush();
   if (!options.follow) return;
 
@@ -94,9 +97,7 @@ export async function printLogs(dir: string, options: LogsOptions, out: NodeJS.W
       readers.push(...started.map((source) => new Reader(source, Math.max(options.since ?? -Infinity, startedAt))));
       if (started.length > 0) render = lineFormatter(readers.map((r) => r.name), format);
     }
-    const batch = readers.flatMap((reader, source) => reader.appended().map((line) => ({ source, line })));
-    batch.sort((a, b) => a.line.time - b.line.time || a.source - b.source);
-    for (const { source, line } of batch) await output.write(render(source, line));
+    for (const { source, line } of mergeByTime(readers.map((reader) => reader.appended()))) await output.write(render(source, line));
     await output.flush();
   }
 }
