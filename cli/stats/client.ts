@@ -1,6 +1,6 @@
 import type { FleetState } from '../fleet/state.js';
 import { request as httpRequest } from 'node:http';
-import { proxyStats, tlsCertificate, tlsCertificates, type ProxyStats, type TlsCertificate } from './schema.js';
+import { proxyStats, proxyTokens, tlsCertificate, tlsCertificates, type ProxyStats, type ProxyToken, type TlsCertificate } from './schema.js';
 
 /** Where a fleet's admin API listens and the bearer token it wants. */
 export interface AdminEndpoint {
@@ -150,4 +150,30 @@ export async function putCertificate(endpoint: AdminEndpoint, index: number, pem
   const parsed = tlsCertificate.safeParse(answer);
   if (!parsed.success) throw new AdminApiError(`PUT ${endpoint.url}/tls/certificates/${index} answered something that is not a certificate`);
   return parsed.data;
+}
+
+/** `GET /tokens`: the running proxy's client tokens with their use since it started (never a hash). */
+export async function listTokens(endpoint: AdminEndpoint, timeoutMs = DEFAULT_TIMEOUT_MS): Promise<ProxyToken[]> {
+  const parsed = proxyTokens.safeParse(await adminRequest(endpoint, 'GET', '/tokens', timeoutMs));
+  if (!parsed.success) throw new AdminApiError(`${endpoint.url}/tokens answered JSON that is not a token list`);
+  return parsed.data;
+}
+
+/**
+ * `PUT /tokens/NAME` with the token's SHA-256 (the token itself never leaves this process) and
+ * its expiry (Unix seconds; none: never): new requests see it at once, nothing restarts.
+ */
+export async function putToken(endpoint: AdminEndpoint, token: { name: string; sha256: string; expires?: number }, timeoutMs = DEFAULT_TIMEOUT_MS): Promise<void> {
+  await adminRequest(endpoint, 'PUT', `/tokens/${encodeURIComponent(token.name)}`, timeoutMs, { sha256: token.sha256, expires: token.expires ?? 0 });
+}
+
+/** `DELETE /tokens/NAME`: the next request with it gets 401. False when the proxy has no such token (404). */
+export async function deleteToken(endpoint: AdminEndpoint, name: string, timeoutMs = DEFAULT_TIMEOUT_MS): Promise<boolean> {
+  try {
+    await adminRequest(endpoint, 'DELETE', `/tokens/${encodeURIComponent(name)}`, timeoutMs);
+    return true;
+  } catch (error) {
+    if (error instanceof AdminApiError && error.status === 404) return false;
+    throw error;
+  }
 }

@@ -84,6 +84,7 @@ export function computeRates(prev: Sample, curr: Sample): Rates | null {
   const pa = prev.stats.auth;
   const missingPerSec = perSec(a.denied.missing, pa.denied.missing);
   const invalidPerSec = perSec(a.denied.invalid, pa.denied.invalid);
+  const expiredPerSec = perSec(a.denied.expired ?? 0, pa.denied.expired ?? 0);
   const byToken: Record<string, number> = {};
   for (const [token, count] of Object.entries(a.by_token)) {
     // A token the proxy did not list before had not been used yet: its baseline is zero.
@@ -115,7 +116,7 @@ export function computeRates(prev: Sample, curr: Sample): Rates | null {
       acceptedPerSec: perSec(a.accepted, pa.accepted),
       missingPerSec,
       invalidPerSec,
-      deniedPerSec: missingPerSec + invalidPerSec,
+      deniedPerSec: missingPerSec + invalidPerSec + expiredPerSec,
       byToken,
     },
     backends,

@@ -43,6 +43,19 @@ export const tlsCertificate = z.object({
 export type TlsCertificate = z.infer<typeof tlsCertificate>;
 export const tlsCertificates = z.array(tlsCertificate);
 
+/** A client token as `GET /tokens` lists it: never its hash. */
+export const proxyToken = z.object({
+  name: z.string(),
+  /** Unix seconds from which it is refused; null: never. */
+  expires: z.nullable(count),
+  /** Requests it was accepted for since the proxy started. */
+  requests: count,
+  /** Unix seconds of its last accepted request; null: none since the proxy started. */
+  last_used: z.nullable(count),
+});
+export type ProxyToken = z.infer<typeof proxyToken>;
+export const proxyTokens = z.array(proxyToken);
+
 export const proxyStats = z.object({
   version: z.string(),
   pid: count,
@@ -58,7 +71,8 @@ export const proxyStats = z.object({
   }),
   auth: z.object({
     accepted: count,
-    denied: z.object({ missing: count, invalid: count }),
+    /** `expired`: a known token past its expiry; optional, proxies before live tokens have none. */
+    denied: z.object({ missing: count, invalid: count, expired: z.optional(count) }),
     by_token: z.record(z.string(), count),
   }),
   backends: z.array(backendStats),

@@ -1,7 +1,9 @@
 /* libFuzzer harness over the admin listener's request path: llhttp parse (strict) of the head
- * and its Content-Length body, the Authorization verdict, and the POST /backends body read into
- * a backend with every rule of where a backend may be. Nothing here opens a socket. */
+ * and its Content-Length body, the Authorization verdict, the POST /backends body read into
+ * a backend with every rule of where a backend may be, and the PUT /tokens/NAME body read into
+ * a token. Nothing here opens a socket. */
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -39,6 +41,29 @@ static void init_once(void)
     http_init(ADMIN_IN);
 }
 
+/* The name comes from the path, as the listener takes it; an admitted token must be one
+ * --token would take too. */
+static void fuzz_token(const struct request_info *info, const char *body, size_t len)
+{
+    const char *name = "t";
+    size_t name_len = 1;
+    if (info->path_len > 8 && memcmp(info->path, "/tokens/", 8) == 0) {
+        name = info->path + 8;
+        name_len = info->path_len - 8;
+    }
+    struct token_spec spec, again;
+    char err[400], text[NAME_MAX_LEN + 100];
+    if (admin_parse_token(name, name_len, body, len, &spec, err, sizeof err) < 0)
+        return;
+    int n = snprintf(text, sizeof text, "%s:", spec.name);
+    for (int i = 0; i < SHA256_LEN; i++)
+        n += snprintf(text + n, sizeof text - (size_t)n, "%02x", spec.hash[i]);
+    if (spec.expires)
+        snprintf(text + n, sizeof text - (size_t)n, ":%lld", (long long)spec.expires);
+    if (config_parse_token(text, &again, err, sizeof err) < 0 || memcmp(&spec, &again, sizeof spec) != 0)
+        abort();
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     init_once();
@@ -59,6 +84,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (admin_parse_backend(in + head, body, &cfg, &spec, err, sizeof err) == 0 &&
             config_backend_refused(&cfg, &spec.addr) != NULL)
             abort(); /* a backend admitted where the rules say none may be */
+        fuzz_token(&info, in + head, body);
     }
     free(in);
     return 0;

@@ -13,6 +13,7 @@
 #include "acceptor.h"
 #include "admin_backends.h"
 #include "admin_request.h"
+#include "admin_tokens.h"
 #include "auth.h"
 #include "conn.h"
 #include "http.h"
@@ -110,6 +111,24 @@ static void render_certificates(struct sbuf *o)
     sb_printf(o, "]");
 }
 
+/* [{"name":"default","expires":null,"requests":12,"last_used":UNIX_SECONDS}, ...]: never the hash. */
+static void render_tokens(struct sbuf *o)
+{
+    sb_printf(o, "[");
+    const char *sep = "";
+    for (size_t i = 0; i < auth_slots(); i++) {
+        const struct auth_token *t = auth_token(i);
+        if (!t->live)
+            continue;
+        sb_printf(o, "%s{\"name\":\"%s\",\"expires\":", sep, t->name);
+        sb_printf(o, t->expires ? "%lld" : "null", (long long)t->expires);
+        sb_printf(o, ",\"requests\":%llu,\"last_used\":", (unsigned long long)t->accepted);
+        sb_printf(o, t->last_used ? "%lld}" : "null}", (long long)t->last_used);
+        sep = ",";
+    }
+    sb_printf(o, "]\n");
+}
+
 static void render_stats(struct sbuf *o)
 {
     uint64_t now = loop_now_ms();
@@ -118,7 +137,7 @@ static void render_stats(struct sbuf *o)
               "\"connections\":{\"active\":%llu,\"accepted\":%llu,\"rejected\":%llu},"
               "\"requests\":{\"total\":%llu,\"in_flight\":%llu,\"retried\":%llu,\"by_class\":{\"1xx\":%llu,\"2xx\":%llu,"
               "\"3xx\":%llu,\"4xx\":%llu,\"5xx\":%llu}},"
-              "\"auth\":{\"accepted\":%llu,\"denied\":{\"missing\":%llu,\"invalid\":%llu},\"by_token\":{",
+              "\"auth\":{\"accepted\":%llu,\"denied\":{\"missing\":%llu,\"invalid\":%llu,\"expired\":%llu},\"by_token\":{",
               VERSION, (int)getpid(), (unsigned long long)(now - loop_start_ms()),
               algorithm_name(runtime.cfg->algorithm), (unsigned long long)stats.conn_active,
               (unsigned long long)stats.conn_accepted, (unsigned long long)stats.conn_rejected,
@@ -126,10 +145,16 @@ static void render_stats(struct sbuf *o)
               (unsigned long long)stats.retried, (unsigned long long)stats.by_class[0], (unsigned long long)stats.by_class[1],
               (unsigned long long)stats.by_class[2], (unsigned long long)stats.by_class[3],
               (unsigned long long)stats.by_class[4], (unsigned long long)stats.auth_accepted,
-              (unsigned long long)stats.denied_missing, (unsigned long long)stats.denied_invalid);
-    for (size_t i = 0; i < auth_count(); i++)
-        sb_printf(o, "%s\"%s\":%llu", i ? "," : "", auth_token(i)->name,
-                  (unsigned long long)auth_token(i)->accepted);
+              (unsigned long long)stats.denied_missing, (unsigned long long)stats.denied_invalid,
+              (unsigned long long)stats.denied_expired);
+    const char *sep = "";
+    for (size_t i = 0; i < auth_slots(); i++) {
+        const struct auth_token *t = auth_token(i);
+        if (t->live) {
+            sb_printf(o, "%s\"%s\":%llu", sep, t->name, (unsigned long long)t->accepted);
+            sep = ",";
+        }
+    }
     sb_printf(o, "}},\"tls\":{\"enabled\":%s,\"handshakes\":%llu,\"resumed\":%llu,\"failed\":%llu,\"in_progress\":%llu,"
               "\"certificates\":",
               tls_enabled() ? "true" : "false", (unsigned long long)tls_stats.handshakes,
@@ -191,12 +216,14 @@ static void render_metrics(struct sbuf *o)
     for (int i = 0; i < 5; i++)
         sb_printf(o, "uproxy_requests_total{class=\"%s\"} %llu\n", classes[i], (unsigned long long)stats.by_class[i]);
     metric_head(o, "uproxy_auth_accepted_total", "counter", "Requests with a valid token, by token name.");
-    for (size_t i = 0; i < auth_count(); i++)
-        sb_printf(o, "uproxy_auth_accepted_total{token=\"%s\"} %llu\n", auth_token(i)->name,
-                  (unsigned long long)auth_token(i)->accepted);
+    for (size_t i = 0; i < auth_slots(); i++)
+        if (auth_token(i)->live)
+            sb_printf(o, "uproxy_auth_accepted_total{token=\"%s\"} %llu\n", auth_token(i)->name,
+                      (unsigned long long)auth_token(i)->accepted);
     metric_head(o, "uproxy_auth_denied_total", "counter", "Requests refused with 401, by reason.");
     sb_printf(o, "uproxy_auth_denied_total{reason=\"missing\"} %llu\n", (unsigned long long)stats.denied_missing);
     sb_printf(o, "uproxy_auth_denied_total{reason=\"invalid\"} %llu\n", (unsigned long long)stats.denied_invalid);
+    sb_printf(o, "uproxy_auth_denied_total{reason=\"expired\"} %llu\n", (unsigned long long)stats.denied_expired);
     backend_family(o, "uproxy_backend_up", "gauge", "1 when the backend is up.", get_up);
     backend_family(o, "uproxy_backend_active_connections", "gauge", "Upstream connections in use.", get_active);
     backend_family(o, "uproxy_backend_idle_connections", "gauge", "Pooled idle upstream connections.", get_idle);
@@ -352,9 +379,10 @@ static void route(struct admin_conn *a, const char *head, size_t head_len, const
     int backends_route = admin_backends_route(info.path, info.path_len);
     int shutdown_route = path_is(info.path, info.path_len, "/shutdown");
     int certificates_route = info.path_len >= 17 && memcmp(info.path, "/tls/certificates", 17) == 0;
-    if (!stats_route && !metrics_route && !backends_route && !shutdown_route && !certificates_route) {
+    int tokens_route = admin_tokens_route(info.path, info.path_len);
+    if (!stats_route && !metrics_route && !backends_route && !shutdown_route && !certificates_route && !tokens_route) {
         respond_json(a, 404, "Not Found",
-                     "{\"error\":\"no such admin route; try /healthz, /stats, /metrics, /backends, /tls/certificates or /shutdown\"}");
+                     "{\"error\":\"no such admin route; try /healthz, /stats, /metrics, /backends, /tokens, /tls/certificates or /shutdown\"}");
         return;
     }
     if (check_bearer(a, head, head_len) < 0)
@@ -373,6 +401,12 @@ static void route(struct admin_conn *a, const char *head, size_t head_len, const
         respond_json(a, r.status, r.reason, r.json);
         return;
     }
+    if (tokens_route && !(get && path_is(info.path, info.path_len, "/tokens"))) {
+        struct admin_reply r;
+        admin_tokens_handle(method, info.path, info.path_len, body, body_len, &r);
+        respond_json(a, r.status, r.reason, r.json);
+        return;
+    }
     if (!get) {
         respond_json(a, 405, "Method Not Allowed", "{\"error\":\"use GET\"}");
         return;
@@ -380,12 +414,14 @@ static void route(struct admin_conn *a, const char *head, size_t head_len, const
     struct sbuf out = {0};
     if (stats_route)
         render_stats(&out);
+    else if (tokens_route)
+        render_tokens(&out);
     else
         render_metrics(&out);
     if (out.failed)
         respond_json(a, 500, "Internal Server Error", "{\"error\":\"out of memory\"}");
     else
-        respond(a, 200, "OK", stats_route ? "application/json" : "text/plain; version=0.0.4; charset=utf-8", &out);
+        respond(a, 200, "OK", metrics_route ? "text/plain; version=0.0.4; charset=utf-8" : "application/json", &out);
     free(out.p);
 }
 

@@ -66,47 +66,77 @@ static int read_scalar(struct body *b, char *out, size_t cap)
     return n > 0 || quoted ? 0 : -1;
 }
 
-/* Fills name/address/weight; returns NULL or what was wrong. */
-static const char *parse_add(const char *text, size_t len, char *name, char *address, char *weight)
+/* The members an admin body may have: each key fills its value (cap bytes). */
+struct member {
+    const char *key;
+    char *value;
+    size_t cap;
+};
+
+static struct member *member_of(struct member *m, size_t n, const char *key)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(m[i].key, key) == 0)
+            return &m[i];
+    return NULL;
+}
+
+/* Reads `"key": value` pairs up to the closing brace; returns NULL or what was wrong. */
+static const char *parse_members(struct body *b, struct member *m, size_t n, const char *unknown)
+{
+    for (;;) {
+        char key[16], value[96];
+        skip_ws(b);
+        if (b->p < b->end && *b->p == '}')
+            return NULL;
+        if (read_scalar(b, key, sizeof key) < 0)
+            return unknown;
+        skip_ws(b);
+        if (b->p >= b->end || *b->p++ != ':')
+            return "expected ':' after a key";
+        skip_ws(b);
+        if (read_scalar(b, value, sizeof value) < 0)
+            return "values must be short strings without escapes, or whole numbers";
+        struct member *found = member_of(m, n, key);
+        if (!found)
+            return unknown;
+        snprintf(found->value, found->cap, "%s", value);
+        skip_ws(b);
+        if (b->p < b->end && *b->p == ',') {
+            b->p++;
+            continue;
+        }
+        if (b->p < b->end && *b->p == '}')
+            return NULL;
+        return "expected ',' or '}'";
+    }
+}
+
+/* One flat JSON object whose keys are those of m; returns NULL or what was wrong. */
+static const char *parse_object(const char *text, size_t len, struct member *m, size_t n, const char *usage,
+                                const char *unknown)
 {
     struct body b = {text, text + len};
     skip_ws(&b);
     if (b.p >= b.end || *b.p++ != '{')
-        return "expected a JSON object like {\"name\":\"api-4\",\"address\":\"127.0.0.1:9004\",\"weight\":1}";
-    for (;;) {
-        char key[16], value[96];
-        skip_ws(&b);
-        if (b.p < b.end && *b.p == '}')
-            break;
-        if (read_scalar(&b, key, sizeof key) < 0)
-            return "expected a key: name, address or weight";
-        skip_ws(&b);
-        if (b.p >= b.end || *b.p++ != ':')
-            return "expected ':' after a key";
-        skip_ws(&b);
-        if (read_scalar(&b, value, sizeof value) < 0)
-            return "values must be short strings without escapes, or whole numbers";
-        if (strcmp(key, "name") == 0)
-            strcpy(name, value);
-        else if (strcmp(key, "address") == 0)
-            strcpy(address, value);
-        else if (strcmp(key, "weight") == 0)
-            strcpy(weight, value);
-        else
-            return "unknown key; the keys are name, address and weight";
-        skip_ws(&b);
-        if (b.p < b.end && *b.p == ',') {
-            b.p++;
-            continue;
-        }
-        if (b.p < b.end && *b.p == '}')
-            break;
-        return "expected ',' or '}'";
-    }
+        return usage;
+    const char *why = parse_members(&b, m, n, unknown);
+    if (why)
+        return why;
     b.p++;
     skip_ws(&b);
-    if (b.p != b.end)
-        return "trailing data after the object";
+    return b.p == b.end ? NULL : "trailing data after the object";
+}
+
+/* Fills name/address/weight; returns NULL or what was wrong. */
+static const char *parse_add(const char *text, size_t len, char *name, char *address, char *weight)
+{
+    struct member m[] = {{"name", name, 96}, {"address", address, 96}, {"weight", weight, 96}};
+    const char *why = parse_object(text, len, m, 3,
+                                   "expected a JSON object like {\"name\":\"api-4\",\"address\":\"127.0.0.1:9004\",\"weight\":1}",
+                                   "expected a key: name, address or weight");
+    if (why)
+        return why;
     if (!name[0] || !address[0])
         return "name and address are required";
     return NULL;
@@ -135,4 +165,27 @@ int admin_parse_backend(const char *body, size_t len, const struct config *cfg, 
         return -1;
     }
     return 0;
+}
+
+int admin_parse_token(const char *name, size_t name_len, const char *body, size_t len, struct token_spec *spec,
+                      char *err, size_t errcap)
+{
+    char sha[96] = "", expires[96] = "", text[NAME_MAX_LEN + 200];
+    struct member m[] = {{"sha256", sha, sizeof sha}, {"expires", expires, sizeof expires}};
+    const char *why = parse_object(body, len, m, 2,
+                                   "expected a JSON object like {\"sha256\":\"<64 hex digits>\",\"expires\":1767225600}",
+                                   "unknown key; the keys are sha256 and expires (Unix seconds, optional)");
+    if (!why && !sha[0])
+        why = "sha256 is required: the token's SHA-256 as 64 hex digits (never the token itself)";
+    if (!why && (name_len >= NAME_MAX_LEN || memchr(name, ':', name_len)))
+        why = "token name must be 1-63 characters of [A-Za-z0-9._-]";
+    if (why) {
+        snprintf(err, errcap, "%s", why);
+        return -1;
+    }
+    /* Through the --token rules, so the flag and the API accept exactly the same tokens. An
+     * expiry of 0 means none, as when it is left out. */
+    int never = !expires[0] || strcmp(expires, "0") == 0;
+    snprintf(text, sizeof text, "%.*s:%s%s%s", (int)name_len, name, sha, never ? "" : ":", never ? "" : expires);
+    return config_parse_token(text, spec, err, errcap);
 }

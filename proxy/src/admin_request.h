@@ -1,5 +1,5 @@
 /* The parts of an admin request that need no socket and no live state: who may ask, and the
- * backend a POST /backends describes. Pure, so the fuzzer drives them as the listener does. */
+ * backend a POST /backends or the token a PUT /tokens/NAME describes. Pure, so the fuzzer drives them as the listener does. */
 #ifndef UPROXY_ADMIN_REQUEST_H
 #define UPROXY_ADMIN_REQUEST_H
 
@@ -21,5 +21,10 @@ enum admin_auth admin_authorize(const char *head, size_t len, const uint8_t hash
  * or -1 with what was wrong in err. */
 int admin_parse_backend(const char *body, size_t len, const struct config *cfg, struct backend_spec *spec,
                         char *err, size_t errcap);
+
+/* Reads the body of PUT /tokens/NAME ({"sha256":HEX,"expires":UNIX_SECONDS}, expires optional,
+ * 0 for none) with the rules of --token into spec. Returns 0, or -1 with what was wrong in err. */
+int admin_parse_token(const char *name, size_t name_len, const char *body, size_t len, struct token_spec *spec,
+                      char *err, size_t errcap);
 
 #endif

@@ -143,20 +143,56 @@ static int set_backend(struct ctx *c, const char *key, const char *v)
     return 0;
 }
 
+/* Unix seconds, 1 up to TOKEN_EXPIRES_MAX: the moment a token stops being accepted. */
+static int parse_expiry(const char *s, size_t len, int64_t *out)
+{
+    char digits[16];
+    if (len == 0 || len >= sizeof digits)
+        return -1;
+    memcpy(digits, s, len);
+    digits[len] = '\0';
+    char *end;
+    errno = 0;
+    if (digits[0] < '1' || digits[0] > '9')
+        return -1;
+    unsigned long long v = strtoull(digits, &end, 10);
+    if (errno || *end != '\0' || v > (unsigned long long)TOKEN_EXPIRES_MAX)
+        return -1;
+    *out = (int64_t)v;
+    return 0;
+}
+
+/* NAME:SHA256HEX[:EXPIRES] into t; returns NULL or what is wrong. */
+static const char *read_token(const char *line, size_t len, struct token_spec *t)
+{
+    const char *colon = memchr(line, ':', len);
+    if (!colon)
+        return "expected NAME:SHA256HEX[:EXPIRES] (hash the token, never pass it in plain text)";
+    if (!valid_name(line, (size_t)(colon - line)))
+        return "token name must be 1-63 characters of [A-Za-z0-9._-]";
+    memset(t, 0, sizeof *t);
+    memcpy(t->name, line, (size_t)(colon - line));
+    const char *hash = colon + 1, *end = line + len;
+    const char *second = memchr(hash, ':', (size_t)(end - hash));
+    if (sha256_from_hex(hash, (size_t)((second ? second : end) - hash), t->hash) < 0)
+        return "the part after the name must be a SHA-256 as 64 hex digits";
+    if (second && parse_expiry(second + 1, (size_t)(end - second - 1), &t->expires) < 0)
+        return "the expiry after the hash must be Unix seconds (1 to 253402300799), e.g. :1767225600";
+    return NULL;
+}
+
 static int add_token(struct ctx *c, const char *key, const char *line, size_t len, const char *where)
 {
     struct config *cfg = c->cfg;
-    const char *colon = memchr(line, ':', len);
-    if (!colon)
-        return fail(c, key, "%s: expected NAME:SHA256HEX (hash the token, never pass it in plain text)", where);
-    if (!valid_name(line, (size_t)(colon - line)))
-        return fail(c, key, "%s: token name must be 1-63 characters of [A-Za-z0-9._-]", where);
     struct token_spec t;
-    memset(&t, 0, sizeof t);
-    memcpy(t.name, line, (size_t)(colon - line));
-    size_t hlen = len - (size_t)(colon + 1 - line);
-    if (sha256_from_hex(colon + 1, hlen, t.hash) < 0)
-        return fail(c, key, "%s: the part after ':' must be a SHA-256 as 64 hex digits", where);
+    const char *why = read_token(line, len, &t);
+    if (why)
+        return fail(c, key, "%s: %s", where, why);
+    for (size_t i = 0; i < cfg->ntokens; i++)
+        if (strcmp(cfg->tokens[i].name, t.name) == 0)
+            return fail(c, key, "%s: token name '%s' is used twice; names must be unique", where, t.name);
+    if (cfg->ntokens == MAX_TOKENS)
+        return fail(c, key, "%s: at most %d tokens", where, MAX_TOKENS);
     if (cfg->ntokens == cfg->tokens_cap) {
         size_t ncap = cfg->tokens_cap ? cfg->tokens_cap * 2 : 8;
         struct token_spec *p = realloc(cfg->tokens, ncap * sizeof *p);
@@ -344,8 +380,8 @@ static const struct option options[] = {
     {"admin", set_admin, "HOST:PORT  admin listener (needs --admin-token-sha256)", 0, 0, 0},
     {"admin-token-sha256", set_admin_hash, "HEX  SHA-256 of the admin bearer token", 0, 0, 0},
     {"backend", set_backend, "NAME=HOST:PORT[,weight=N]  a backend (repeatable)", 0, 0, 0},
-    {"token", set_token, "NAME:SHA256HEX  a client token's name and hash (repeatable)", 0, 0, 0},
-    {"tokens-file", set_tokens_file, "PATH  lines of NAME:SHA256HEX, # comments", 0, 0, 0},
+    {"token", set_token, "NAME:SHA256HEX[:EXPIRES]  a client token's name, hash and optional expiry in Unix seconds (repeatable)", 0, 0, 0},
+    {"tokens-file", set_tokens_file, "PATH  lines of NAME:SHA256HEX[:EXPIRES], # comments", 0, 0, 0},
     {"algorithm", set_algorithm, "round-robin|least-conn|p2c (default round-robin)", 0, 0, 0},
     {"health-path", set_health_path, "PATH  health check path (default /health)", 0, 0, 0},
     {"trusted-proxy", set_trusted, "CIDR  peers whose X-Forwarded-*, Forwarded and X-Real-IP are kept (repeatable)", 0, 0, 0},
@@ -672,6 +708,14 @@ int config_parse_backend(const char *text, struct backend_spec *out, char *err, 
         return -1;
     *out = scratch.backends[0];
     return 0;
+}
+
+int config_parse_token(const char *text, struct token_spec *out, char *err, size_t errcap)
+{
+    const char *why = read_token(text, strlen(text), out);
+    if (why)
+        snprintf(err, errcap, "%s", why);
+    return why ? -1 : 0;
 }
 
 const char *config_backend_refused(const struct config *cfg, const struct net_addr *a)

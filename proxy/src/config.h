@@ -16,6 +16,8 @@
 #define MAX_BACKEND_NETWORKS 32
 #define UPGRADE_PROTOCOLS_MAX 256
 #define MAX_TLS_CERTS 16
+#define MAX_TOKENS 1024 /* client tokens, from the command line and the admin API together */
+#define TOKEN_EXPIRES_MAX 253402300799LL /* 9999-12-31T23:59:59Z */
 
 enum algorithm { ALG_ROUND_ROBIN, ALG_LEAST_CONN, ALG_P2C };
 
@@ -29,6 +31,7 @@ struct backend_spec {
 struct token_spec {
     char name[NAME_MAX_LEN];
     uint8_t hash[SHA256_LEN];
+    int64_t expires; /* Unix seconds from which the token is refused; 0: never */
 };
 
 struct cidr {
@@ -84,6 +87,8 @@ enum config_action { CONFIG_RUN, CONFIG_HELP, CONFIG_VERSION, CONFIG_HASH_STDIN 
 /* Parses argv into cfg. On error writes one line into err and returns -1. */
 /* Parses one backend as written for --backend (NAME=HOST:PORT[,weight=N]) into out. */
 int config_parse_backend(const char *text, struct backend_spec *out, char *err, size_t errcap);
+/* Parses one token as written for --token (NAME:SHA256HEX[:EXPIRES]) into out. */
+int config_parse_token(const char *text, struct token_spec *out, char *err, size_t errcap);
 int config_parse_argv(struct config *cfg, int argc, char **argv, enum config_action *action,
                       char *err, size_t errcap);
 const char *algorithm_name(enum algorithm a);

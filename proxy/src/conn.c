@@ -294,14 +294,19 @@ static int admit(struct conn *c, const struct request_info *info)
         reply_start(c, 401, "{\"error\":\"missing token\"}", 0);
         return -1;
     }
-    c->ex.token_index = info->token_count == 1 ? auth_check_cached(&c->auth, info->token, info->token_len) : -1;
+    c->ex.token_index = info->token_count == 1 ? auth_check_cached(&c->auth, info->token, info->token_len) : AUTH_INVALID;
+    if (c->ex.token_index == AUTH_EXPIRED) {
+        stats.denied_expired++;
+        reply_start(c, 401, "{\"error\":\"token expired\"}", 0);
+        return -1;
+    }
     if (c->ex.token_index < 0) {
         stats.denied_invalid++;
         reply_start(c, 401, "{\"error\":\"invalid token\"}", 0);
         return -1;
     }
     stats.auth_accepted++;
-    auth_token((size_t)c->ex.token_index)->accepted++;
+    auth_count_use((size_t)c->ex.token_index);
     return 0;
 }
 

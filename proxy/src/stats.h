@@ -24,7 +24,7 @@ struct stats {
     uint64_t conn_active, conn_accepted, conn_rejected;
     uint64_t requests_total, requests_in_flight, retried;
     uint64_t by_class[5]; /* 1xx .. 5xx */
-    uint64_t auth_accepted, denied_missing, denied_invalid;
+    uint64_t auth_accepted, denied_missing, denied_invalid, denied_expired;
 };
 
 extern struct stats stats;
