@@ -1,8 +1,7 @@
 import { statSync } from 'node:fs';
-import { join } from 'node:path';
 import { InvalidArgumentError, type Command } from 'commander';
 import { UserError } from '../errors.js';
-import { CONFIG_FILE, findProject } from '../config/project.js';
+import { findProject, requireProject } from '../config/project.js';
 import { RUNTIMES, type RuntimeName } from '../config/runtimes.js';
 
 /** Option parsers and shared lookups for the command files (kept free of heavy imports). */
@@ -38,13 +37,7 @@ export function runtime(value: string): RuntimeName {
  * `-C DIR` (else the current directory) up to /.
  */
 export function projectDir(command: Command): string {
-  const start = searchStart(command);
-  const found = findProject(start);
-  if (found.dir) return found.dir;
-  throw new UserError(
-    `no ${CONFIG_FILE} in ${found.looked[0]} or any directory above it: run \`uproxy init\` to create a project there, or run uproxy inside a project (or with -C DIR)`,
-    ['looked for:', ...found.looked.map((dir) => `  ${join(dir, CONFIG_FILE)}`)],
-  );
+  return requireProject(searchStart(command));
 }
 
 /** The project directory as projectDir finds it, or undefined outside any project (for doctor, which runs anywhere). */

@@ -1,5 +1,6 @@
 import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
+import { UserError } from '../errors.js';
 import { statePath } from '../files.js';
 
 /** Kept free of zod: every command finds its project before it loads anything else. */
@@ -24,4 +25,14 @@ export function findProject(start: string): ProjectSearch {
     if (existsSync(join(dir, CONFIG_FILE)) || existsSync(statePath(dir))) return { dir, looked };
     if (dirname(dir) === dir) return { looked };
   }
+}
+
+/** The directory findProject finds from `start`, or an error that lists every place it looked. */
+export function requireProject(start: string): string {
+  const found = findProject(start);
+  if (found.dir) return found.dir;
+  throw new UserError(
+    `no ${CONFIG_FILE} in ${found.looked[0]} or any directory above it: run \`uproxy init\` to create a project there, or run uproxy inside a project (or with -C DIR)`,
+    ['looked for:', ...found.looked.map((dir) => `  ${join(dir, CONFIG_FILE)}`)],
+  );
 }

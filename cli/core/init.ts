@@ -2,6 +2,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { withReplacedHashes } from '../config/edit.js';
 import { CONFIG_FILE, loadConfig, SCHEMA_FILE } from '../config/load.js';
+import { requireProject } from '../config/project.js';
 import { configJsonSchema, machineNamePattern, uproxyConfig, type RuntimeName, type UproxyConfigInput } from '../config/schema.js';
 import { generateToken, sha256Hex, writeToken } from '../config/tokens.js';
 import { writeFileAtomic } from '../files.js';
@@ -106,9 +107,11 @@ function refuseRunningFleet(dir: string, dirArgument: string): void {
  * New client and admin tokens for an existing project, and nothing else: the plaintext files
  * are rewritten, and in uproxy.json only the two hashes change (the `default` client token, or
  * the first one, and the admin token). Sources, templates and other tokens stay as they are.
+ * The project is found as every other command finds it: in `dirArgument` or a directory above.
  */
 export function regenerateTokens(dirArgument: string): { dir: string; clientToken: string; clientTokenName: string } {
-  const dir = resolve(dirArgument);
+  if (!existsSync(dirArgument)) throw new UserError(`${dirArgument}: no such directory (init --tokens-only runs in a project, or takes its directory)`);
+  const dir = requireProject(dirArgument);
   const config = loadConfig(dir);
   const client = config.proxy.tokens.find((t) => t.name === 'default') ?? config.proxy.tokens[0]!;
   const clientToken = generateToken();

@@ -35,6 +35,11 @@ describe('project handling', () => {
     // -C starts the search where it points, as git -C does.
     const fromC = await uproxy(['-C', 'walk/backend', 'up', '--dry-run'], root);
     expect(fromC.stdout.split('\n')[0]).toBe(`make -C ${dir}/proxy`);
+    // init --tokens-only works on an existing project, so it looks for it the same way.
+    const tokens = await uproxy(['init', '--tokens-only'], deep);
+    expect(tokens.exitCode, tokens.stderr).toBe(0);
+    expect(tokens.stdout).toContain(`New tokens for ${dir}:`);
+    expect(readFileSync(join(dir, '.uproxy/client-token'), 'utf8')).toContain(tokens.stdout.split('\n')[1]!.trim());
 
     const empty = join(root, 'empty/a/b');
     mkdirSync(empty, { recursive: true });
@@ -97,7 +102,7 @@ describe('project handling', () => {
     expect(readFileSync(join(root, 'notes.txt'), 'utf8')).toBe('keep me\n');
   });
 
-  it('init refuses over a running fleet, --force included, and says how to stop it', { timeout: 240_000 }, async () => {
+  it("init refuses over a running fleet, --force included, and says how to stop it; the README's /metrics line reads that fleet", { timeout: 240_000 }, async () => {
     const dir = await init('running', '--backends', '1');
     const configFile = join(dir, 'uproxy.json');
     const config = JSON.parse(readFileSync(configFile, 'utf8'));
@@ -108,7 +113,17 @@ describe('project handling', () => {
     const before = { config: readFileSync(configFile, 'utf8'), token: readFileSync(join(dir, '.uproxy/client-token'), 'utf8') };
 
     const ps = await uproxy(['ps'], join(dir, 'backend/src'));
-    expect(ps.stdout).toMatch(/^proxy +proxy +127\.0\.0\.1:\d+ +\d+ +running, serving$/m);
+    expect(ps.stdout).toMatch(/^proxy +proxy +127\.0\.0\.1:\d+ +\d+ .*running, serving$/m);
+
+    // The README's /metrics line as written there, at this fleet's admin address (its ports are 0).
+    const admin = JSON.parse((await uproxy(['ps', '--json'], dir)).stdout).proxy.admin as string;
+    const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+    const line = /^curl -H "Authorization: Bearer \$\(cat \.uproxy\/admin-token\)" http:\/\/127\.0\.0\.1:8081\/metrics$/m.exec(readme)?.[0];
+    expect(line).toBeDefined();
+    const metrics = await execa(`${line!.replace('127.0.0.1:8081', admin)} --silent --fail --max-time 5`, { shell: true, cwd: dir, reject: false });
+    expect(metrics.exitCode, metrics.stderr).toBe(0);
+    expect(metrics.stdout).toMatch(/^uproxy_backend_up\{backend="backend-1"\} 1$/m);
+    expect(metrics.stdout).toMatch(/^uproxy_requests_total\{class="2xx"\} \d+$/m);
 
     for (const force of [[], ['--force']]) {
       const again = await uproxy(['init', 'running', ...force], root);
