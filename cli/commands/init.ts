@@ -9,7 +9,7 @@ export function register(program: Command): void {
     .option('--runtime <runtime>', 'host, qemu or kraft', runtime, 'host')
     .option('--backends <n>', 'number of backends `up` starts', integerIn(1, 64), 3)
     .option('--name <name>', 'fleet name (default: from the directory name)')
-    .option('--force', 'overwrite existing files (and make new tokens)', false)
+    .option('--force', "overwrite existing files (and make new tokens); never while the project's fleet runs, and an existing .gitignore only gains uproxy's lines", false)
     .option('--tokens-only', 'in an existing project, make new client and admin tokens and change only their hashes in uproxy.json', false)
     .option('--unikraft <mode>', 'how the apps become unikernels: native (compiled into the kernel) or elfloader (a static-pie binary on the prebuilt base kernel)', unikraftMode, 'native')
     .option('--vendor-llhttp', "copy the local llhttp sources (Debian's node-llhttp) into proxy/llhttp/ and backend/llhttp/ so unikernel builds need no network", false)

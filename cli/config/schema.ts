@@ -110,7 +110,10 @@ const proxy = z
       .string()
       .regex(/^(\d{1,3}(\.\d{1,3}){3}):(\d{1,5})$/, 'must be ADDRESS:PORT on the host, such as 0.0.0.0:8080')
       .optional()
-      .describe('VM runtimes: the host address:port forwarded (nftables DNAT) to the proxy client port; nothing else is published'),
+      .describe(
+        'Where clients on other machines reach the proxy, as ADDRESS:PORT of this host: the host runtime\'s proxy listens there itself (instead of 127.0.0.1:port); ' +
+          'the VM runtimes forward it to the proxy with an nftables DNAT rule. Nothing else is published. With proxy.tls.mode off it needs proxy.tls.allowPlainHttp',
+      ),
     tls,
     accessLog: z
       .boolean()
@@ -255,6 +258,13 @@ export const uproxyConfig = z.strictObject({
   $schema: z.string().optional(),
   name: fleetName,
   runtime: runtimeName.default('host'),
+  restart: z
+    .enum(['on-failure', 'no'])
+    .default('on-failure')
+    .describe(
+      'Host runtime: on-failure restarts a machine that crashed or was killed (not one that exited cleanly), at once after a long run and with a backoff ' +
+        'doubling from 200 ms to 30 s while it keeps failing, by an s6-supervise per machine that outlives uproxy (Debian package s6); no leaves it to the next up',
+    ),
   proxy,
   backends,
   network,

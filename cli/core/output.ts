@@ -17,21 +17,22 @@ export interface MachineRow extends MachineStatus {
 
 export function machineTable(machines: readonly MachineRow[]): string {
   return table(
-    ['NAME', 'ROLE', 'ADDRESS', 'PID', 'STATE'],
-    machines.map((m) => [m.name, m.role, m.address, m.pid === null ? '-' : String(m.pid), m.health ? `${m.state}, ${m.health}` : m.state]),
+    ['NAME', 'ROLE', 'ADDRESS', 'PID', 'RESTARTS', 'STATE'],
+    machines.map((m) => [m.name, m.role, m.address, m.pid === null ? '-' : String(m.pid), m.restarts === undefined ? '-' : String(m.restarts), m.health ? `${m.state}, ${m.health}` : m.state]),
   );
 }
 
 /**
  * The token is read from its file by the shell, so it never shows in output or logs. Over
- * HTTPS a loopback proxy is named `localhost` and a VM guest by its address, both of which
- * the certificate covers, and a local-ca fleet's curl is told to trust the project CA.
+ * HTTPS a proxy on loopback (or on every address) is named `localhost` and any other by its
+ * address, which the certificate covers, and a local-ca fleet's curl trusts the project CA.
  */
 export function curlLine(proxy: { listen: string; tls?: 'local-ca' | 'files' }, tokenFile = '.uproxy/client-token'): string {
   const header = `-H "X-Auth-Token: $(cat ${tokenFile})"`;
   if (proxy.tls === undefined) return `curl ${header} http://${proxy.listen}/`;
   const colon = proxy.listen.lastIndexOf(':');
-  const host = proxy.listen.slice(0, colon) === '127.0.0.1' ? 'localhost' : proxy.listen.slice(0, colon);
+  const address = proxy.listen.slice(0, colon);
+  const host = address === '127.0.0.1' || address === '0.0.0.0' ? 'localhost' : address;
   const trust = proxy.tls === 'local-ca' ? '--cacert .uproxy/tls/ca.pem ' : '';
   return `curl ${trust}${header} https://${host}:${proxy.listen.slice(colon + 1)}/`;
 }

@@ -84,7 +84,7 @@ export function planFleet(config: UproxyConfig, projectDir: string, options: Pla
  */
 export function plainHttpProblem(plan: FleetPlan): string | null {
   const { publish, tls } = plan.config.proxy;
-  if (tls.mode !== 'off' || tls.allowPlainHttp === true || plan.runtime === 'host' || publish === undefined || publish.startsWith('127.')) return null;
+  if (tls.mode !== 'off' || tls.allowPlainHttp === true || publish === undefined || publish.startsWith('127.')) return null;
   return (
     `proxy.publish "${publish}" would serve plain HTTP beyond this host, where anyone on the way can read the X-Auth-Token: ` +
     'set "tls": {"mode": "local-ca"} (or "files") in proxy of uproxy.json, or, if clear text is what you mean, "tls": {"mode": "off", "allowPlainHttp": true}'
@@ -208,7 +208,7 @@ export function ownBackendProblem(plan: FleetPlan): string | null {
     '(backends.app\'s `make static`): run it with --runtime host, or remove backends.command and backends.env';
 }
 
-/** The host runtime's processes: everything on 127.0.0.1, backends first, the proxy last. */
+/** The host runtime's processes: everything on 127.0.0.1 (the proxy on proxy.publish when set), backends first, the proxy last. */
 export function planHostProcesses(plan: FleetPlan, ports: HostPorts, logDir: string): HostProcessPlan[] {
   const backends = plan.backends.map((machine) => {
     const port = ports.backends[machine.name];
@@ -222,7 +222,9 @@ export function planHostProcesses(plan: FleetPlan, ports: HostPorts, logDir: str
       log: join(logDir, `${machine.name}.log`),
     };
   });
-  const listeners = { listen: `${LOOPBACK}:${ports.proxy}`, admin: `${LOOPBACK}:${ports.admin}`, backendNetwork: `${LOOPBACK}/32` };
+  // proxy.publish: the proxy itself listens where clients from other machines reach it.
+  const listen = plan.config.proxy.publish ?? `${LOOPBACK}:${ports.proxy}`;
+  const listeners = { listen, admin: `${LOOPBACK}:${ports.admin}`, backendNetwork: `${LOOPBACK}/32` };
   const proxy = {
     name: plan.proxy.name,
     role: plan.proxy.role,

@@ -138,15 +138,16 @@ export function planVmFleet(plan: FleetPlan, inputs: VmInputs): VmFleetPlan {
 
 /**
  * The addresses clients reach the proxy at besides loopback, which its certificate must name:
- * none on the host runtime; on the VM runtimes its address on the bridge and the host address
- * `proxy.publish` names (all of them for 0.0.0.0, which no certificate can list: use proxy.tls.names).
+ * the host address `proxy.publish` names (all of them for 0.0.0.0, which no certificate can
+ * list: use proxy.tls.names) and, on the VM runtimes, the proxy's address on the bridge.
  */
 export function proxyAddresses(plan: FleetPlan): string[] {
-  if (plan.runtime === 'host') return [];
   const { config } = plan;
-  const addressing = planAddressing(plan.fleet, config.network.subnet, plan.proxy.name, plan.backends.map((b) => b.name));
   const published = config.proxy.publish?.slice(0, config.proxy.publish.lastIndexOf(':'));
-  return [addressing.proxy.ip, ...(published === undefined || published === '0.0.0.0' ? [] : [published])];
+  const publishAddress = published === undefined || published === '0.0.0.0' ? [] : [published];
+  if (plan.runtime === 'host') return publishAddress;
+  const addressing = planAddressing(plan.fleet, config.network.subnet, plan.proxy.name, plan.backends.map((b) => b.name));
+  return [addressing.proxy.ip, ...publishAddress];
 }
 
 function required<T>(value: T | undefined, what: string): T {

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { createServer } from 'node:net';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { appBuildCommands, LOOPBACK, planHostProcesses, type FleetPlan, type HostPorts, type HostProcessPlan } from '../fleet/plan.js';
 import { stateDir } from '../files.js';
@@ -10,6 +10,7 @@ import { adminApiProxy, withoutBackendList } from './backend-sync.js';
 import { buildApp, fileHash, sourceHash } from './build.js';
 import { inFleetOrder, reconcile, stopMachines, type MachineDriver } from './machines.js';
 import { isProjectMark, liveMarks, machineMark, markedProcesses, spawnMachine, stopMarked } from './process-groups.js';
+import { releaseService, removeService, requireS6, serviceStatus, writeService, type RestartPolicy, type Service } from './s6.js';
 import type { DownOptions, MachineStatus, Runtime, RuntimeContext, UpOptions } from './runtime.js';
 
 /**
@@ -30,13 +31,16 @@ export const runtime: Runtime = {
   keyOverAdminApi: true,
 
   async preflight(plan, previous) {
+    if (plan.config.restart === 'on-failure') requireS6();
     const ourPort = (name: string): number | undefined => {
       const machine = previous?.machines.find((m) => m.name === name);
       return machine ? portOf(machine.address) : undefined;
     };
     const ours = (m: MachineState): boolean => liveMarks([machineMark(plan.projectDir, m.name)]).size > 0;
-    await checkConfiguredPort(plan.config.proxy.port, 'proxy.port', previous, ourPort(plan.proxy.name), ours);
-    await checkConfiguredPort(plan.config.proxy.adminPort, 'proxy.adminPort', previous, previous ? portOf(previous.proxy.admin) : undefined, ours);
+    const publish = plan.config.proxy.publish;
+    if (publish === undefined) await checkConfiguredPort(LOOPBACK, plan.config.proxy.port, 'proxy.port', previous, ourPort(plan.proxy.name), ours);
+    else await checkConfiguredPort(publish.slice(0, publish.lastIndexOf(':')), Number(publish.slice(publish.lastIndexOf(':') + 1)), 'proxy.publish', previous, ourPort(plan.proxy.name), ours);
+    await checkConfiguredPort(LOOPBACK, plan.config.proxy.adminPort, 'proxy.adminPort', previous, previous ? portOf(previous.proxy.admin) : undefined, ours);
   },
 
   async build(plan, ctx) {
@@ -61,12 +65,17 @@ export const runtime: Runtime = {
 
   async inspect(state, ctx) {
     const alive = liveMarks(state.machines.map((m) => machineMark(ctx.projectDir, m.name)));
-    return inFleetOrder(state.machines).map((m): MachineStatus => ({
-      name: m.name,
-      role: m.role,
-      address: m.address,
-      pid: m.pid,
-      state: m.status === 'running' ? (alive.has(machineMark(ctx.projectDir, m.name)) ? 'running' : 'exited') : m.status,
+    return Promise.all(inFleetOrder(state.machines).map(async (m): Promise<MachineStatus> => {
+      const supervised = await serviceStatus(serviceDir(ctx, m.name));
+      const running = alive.has(machineMark(ctx.projectDir, m.name)) && (supervised === null || supervised.up || supervised.wantedUp);
+      return {
+        name: m.name,
+        role: m.role,
+        address: m.address,
+        pid: supervised ? supervised.pid : m.pid,
+        state: m.status === 'running' ? (running ? 'running' : 'exited') : m.status,
+        ...(supervised ? { restarts: supervised.restarts } : {}),
+      };
     }));
   },
 
@@ -94,7 +103,8 @@ async function upHost(plan: FleetPlan, previous: FleetState | null, ctx: Runtime
   };
   const fingerprint = (p: HostProcessPlan): string => {
     const args = p.role === 'proxy' ? withoutBackendList(p.command.args) : p.command.args;
-    return createHash('sha256').update(JSON.stringify([p.command.file, ...args, p.env])).update(content(p)).digest('hex');
+    // The restart policy too: a machine moves under (or out from) its supervisor by a restart.
+    return createHash('sha256').update(JSON.stringify([p.command.file, ...args, p.env, plan.config.restart])).update(content(p)).digest('hex');
   };
 
   const proxy = processes.at(-1)!;
@@ -109,35 +119,71 @@ async function upHost(plan: FleetPlan, previous: FleetState | null, ctx: Runtime
   };
   const timeoutMs = options.timeoutMs ?? DEFAULT_UP_TIMEOUT_MS;
   const backends = processes.filter((p) => p.role === 'backend').map((p) => ({ name: p.name, address: p.address }));
-  return reconcile({
+  const machines = driver(ctx, plan.config.restart);
+  const result = await reconcile({
     state,
     wanted: processes.map((p) => ({ plan: p, fingerprint: fingerprint(p) })),
-    driver: driver(ctx),
+    driver: machines,
     proxy: adminApiProxy({ plan, state, ctx, backends, timeoutMs }),
     ctx,
     timeoutMs,
   });
+  // A proxy that kept running got its new backend list through the admin API: the supervisor
+  // must restart it with that list too, should it crash.
+  for (const p of processes) if (existsSync(serviceDir(ctx, p.name))) machines.refresh(p);
+  return result;
+}
+
+function serviceDir(ctx: RuntimeContext, name: string): string {
+  return join(stateDir(ctx.projectDir), 'supervise', name);
 }
 
 /**
  * Process groups, known by their mark: a machine runs while some process carries it, so a
  * launcher that exec'd or forked its server, or one recorded without a PID because uproxy died
- * while starting it, is still found and stopped whole.
+ * while starting it, is still found and stopped whole. With the `on-failure` restart policy
+ * each runs under its own s6-supervise (s6.ts), which carries the mark too: the recorded PID is
+ * the supervisor's, and s6 knows the machine's current one.
  */
-function driver(ctx: RuntimeContext): MachineDriver<HostProcessPlan> {
+function driver(ctx: RuntimeContext, policy?: RestartPolicy): MachineDriver<HostProcessPlan> & { refresh(p: HostProcessPlan): void } {
   const mark = (name: string): string => machineMark(ctx.projectDir, name);
+  // The policy only matters to start machines: `down` stops supervised and plain ones alike.
+  const service = (p: HostProcessPlan): Service => ({ dir: serviceDir(ctx, p.name), command: p.command, cwd: p.cwd, env: p.env, policy: policy ?? 'no' });
   return {
     record: (p) => ({ address: p.address, command: [p.command.file, ...p.command.args], log: p.log }),
-    start: async (p) => spawnMachine(p.command, { log: p.log, cwd: p.cwd, mark: mark(p.name), env: p.env }),
-    stop: (machines: readonly MachineState[], options: DownOptions) => stopMarked(machines.map((m) => mark(m.name)), options.timeoutMs),
+    start: async (p) => {
+      if (policy !== 'on-failure') {
+        removeService(serviceDir(ctx, p.name));
+        return spawnMachine(p.command, { log: p.log, cwd: p.cwd, mark: mark(p.name), env: p.env });
+      }
+      writeService(service(p));
+      return spawnMachine({ file: 's6-supervise', args: [serviceDir(ctx, p.name)] }, { log: p.log, cwd: serviceDir(ctx, p.name), mark: mark(p.name) });
+    },
+    stop: async (machines: readonly MachineState[], options: DownOptions) => {
+      // Told first, so no supervisor restarts what is being stopped.
+      await Promise.all(machines.map((m) => releaseService(serviceDir(ctx, m.name))));
+      await stopMarked(machines.map((m) => mark(m.name)), options.timeoutMs);
+      for (const m of machines) removeService(serviceDir(ctx, m.name));
+    },
     running: async () => {
       const alive = new Set(markedProcesses((m) => isProjectMark(m, ctx.projectDir)).values());
-      return (m) => alive.has(mark(m.name));
+      const released = await releasedServices(ctx);
+      // Between a crash and the restart, a supervised machine is still running as far as up goes.
+      return (m) => alive.has(mark(m.name)) && !released.has(m.name);
     },
     cleanup: async (state) => {
       if (state.machines.length === 0) ctx.clearState();
     },
+    refresh: (p) => writeService(service(p)),
   };
+}
+
+/** Machines whose s6-supervise is there but will not start them again (a clean exit, or the `no` policy). */
+async function releasedServices(ctx: RuntimeContext): Promise<Set<string>> {
+  const dir = join(stateDir(ctx.projectDir), 'supervise');
+  const names = existsSync(dir) ? readdirSync(dir) : [];
+  const statuses = await Promise.all(names.map(async (name) => [name, await serviceStatus(join(dir, name))] as const));
+  return new Set(statuses.filter(([, status]) => status !== null && !status.up && !status.wantedUp).map(([name]) => name));
 }
 
 /** Ports: configured ones as given; 0 means keep the fleet's current port, or pick a free one. */
@@ -166,12 +212,12 @@ async function assignPorts(plan: FleetPlan, previous: FleetState | null): Promis
 }
 
 /** A configured port must be free unless this fleet's own proxy already holds it. */
-async function checkConfiguredPort(port: number, key: string, previous: FleetState | null, previousPort: number | undefined, running: (m: MachineState) => boolean): Promise<void> {
+async function checkConfiguredPort(host: string, port: number, key: string, previous: FleetState | null, previousPort: number | undefined, running: (m: MachineState) => boolean): Promise<void> {
   if (port === 0) return;
   const ourProxy = previous?.machines.find((m) => m.role === 'proxy');
   if (previousPort === port && ourProxy && running(ourProxy)) return;
-  if (!(await isPortFree(port))) {
-    throw new UserError(`${LOOPBACK}:${port} (${key} in uproxy.json) is already in use by another program: choose another port, or 0 to pick a free one`);
+  if (!(await isPortFree(host, port))) {
+    throw new UserError(`${host}:${port} (${key} in uproxy.json) is already in use by another program, or not an address of this host: choose another${key === 'proxy.publish' ? '' : ' port, or 0 to pick a free one'}`);
   }
 }
 
@@ -179,11 +225,11 @@ function portOf(address: string): number {
   return Number(address.slice(address.lastIndexOf(':') + 1));
 }
 
-function isPortFree(port: number): Promise<boolean> {
+function isPortFree(host: string, port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const server = createServer();
     server.once('error', () => resolve(false));
-    server.listen({ host: LOOPBACK, port, exclusive: true }, () => server.close(() => resolve(true)));
+    server.listen({ host, port, exclusive: true }, () => server.close(() => resolve(true)));
   });
 }
 

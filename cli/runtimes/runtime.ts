@@ -77,6 +77,8 @@ export interface MachineStatus {
   pid: number | null;
   /** `running` / `exited` / `starting` as the runtime sees the machine. */
   state: 'running' | 'exited' | 'starting' | 'stopping';
+  /** How often its supervisor restarted it (the restart policy), where one keeps it. */
+  restarts?: number;
 }
 
 /**

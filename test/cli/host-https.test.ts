@@ -202,3 +202,54 @@ describe('HTTPS with your own certificate files on the host runtime', () => {
     expect(status()).toBe('200');
   });
 });
+
+describe('publishing a host fleet (proxy.publish)', () => {
+  let published: string;
+  beforeAll(async () => {
+    const init = await uproxy(['init', 'public', '--backends', '1'], root);
+    expect(init.exitCode, init.stderr).toBe(0);
+    published = join(root, 'public');
+  });
+
+  /** A free TCP port, found by binding port 0 on every address. */
+  async function freePort(): Promise<number> {
+    const { createServer } = await import('node:net');
+    return new Promise((resolve) => {
+      const server = createServer().listen(0, '0.0.0.0', () => {
+        const { port: free } = server.address() as { port: number };
+        server.close(() => resolve(free));
+      });
+    });
+  }
+
+  function configure(proxy: Record<string, unknown>): void {
+    const config = JSON.parse(readFileSync(join(published, 'uproxy.json'), 'utf8'));
+    Object.assign(config.proxy, { port: 0, adminPort: 0 }, proxy);
+    writeFileSync(join(published, 'uproxy.json'), JSON.stringify(config, null, 2));
+  }
+
+  it('refuses plain HTTP on every address unless allowPlainHttp says it is meant', { timeout: 60_000 }, async () => {
+    configure({ publish: `0.0.0.0:${await freePort()}`, tls: { mode: 'off' } });
+    const up = await uproxy(['up'], published);
+    expect(up.exitCode).toBe(1);
+    expect(up.stderr).toMatch(/proxy\.publish "0\.0\.0\.0:\d+" would serve plain HTTP beyond this host.*allowPlainHttp/);
+    expect(readdirSync(published)).not.toContain('.uproxy/state.json');
+  });
+
+  it('listens on the published address itself, over HTTPS; the admin API stays on loopback', { timeout: 120_000 }, async () => {
+    const free = await freePort();
+    configure({ publish: `0.0.0.0:${free}`, tls: { mode: 'local-ca' } });
+    const up = await uproxy(['up'], published);
+    expect(up.exitCode, up.stderr).toBe(0);
+    const state = JSON.parse(readFileSync(join(published, '.uproxy/state.json'), 'utf8')) as State;
+    expect(state.proxy.listen).toBe(`0.0.0.0:${free}`);
+    expect(state.proxy.admin).toMatch(/^127\.0\.0\.1:/);
+    expect(up.stdout).toContain(`https://localhost:${free}/`);
+    const listening = readFileSync('/proc/net/tcp', 'utf8').split('\n').filter((line) => / 0A /.test(line));
+    expect(listening.some((line) => line.includes(`00000000:${free.toString(16).toUpperCase().padStart(4, '0')}`))).toBe(true);
+    const status = execFileSync('curl', ['-sS', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', '10', '--cacert', '.uproxy/tls/ca.pem',
+      '-H', `X-Auth-Token: ${readFileSync(join(published, '.uproxy/client-token'), 'utf8').trim()}`, `https://localhost:${free}/`], { cwd: published, encoding: 'utf8' });
+    expect(status).toBe('200');
+    expect((await uproxy(['down'], published)).exitCode).toBe(0);
+  });
+});

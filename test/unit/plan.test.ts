@@ -85,6 +85,14 @@ describe('plain HTTP beyond this host', () => {
     expect(plainHttpProblem(planFleet(withProxy({ publish: '0.0.0.0:9090', tls: { mode: 'off', allowPlainHttp: true } }), '/p', { runtime: 'qemu' }))).toBeNull();
   });
 
+  it('is refused on the host runtime too, where the proxy listens on the published address itself', () => {
+    const plan = planFleet(withProxy({ publish: '0.0.0.0:9443', tls: { mode: 'off' } }), '/p', { runtime: 'host' });
+    expect(plainHttpProblem(plan)).toMatch(/plain HTTP/);
+    const proxy = planHostProcesses(plan, { proxy: 1, admin: 2, backends: { 'backend-1': 3, 'backend-2': 4, 'backend-3': 5 } }, '/l').at(-1)!;
+    expect(proxy.address).toBe('0.0.0.0:9443');
+    expect(proxy.command.args.slice(0, 4)).toEqual(['--listen', '0.0.0.0:9443', '--admin', '127.0.0.1:2']);
+  });
+
   it('is allowed on loopback, without publish, and with HTTPS', () => {
     expect(plainHttpProblem(planFleet(withProxy({ publish: '127.0.0.1:9090' }), '/p', { runtime: 'qemu' }))).toBeNull();
     expect(plainHttpProblem(planFleet(config, '/p', { runtime: 'qemu' }))).toBeNull();

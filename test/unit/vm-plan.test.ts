@@ -135,7 +135,7 @@ describe('an HTTPS proxy in a VM guest', () => {
   it('names the proxy\'s bridge address and a published address in its certificate, not 0.0.0.0', () => {
     expect(proxyAddresses(planFleet(https(), '/p', { runtime: 'qemu' }))).toEqual(['172.44.0.2', '10.1.2.3']);
     expect(proxyAddresses(planFleet(https({ proxy: { tokens: [{ name: 'ci', sha256: hash }], adminTokenSha256: hash, publish: '0.0.0.0:443' } }), '/p', { runtime: 'kraft' }))).toEqual(['172.44.0.2']);
-    expect(proxyAddresses(planFleet(https(), '/p', { runtime: 'host' }))).toEqual([]);
+    expect(proxyAddresses(planFleet(https(), '/p', { runtime: 'host' }))).toEqual(['10.1.2.3']);
   });
 
   it('carries no key and no certificate when TLS is off', () => {

@@ -1,0 +1,127 @@
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Agent, request } from 'undici';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { isProjectMark, markedProcesses } from '../../cli/runtimes/process-groups.js';
+import { uproxy } from './run.js';
+
+/**
+ * The restart policy on the host runtime: each machine under its own s6-supervise (Debian's
+ * s6), which outlives the `uproxy up` that started it. A proxy killed with SIGKILL comes back
+ * by itself and a client that retries gets through; `down` stops the supervisors first.
+ */
+
+interface Listed { machines: { name: string; pid: number | null; restarts?: number; state: string }[]; proxy: { listen: string } }
+
+let root: string;
+let dir: string;
+let token: string;
+let trusting: Agent;
+
+beforeAll(async () => {
+  root = mkdtempSync(join(tmpdir(), 'uproxy-restart-'));
+  const init = await uproxy(['init', 'phoenix', '--backends', '2'], root);
+  expect(init.exitCode, init.stderr).toBe(0);
+  dir = join(root, 'phoenix');
+  const config = JSON.parse(readFileSync(join(dir, 'uproxy.json'), 'utf8'));
+  Object.assign(config.proxy, { port: 0, adminPort: 0 });
+  writeFileSync(join(dir, 'uproxy.json'), JSON.stringify(config, null, 2));
+  token = readFileSync(join(dir, '.uproxy/client-token'), 'utf8').trim();
+  trusting = new Agent({ connect: { ca: readFileSync(join(dir, '.uproxy/tls/ca.pem')) }, keepAliveTimeout: 10 });
+}, 60_000);
+
+afterAll(async () => {
+  if (dir) await uproxy(['down', '--force'], dir);
+  if (root) rmSync(root, { recursive: true, force: true });
+});
+
+async function listed(): Promise<Listed> {
+  const ps = await uproxy(['ps', '--json'], dir);
+  return JSON.parse(ps.stdout) as Listed;
+}
+
+async function get(): Promise<number> {
+  const { proxy } = await listed();
+  const response = await request(`https://${proxy.listen}/`, { dispatcher: trusting, headers: { 'x-auth-token': token }, headersTimeout: 2000, bodyTimeout: 2000 });
+  await response.body.dump();
+  return response.statusCode;
+}
+
+describe('the restart policy (on-failure, the default)', () => {
+  it('brings a proxy killed with SIGKILL back by itself, and a client that retries gets through', { timeout: 120_000 }, async () => {
+    const up = await uproxy(['up'], dir);
+    expect(up.exitCode, up.stderr).toBe(0);
+    expect(up.stdout).toMatch(/^NAME\s+ROLE\s+ADDRESS\s+PID\s+RESTARTS\s+STATE$/m);
+    const before = (await listed()).machines.find((m) => m.name === 'proxy')!;
+    expect(before.restarts).toBe(0);
+    const { proxy } = await listed();
+    const url = `https://${proxy.listen}/`;
+
+    process.kill(before.pid!, 'SIGKILL');
+    const killed = performance.now();
+    let served = 0;
+    let failed = 0;
+    // A client retrying every 20 ms, for at most 10 s.
+    while (served === 0 && performance.now() - killed < 10_000) {
+      try {
+        const response = await request(url, { dispatcher: trusting, headers: { 'x-auth-token': token }, headersTimeout: 2000, bodyTimeout: 2000, reset: true });
+        await response.body.dump();
+        if (response.statusCode === 200) served++;
+        else failed++;
+      } catch {
+        failed++;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    }
+    const back = performance.now() - killed;
+    process.stderr.write(`proxy killed with SIGKILL served again after ${back.toFixed(0)} ms (${failed} failed attempts before)\n`);
+    expect(served).toBe(1);
+    const after = (await listed()).machines.find((m) => m.name === 'proxy')!;
+    expect(after.pid).not.toBe(before.pid);
+    expect(after.restarts).toBe(1);
+    expect(after.state).toBe('running');
+  });
+
+  it('restarts a backend the same way; ps shows the count; up leaves the supervised fleet alone', { timeout: 120_000 }, async () => {
+    const backend = (await listed()).machines.find((m) => m.name === 'backend-2')!;
+    process.kill(backend.pid!, 'SIGKILL');
+    let now = backend;
+    for (let i = 0; i < 200 && (now.pid === backend.pid || now.pid === null); i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      now = (await listed()).machines.find((m) => m.name === 'backend-2')!;
+    }
+    expect(now.pid).not.toBe(backend.pid);
+    expect(now.restarts).toBe(1);
+    const ps = await uproxy(['ps'], dir);
+    expect(ps.stdout).toMatch(/^backend-2\s+backend\s+\S+\s+\d+\s+1\s+running/m);
+    const again = await uproxy(['up'], dir);
+    expect(again.exitCode, again.stderr).toBe(0);
+    expect(again.stderr).toMatch(/already up to date/);
+    expect(await get()).toBe(200);
+  });
+
+  it('down stops supervisors and machines alike: no process of the fleet is left', { timeout: 120_000 }, async () => {
+    expect(markedProcesses((m) => isProjectMark(m, dir)).size).toBeGreaterThanOrEqual(6);
+    const down = await uproxy(['down'], dir);
+    expect(down.exitCode, down.stderr).toBe(0);
+    expect(markedProcesses((m) => isProjectMark(m, dir)).size).toBe(0);
+  });
+});
+
+describe('the restart policy "no"', () => {
+  it('leaves a killed machine down until the next up, which starts it again', { timeout: 120_000 }, async () => {
+    const config = JSON.parse(readFileSync(join(dir, 'uproxy.json'), 'utf8'));
+    config.restart = 'no';
+    writeFileSync(join(dir, 'uproxy.json'), JSON.stringify(config, null, 2));
+    expect((await uproxy(['up'], dir)).exitCode).toBe(0);
+    const backend = (await listed()).machines.find((m) => m.name === 'backend-1')!;
+    expect(backend.restarts).toBeUndefined();
+    process.kill(backend.pid!, 'SIGKILL');
+    await new Promise((r) => setTimeout(r, 1500));
+    expect((await listed()).machines.find((m) => m.name === 'backend-1')!.state).toBe('exited');
+    const up = await uproxy(['up'], dir);
+    expect(up.exitCode, up.stderr).toBe(0);
+    expect((await listed()).machines.find((m) => m.name === 'backend-1')!.state).toBe('running');
+  });
+});
