@@ -387,8 +387,12 @@ int tls_has_pending(const SSL *ssl) { return SSL_has_pending(ssl); }
 
 void tls_close_notify(SSL *ssl)
 {
-    if (SSL_is_init_finished(ssl))
+    if (SSL_is_init_finished(ssl)) {
+        /* Corked, the alert waits for the FIN of the shutdown that follows, and both leave in
+         * one packet instead of two. */
+        set_cork(ssl, 1);
         SSL_shutdown(ssl);
+    }
     ERR_clear_error();
 }
 

@@ -48,7 +48,8 @@ ssize_t tls_send(struct ssl_st *ssl, const void *buf, size_t len);
 int tls_wants_write(const struct ssl_st *ssl);
 /* Decrypted or received bytes OpenSSL holds that the socket will not announce again. */
 int tls_has_pending(const struct ssl_st *ssl);
-/* Sends close_notify (best effort, never waiting) before the write side is shut. */
+/* Sends close_notify (best effort, never waiting) right before the write side is shut: the
+ * alert is held back (at most 200 ms) to leave with the FIN. */
 void tls_close_notify(struct ssl_st *ssl);
 void tls_free(struct ssl_st *ssl);
 
