@@ -174,7 +174,9 @@ describe('uproxy status in scripts', () => {
   }, 60_000);
 
   it('says plainly when there is no fleet to watch', async () => {
-    const result = await uproxy(['status', '--once'], root);
+    const idle = await uproxy(['init', 'idle', '--backends', '1'], root);
+    expect(idle.exitCode, idle.stderr).toBe(0);
+    const result = await uproxy(['status', '--once'], join(root, 'idle'));
     expect(result.exitCode).toBe(1);
     expect(result.stderr).toMatch(/^uproxy: no fleet is running in .*; start one with `uproxy up`$/m);
   });
