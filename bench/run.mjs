@@ -14,7 +14,7 @@ import { runIdleConnections } from './lib/idle-connections.mjs';
 import { measure, warmUp } from './lib/measure.mjs';
 import { LOAD_CPU, PROXY_CPU, stopAll } from './lib/processes.mjs';
 import { rssKiB } from './lib/procfs.mjs';
-import { ratiosToFloor, ratiosToHaproxy, renderTables, summarize } from './lib/report.mjs';
+import { ratiosToFloor, ratiosToHaproxy, renderTables, renderTlsVerdicts, summarize } from './lib/report.mjs';
 import { checkSameJob, httpGet, waitUntilForwarding } from './lib/sanity.mjs';
 import { buildFloorBinary, ensureUproxyBinary, PROXY_NAMES, RESULTS_DIR, startBackends, starters, TARGET_NAMES, TLS_TARGET_NAMES } from './lib/targets.mjs';
 import { buildTlsClient, makeCertificate, TLS13_CIPHERSUITES } from './lib/tls.mjs';
@@ -322,6 +322,8 @@ async function main() {
     if (!opts.skip.has('callgrind')) results.callgrind = await runCallgrind(ctx, proxies, opts, log);
     if (!opts.skip.has('syscalls')) results.syscalls = await runSyscalls(ctx, proxies, opts, log);
     if (!opts.skip.has('cli')) results.cli = await runCliTimings(opts, log);
+    const verdicts = renderTlsVerdicts(results.summaries ?? [], results.idleConnections);
+    if (verdicts) log(verdicts);
     for (const [name, reason] of Object.entries(ctx.unavailable)) log(`\nNOT BENCHED: ${name}: ${reason}`);
   } finally {
     await stopAll();

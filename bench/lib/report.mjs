@@ -177,3 +177,46 @@ export function renderTables(summaries, ratios, floorRatios, idle) {
   }
   return out.join('\n');
 }
+
+// The issue's TLS targets, checked against one run: per-core figures ≥ 1.25 × HAProxy's on every
+// TLS path, p99 ≤ HAProxy's, RSS with the idle TLS connections ≤ 1/4 of HAProxy's. Lines only
+// for what the run measured.
+export const TLS_TARGETS = { reqPerCoreSecond: 1.25, p99: 1, idleRss: 0.25 };
+
+export function renderTlsVerdicts(summaries, idleConnections = []) {
+  const rows = [];
+  const find = (path, conns, target) => summaries.find((s) => s.path === path && s.conns === conns && s.target === target);
+  const verdict = (ok) => (ok === null ? '-' : ok ? 'met' : 'NOT met');
+  for (const u of summaries.filter((s) => s.target === 'uproxy' && s.path.startsWith('tls'))) {
+    const h = find(u.path, u.conns, 'haproxy');
+    const n = find(u.path, u.conns, 'nginx');
+    const r = ratio(u.reqPerCoreSecond, h?.reqPerCoreSecond);
+    const p = ratio(u.p99Ms, h?.p99Ms);
+    rows.push([
+      u.path,
+      u.conns,
+      fmtInt(u.reqPerCoreSecond),
+      fmtInt(h?.reqPerCoreSecond),
+      fmtInt(n?.reqPerCoreSecond),
+      fmt(r),
+      verdict(r === null ? null : r >= TLS_TARGETS.reqPerCoreSecond),
+      `${fmt(u.p99Ms, 2)} / ${fmt(h?.p99Ms, 2)} / ${fmt(n?.p99Ms, 2)}`,
+      verdict(p === null ? null : p <= TLS_TARGETS.p99),
+    ]);
+  }
+  const held = (t) => idleConnections.find((r) => r.tls && r.target === t && !r.error);
+  const [u, h, n] = ['uproxy', 'haproxy', 'nginx'].map(held);
+  const out = [];
+  if (rows.length) {
+    out.push(`\n== TLS targets (req/core-s ≥ ${TLS_TARGETS.reqPerCoreSecond} × HAProxy's, p99 ≤ HAProxy's) ==`);
+    out.push(table(['path', 'conns', 'uproxy req/core-s', 'haproxy', 'nginx', 'uproxy÷haproxy', 'per-core', 'p99 ms uproxy / haproxy / nginx', 'p99'], rows));
+  }
+  if (u && h) {
+    const r = u.rssHeldKiB / h.rssHeldKiB;
+    out.push(
+      `idle TLS RSS: uproxy ${mb(u.rssHeldKiB)} MB (${u.held} conns), haproxy ${mb(h.rssHeldKiB)} MB (${h.held})` +
+        `${n ? `, nginx ${mb(n.rssHeldKiB)} MB (${n.held})` : ''}; uproxy÷haproxy ${fmt(r)} (target ≤ ${TLS_TARGETS.idleRss}: ${verdict(r <= TLS_TARGETS.idleRss)})`,
+    );
+  }
+  return out.join('\n');
+}
