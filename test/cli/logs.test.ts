@@ -148,4 +148,25 @@ describe('uproxy logs', () => {
     }
     expect(await exited).toBe(0);
   });
+
+  it('with --follow shows a machine started meanwhile, from its first line', { timeout: 120_000 }, async () => {
+    const follower = spawn('node', [BIN, 'logs', '--follow', '--tail', '0'], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    follower.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
+    const exited = new Promise<number | null>((resolve) => follower.once('exit', (code) => resolve(code)));
+    try {
+      const up = await uproxy(['up', '--backends', '3'], dir, 90_000);
+      expect(up.exitCode, up.stderr).toBe(0);
+      const deadline = Date.now() + 15_000;
+      while (!/event=backend_state backend=backend-3 .*to=up/.test(out) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 100));
+      const lines = out.split('\n');
+      const listening = lines.findIndex((line) => /^backend-3 \| \S+Z backend backend-3 listening on 127\.0\.0\.1:\d+$/.test(line));
+      const added = lines.findIndex((line) => /^proxy {5}\| ts=.* event=backend_state backend=backend-3 .*to=up/.test(line));
+      expect(listening, out).toBeGreaterThanOrEqual(0);
+      expect(added, out).toBeGreaterThan(listening);
+    } finally {
+      follower.kill('SIGINT');
+    }
+    expect(await exited).toBe(0);
+  });
 });
