@@ -85,16 +85,15 @@ async function runChecks(selected: readonly Selected[]): Promise<DoctorCheck[]> 
   const probe = await import('../runtimes/probe.js');
   const wanted = new Set(selected.map((s) => s.name));
   const run = <T>(name: CheckName, check: () => T | Promise<T>): Promise<T | undefined> => Promise.resolve(wanted.has(name) ? check() : undefined);
-  const [qemu, tun, bridge, kernel, busybox, kraft, buildkit] = await Promise.all([
-    run('QEMU', probe.checkQemu), run('tun/tap', probe.checkTun), run('bridge', probe.checkBridge), run('microvm kernel', probe.checkGuestKernel),
-    run('busybox-static', probe.checkBusybox), run('kraft', () => probe.checkKraft()), run('BuildKit', () => probe.checkBuildkit()),
+  const [qemu, tun, bridge, netAdmin, kernel, busybox, kraft, buildkit] = await Promise.all([
+    run('QEMU', probe.checkQemu), run('tun/tap', probe.checkTun), run('bridge', probe.checkBridge), run('CAP_NET_ADMIN', probe.checkNetAdmin),
+    run('microvm kernel', probe.checkGuestKernel), run('busybox-static', probe.checkBusybox), run('kraft', () => probe.checkKraft()), run('BuildKit', () => probe.checkBuildkit()),
   ]);
   // The probe guests boot Linux where a kernel and a static busybox are at hand, else a boot sector.
   const probeKernel = busybox?.ok ? kernel?.kernel : undefined;
   // Each probe may run into its deadline (KVM hangs on nested hosts): at the same time, they cost the longer one, not the sum.
   const emulation = qemu?.ok ? await Promise.all([run('KVM', () => probe.checkKvm(probeKernel)), run('TCG', () => probe.checkTcg(probeKernel))]) : [];
   const microvmKernel = kernel && { name: kernel.name, ok: kernel.ok, detail: kernel.detail, fix: kernel.fix };
-  const netAdmin = wanted.has('CAP_NET_ADMIN') ? probe.checkNetAdmin() : undefined;
   const found = [...probe.buildChecks(), qemu, ...emulation, tun, bridge, netAdmin, microvmKernel, busybox, kraft, buildkit];
   const byName = new Map(found.filter((c): c is Check => c !== undefined).map((c) => [c.name, c]));
   return selected.flatMap(({ name, needed }) => {
