@@ -7,6 +7,7 @@ import { register as registerPs } from './commands/ps.js';
 import { register as registerLogs } from './commands/logs.js';
 import { register as registerStatus } from './commands/status.js';
 import { register as registerDoctor } from './commands/doctor.js';
+import { register as registerToken } from './commands/token.js';
 
 /**
  * The command-line program. Each command file registers itself and imports the rest of
@@ -26,7 +27,7 @@ const program = new Command('uproxy')
     '\nExample:\n  $ uproxy init demo && cd demo && uproxy up --backends 3 && uproxy ps && uproxy down',
   );
 
-for (const register of [registerInit, registerUp, registerDown, registerPs, registerLogs, registerStatus, registerDoctor]) register(program);
+for (const register of [registerInit, registerUp, registerDown, registerPs, registerLogs, registerStatus, registerDoctor, registerToken]) register(program);
 
 try {
   await program.parseAsync();

@@ -5,7 +5,8 @@ import { CONFIG_FILE } from './load.js';
 
 /**
  * Edits of the user's uproxy.json that leave every other byte as it was. `up --backends N` remembers N as `backends.count` in uproxy.json, so a later plain `up`
- * keeps the fleet at that size; `init --tokens-only` swaps token hashes.
+ * keeps the fleet at that size; `init --tokens-only` swaps token hashes; `uproxy token add` and
+ * `revoke` add and remove one entry of `proxy.tokens`.
  */
 
 /** Writes `backends.count` when it differs; returns whether the file changed. */
@@ -91,4 +92,57 @@ function scan(text: string, from: number, onKey: (depth: number, index: number, 
  */
 export function withReplacedHashes(text: string, replacements: readonly { from: string; to: string }[]): string {
   return replacements.reduce((edited, { from, to }) => edited.split(`"${from}"`).join(`"${to}"`), text);
+}
+
+/** The JSON text with `token` appended to `proxy.tokens`, on a line of its own indented like the entry before it. */
+export function withTokenAdded(text: string, token: Readonly<Record<string, string>>): string {
+  const array = tokenArray(text);
+  if (!array) throw new Error('uproxy.json has no proxy.tokens array');
+  const member = `{ ${Object.entries(token).map(([key, value]) => `${JSON.stringify(key)}: ${JSON.stringify(value)}`).join(', ')} }`;
+  const last = array.items.at(-1);
+  if (!last) return text.slice(0, array.open + 1) + member + text.slice(array.open + 1);
+  const indent = /\n([ \t]*)$/.exec(text.slice(0, last.start))?.[1];
+  return text.slice(0, last.end) + (indent === undefined ? `, ${member}` : `,\n${indent}${member}`) + text.slice(last.end);
+}
+
+/** The JSON text without the `proxy.tokens` entry named `name` (and the comma that joined it); unchanged when there is none. */
+export function withTokenRemoved(text: string, name: string): string {
+  const items = tokenArray(text)?.items ?? [];
+  const at = items.findIndex((item) => (JSON.parse(text.slice(item.start, item.end)) as { name?: unknown }).name === name);
+  if (at < 0) return text;
+  const item = items[at]!;
+  if (at > 0) return text.slice(0, items[at - 1]!.end) + text.slice(item.end);
+  const next = items[1];
+  return next ? text.slice(0, item.start) + text.slice(next.start) : text.slice(0, item.start) + text.slice(item.end);
+}
+
+/** Where `proxy.tokens` opens and closes, and where each of its objects starts and ends. */
+function tokenArray(text: string): { open: number; items: { start: number; end: number }[] } | null {
+  const proxy = objectStart(text, 'proxy');
+  if (proxy === null) return null;
+  let open: number | null = null;
+  scan(text, proxy, (depth, index, name) => {
+    if (depth !== 1 || name !== 'tokens') return false;
+    const bracket = /^\s*:\s*\[/.exec(text.slice(index));
+    if (bracket) open = index + bracket[0].length - 1;
+    return true;
+  });
+  if (open === null) return null;
+  const items: { start: number; end: number }[] = [];
+  let depth = 0;
+  let start = 0;
+  for (let i: number = open; i < text.length; i++) {
+    const c = text[i];
+    if (c === '"') {
+      while (++i < text.length && text[i] !== '"') if (text[i] === '\\') i++;
+    } else if (c === '[' || c === '{') {
+      depth++;
+      if (depth === 2) start = i;
+    } else if (c === ']' || c === '}') {
+      if (depth === 2) items.push({ start, end: i + 1 });
+      depth--;
+      if (depth === 0) return { open, items };
+    }
+  }
+  return null;
 }

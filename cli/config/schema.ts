@@ -26,13 +26,20 @@ const port = z.number().int().min(0).max(65535);
 export const DEFAULT_PORTS = { proxy: 8080, admin: 8081, backend: 8080 } as const;
 const positiveMs = z.number().int().min(1);
 
+/** The proxy's own limit (proxy/src/config.h NAME_MAX_LEN less its terminating NUL). */
+export const tokenNamePattern = /^[A-Za-z0-9_.-]{1,63}$/;
+const tokenName = z.string().regex(tokenNamePattern, 'must be 1-63 characters of A-Z, a-z, 0-9, "_", "." or "-"');
+
 const clientToken = z.strictObject({
-  name: z
-    .string()
-    .regex(/^[A-Za-z0-9_.-]{1,64}$/, 'must be 1-64 characters of A-Z, a-z, 0-9, "_", "." or "-"')
-    .describe('Shown in the proxy stats (auth.by_token)'),
+  name: tokenName.describe('Shown in the proxy stats (auth.by_token) and access log; `uproxy token add NAME` adds one'),
   sha256: sha256Hex.describe('SHA-256 of the token; the plaintext never goes into this file'),
+  created: z.iso.datetime().optional().describe('When `uproxy token add` made it (RFC 3339, UTC); shown by `uproxy token list`'),
+  expires: z.iso
+    .datetime()
+    .optional()
+    .describe('From this time (RFC 3339, UTC) the proxy refuses the token with 401 "token expired"; none: never'),
 });
+export type ClientToken = z.infer<typeof clientToken>;
 
 const timeouts = z
   .strictObject({

@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import type { RuntimeName, UproxyConfig } from '../config/schema.js';
+import type { ClientToken, RuntimeName, UproxyConfig } from '../config/schema.js';
 import { tlsPaths } from '../files.js';
 import { commandLine, renderOptions, type CommandLine } from './argv.js';
 
@@ -136,7 +136,7 @@ export function proxyArgs(config: UproxyConfig, listeners: ProxyListeners, backe
       admin: listeners.admin,
       'admin-token-sha256': proxy.adminTokenSha256,
       backend: backends.map((b) => `${b.name}=${b.address}`),
-      token: proxy.tokens.map((t) => `${t.name}:${t.sha256}`),
+      token: proxy.tokens.map(tokenArg),
       algorithm: proxy.algorithm,
       'health-path': health.path,
       'health-interval-ms': health.intervalMs,
@@ -157,6 +157,16 @@ export function proxyArgs(config: UproxyConfig, listeners: ProxyListeners, backe
     },
     '--',
   );
+}
+
+/** `--token NAME:SHA256[:EXPIRES]`, the expiry in Unix seconds as the proxy takes it. */
+export function tokenArg(token: ClientToken): string {
+  return token.expires === undefined ? `${token.name}:${token.sha256}` : `${token.name}:${token.sha256}:${expirySeconds(token.expires)}`;
+}
+
+/** An RFC 3339 expiry as the proxy's Unix seconds: the first whole second at or after it. */
+export function expirySeconds(expires: string): number {
+  return Math.ceil(Date.parse(expires) / 1000);
 }
 
 /** The backend app's contract: `--listen ADDR:PORT --name NAME`. */

@@ -1,5 +1,6 @@
 /**
- * Scaling a running fleet without restarting its proxy (host, qemu and kraft runtimes). The proxy
+ * Scaling a running fleet without restarting its proxy (host, qemu and kraft runtimes), and its
+ * client tokens changed the same way (`syncTokens`). The proxy
  * gets its backend list on its command line only when it starts; after that, the backends a
  * plan adds are POSTed to its admin API and waited for until up, and the ones a plan drops
  * are DELETEd (the proxy drains them: no new requests, in-flight ones finish) and waited for
@@ -9,10 +10,11 @@
  * The difference is taken against what the proxy itself lists, not against the state file,
  * so a scaling that an earlier, interrupted `up` left half done is completed too.
  */
-import type { FleetPlan } from '../fleet/plan.js';
+import type { ClientToken } from '../config/schema.js';
+import { expirySeconds, type FleetPlan } from '../fleet/plan.js';
 import type { FleetState } from '../fleet/state.js';
 import type { Progress } from '../progress.js';
-import { adminEndpointOf, adminRequest, AdminApiError, fetchStats, setBackendDrain, type AdminEndpoint } from '../stats/client.js';
+import { adminEndpointOf, adminRequest, AdminApiError, deleteToken, fetchStats, listTokens, putToken, setBackendDrain, type AdminEndpoint } from '../stats/client.js';
 import type { ProxyStats } from '../stats/schema.js';
 import { UserError } from '../errors.js';
 import { passedChecks, waitUntilHealthy } from './health-wait.js';
@@ -55,7 +57,11 @@ export function adminApiProxy(fleet: AdminApiFleet): FleetProxy {
     progress: fleet.ctx.progress,
   });
   return {
-    sync: () => syncBackends({ ...sync(), wanted: fleet.backends }),
+    sync: async () => {
+      // Backends first: their sync waits until the proxy answers.
+      await syncBackends({ ...sync(), wanted: fleet.backends });
+      await syncTokens(sync().endpoint, fleet.plan.config.proxy.tokens, fleet.ctx.progress);
+    },
     roll: (name, replace) => rollBackend(sync(), name, replace),
     waitHealthy: (timeoutMs, dead, since) =>
       waitUntilHealthy(fleet, { timeoutMs, deadMachine: dead, since, hint: fleet.hint }),
@@ -65,16 +71,37 @@ export function adminApiProxy(fleet: AdminApiFleet): FleetProxy {
 }
 
 /**
- * The proxy's arguments without its `--backend` list: what decides whether a running proxy
- * must be restarted. Its backends change through the admin API instead.
+ * The proxy's arguments without its `--backend` and `--token` lists: what decides whether a
+ * running proxy must be restarted. Its backends and tokens change through the admin API instead.
  */
-export function withoutBackendList(args: readonly string[]): string[] {
+export function withoutLiveLists(args: readonly string[]): string[] {
   const kept: string[] = [];
   for (let i = 0; i < args.length; i++) {
-    if (args[i] === '--backend') i++;
+    if (args[i] === '--backend' || args[i] === '--token') i++;
     else kept.push(args[i]!);
   }
   return kept;
+}
+
+/**
+ * Brings the running proxy's client tokens to uproxy.json's: every one is PUT (the proxy's list
+ * has no hashes to compare, and a PUT of an unchanged token changes nothing, its counters
+ * included), then those it lists beyond them are revoked, so it never has none.
+ */
+export async function syncTokens(endpoint: AdminEndpoint, wanted: readonly ClientToken[], progress: Progress): Promise<void> {
+  const listed = (await listTokens(endpoint)).map((t) => t.name);
+  const added = wanted.filter((t) => !listed.includes(t.name)).map((t) => t.name);
+  const put = async (): Promise<void> => {
+    for (const t of wanted) await putToken(endpoint, { name: t.name, sha256: t.sha256, ...(t.expires ? { expires: expirySeconds(t.expires) } : {}) });
+  };
+  if (added.length > 0) await progress.step(`add token ${added.join(', ')} to the proxy`, put);
+  else await put();
+  const stale = listed.filter((name) => !wanted.some((t) => t.name === name));
+  if (stale.length > 0) {
+    await progress.step(`revoke token ${stale.join(', ')} in the proxy`, async () => {
+      for (const name of stale) await deleteToken(endpoint, name);
+    });
+  }
 }
 
 /** Brings the running proxy's backends to `wanted`: adds first, then drains and removes. */

@@ -6,7 +6,7 @@ import { appBuildCommands, LOOPBACK, planHostProcesses, type FleetPlan, type Hos
 import { stateDir } from '../files.js';
 import type { FleetState, MachineState } from '../fleet/state.js';
 import { UserError } from '../errors.js';
-import { adminApiProxy, withoutBackendList } from './backend-sync.js';
+import { adminApiProxy, withoutLiveLists } from './backend-sync.js';
 import { buildApp, fileHash, sourceHash } from './build.js';
 import { inFleetOrder, reconcile, stopMachines, type MachineDriver } from './machines.js';
 import { isProjectMark, liveMarks, machineMark, markedProcesses, spawnMachine, stopMarked } from './process-groups.js';
@@ -102,7 +102,7 @@ async function upHost(plan: FleetPlan, previous: FleetState | null, ctx: Runtime
     return hash;
   };
   const fingerprint = (p: HostProcessPlan): string => {
-    const args = p.role === 'proxy' ? withoutBackendList(p.command.args) : p.command.args;
+    const args = p.role === 'proxy' ? withoutLiveLists(p.command.args) : p.command.args;
     // The restart policy too: a machine moves under (or out from) its supervisor by a restart.
     return createHash('sha256').update(JSON.stringify([p.command.file, ...args, p.env, plan.config.restart])).update(content(p)).digest('hex');
   };

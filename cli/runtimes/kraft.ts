@@ -24,7 +24,7 @@ import { localRunner } from '../net/exec.js';
 import { UserError } from '../errors.js';
 import { pidExists } from '../pid.js';
 import { privateKey } from '../tls/pem.js';
-import { adminApiProxy, withoutBackendList } from './backend-sync.js';
+import { adminApiProxy, withoutLiveLists } from './backend-sync.js';
 import { fileHash } from './build.js';
 import { initrdWithCertificate } from './initramfs.js';
 import { readKraftfileNames } from './kraftfile.js';
@@ -272,7 +272,7 @@ async function removeNetworkAndState(state: FleetState, ctx: RuntimeContext): Pr
  */
 function fingerprint(machine: KraftMachinePlan): string {
   const artifact = existsSync(machine.app.artifact) ? fileHash(machine.app.artifact) : 'missing';
-  const args = machine.role === 'proxy' ? withoutBackendList(machine.run.args) : machine.run.args;
+  const args = machine.role === 'proxy' ? withoutLiveLists(machine.run.args) : machine.run.args;
   const key = machine.rootfs ? privateKey(readFileSync(machine.rootfs.certificate, 'utf8')) ?? '' : '';
   return createHash('sha256').update(JSON.stringify([machine.run.file, ...args, artifact])).update(key).digest('hex');
 }

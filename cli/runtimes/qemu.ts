@@ -31,7 +31,7 @@ import { applyNetwork, removeNetwork, type NetworkResource } from '../net/apply.
 import { requireNetAdmin } from '../net/capability.js';
 import { localRunner } from '../net/exec.js';
 import { UserError } from '../errors.js';
-import { adminApiProxy, withoutBackendList } from './backend-sync.js';
+import { adminApiProxy, withoutLiveLists } from './backend-sync.js';
 import { buildApp, fileHash } from './build.js';
 import { guestInit } from './guest-init.js';
 import { guestInitramfsEntries, initrdWithCertificate, writeCpio } from './initramfs.js';
@@ -198,8 +198,8 @@ async function wantedMachine(machine: VmMachinePlan, modules: readonly string[])
   };
   const initramfs = await initramfsWith(machine.programArgs, pem);
   const isProxy = machine.role === 'proxy';
-  const fingerprinted = isProxy ? withoutBackendList(machine.programArgs) : machine.programArgs;
-  const command = isProxy ? qemuCommand({ ...machine.guest, programArgs: withoutBackendList(machine.guest.programArgs) }) : machine.command;
+  const fingerprinted = isProxy ? withoutLiveLists(machine.programArgs) : machine.programArgs;
+  const command = isProxy ? qemuCommand({ ...machine.guest, programArgs: withoutLiveLists(machine.guest.programArgs) }) : machine.command;
   const fingerprintedInitramfs = isProxy ? await initramfsWith(fingerprinted, pem === undefined ? undefined : privateKey(pem) ?? '') : initramfs;
   const hash = createHash('sha256').update(JSON.stringify([command.file, ...command.args]));
   hash.update(fileHash(machine.guest.kernel));

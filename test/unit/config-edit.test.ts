@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { withBackendsCount } from '../../cli/config/edit.js';
+import { withBackendsCount, withTokenAdded, withTokenRemoved } from '../../cli/config/edit.js';
 
 /** `up --backends N` rewrites only the count in the user's uproxy.json. */
 describe('withBackendsCount', () => {
@@ -39,5 +39,43 @@ describe('withBackendsCount', () => {
   it('is not fooled by "backends" or "count" inside strings or nested objects', () => {
     const text = '{"name": "backends", "note": "\\"count\\": 1", "backends": {"health": {"count": 7}, "count": 3}}';
     expect(JSON.parse(withBackendsCount(text, 8))).toEqual({ name: 'backends', note: '"count": 1', backends: { health: { count: 7 }, count: 8 } });
+  });
+});
+
+/** `uproxy token add` / `revoke` touch one entry of proxy.tokens and nothing else. */
+describe('withTokenAdded / withTokenRemoved', () => {
+  const text = [
+    '{',
+    '  "name": "demo",',
+    '  "tokens": [{ "name": "not-these" }],',
+    '  "proxy": {',
+    '    "port": 8080,',
+    '    "tokens": [',
+    '      {',
+    '        "name": "default",',
+    '        "sha256": "aa"',
+    '      }',
+    '    ],',
+    '    "adminTokenSha256": "cc"',
+    '  }',
+    '}',
+    '',
+  ].join('\n');
+
+  it('appends an entry on its own line, indented like the one before', () => {
+    const added = withTokenAdded(text, { name: 'ci', sha256: 'bb', created: '2026-01-01T00:00:00Z' });
+    expect(added).toBe(text.replace('      }\n    ],', '      },\n      { "name": "ci", "sha256": "bb", "created": "2026-01-01T00:00:00Z" }\n    ],'));
+    expect(withTokenAdded('{"proxy":{"tokens":[{"name":"a"}]}}', { name: 'b' })).toBe('{"proxy":{"tokens":[{"name":"a"}, { "name": "b" }]}}');
+  });
+
+  it('removes an entry with the comma that joined it, first, middle or last', () => {
+    const three = withTokenAdded(withTokenAdded(text, { name: 'ci', sha256: 'bb' }), { name: 'ops', sha256: 'dd' });
+    expect(withTokenRemoved(three, 'ops')).toBe(withTokenAdded(text, { name: 'ci', sha256: 'bb' }));
+    expect(JSON.parse(withTokenRemoved(three, 'ci')).proxy.tokens.map((t: { name: string }) => t.name)).toEqual(['default', 'ops']);
+    const first = withTokenRemoved(three, 'default');
+    expect(JSON.parse(first).proxy.tokens.map((t: { name: string }) => t.name)).toEqual(['ci', 'ops']);
+    expect(first).toContain('    "tokens": [\n      { "name": "ci"');
+    expect(withTokenRemoved(text, 'nope')).toBe(text);
+    expect(JSON.parse(withTokenRemoved(three, 'not-these')).tokens).toEqual([{ name: 'not-these' }]);
   });
 });

@@ -1,0 +1,168 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { withTokenAdded, withTokenRemoved } from '../config/edit.js';
+import { CONFIG_FILE, loadConfig } from '../config/load.js';
+import { tokenNamePattern, type ClientToken } from '../config/schema.js';
+import { generateToken, readToken, sha256Hex } from '../config/tokens.js';
+import { UserError } from '../errors.js';
+import { writeFileAtomic } from '../files.js';
+import { expirySeconds } from '../fleet/plan.js';
+import { readState } from '../fleet/state.js';
+import { adminEndpointOf, deleteToken, listTokens, putToken, type AdminEndpoint } from '../stats/client.js';
+import type { ProxyToken } from '../stats/schema.js';
+
+/**
+ * `uproxy token add|revoke|list`: client tokens changed in uproxy.json (hashes only, the rest
+ * of the file as it was) and in the running proxy through its admin API, so no request fails
+ * and nothing restarts. Without a running fleet only the file changes; `up` starts the proxy
+ * with it. The plaintext of a new token is returned once, for the command to print: it is
+ * never written anywhere, and the proxy only ever receives its SHA-256.
+ */
+
+/** What became of the running proxy: changed, no fleet to change, or why it could not be reached. */
+export type Applied = { applied: true } | { applied: false; reason: 'no-fleet' } | { applied: false; reason: 'unreachable'; error: string };
+
+export interface AddedToken {
+  name: string;
+  /** The token itself: shown once, kept nowhere. */
+  token: string;
+  expires?: string;
+  proxy: Applied;
+}
+
+export interface TokenRow {
+  name: string;
+  /** RFC 3339; tokens made before `token add` (init's) have none. */
+  created?: string;
+  expires?: string;
+  expired: boolean;
+  /** Requests accepted since the proxy started, and the last one (Unix seconds); null without a running proxy, or none yet. */
+  requests: number | null;
+  lastUsed: number | null;
+}
+
+export interface TokenListing {
+  tokens: TokenRow[];
+  /** Why the proxy's counts are missing, when a fleet runs but did not answer. */
+  proxyProblem?: string;
+  /** Whether a fleet is running (counts come from its proxy). */
+  running: boolean;
+}
+
+const EXPIRY_FORMS = 'a duration from now (30d, 12h, 1h30m) or a date (2026-12-31, 2026-12-31T18:00:00Z; no zone: local time)';
+const DURATION = /^(?:\d+(?:\.\d+)?(?:s|m|h|d|w))+$/;
+const UNIT_S: Readonly<Record<string, number>> = { s: 1, m: 60, h: 3600, d: 86_400, w: 604_800 };
+const DATE = /^(\d{4})-(\d{2})-(\d{2})(?:[Tt ](\d{2}):(\d{2})(?::(\d{2}))?([Zz]|[+-]\d{2}:\d{2})?)?$/;
+
+/** `--expires`: a duration counts forward from `now`; a date is when. Returns RFC 3339 UTC, to the second. */
+export function parseExpiry(text: string, now = Date.now()): string {
+  const value = text.trim();
+  let ms: number | undefined;
+  if (DURATION.test(value)) {
+    let seconds = 0;
+    for (const [, amount, unit] of value.matchAll(/(\d+(?:\.\d+)?)([smhdw])/g)) seconds += Number(amount) * UNIT_S[unit!]!;
+    ms = now + seconds * 1000;
+  } else {
+    const date = DATE.exec(value);
+    if (date) {
+      const [, year, month, day, hour = '00', minute = '00', second = '00', zone] = date;
+      // Without a zone Date.parse reads local time, as a person typing a date means.
+      const parsed = Date.parse(`${year}-${month}-${day}T${hour}:${minute}:${second}${zone?.toUpperCase() ?? ''}`);
+      // Date.parse rolls 2026-02-30 over into March: a field out of range is a typo.
+      const calendar = new Date(Date.UTC(Number(year), Number(month) - 1, Number(day)));
+      const inRange = calendar.getUTCMonth() === Number(month) - 1 && calendar.getUTCDate() === Number(day) &&
+        Number(hour) <= 23 && Number(minute) <= 59 && Number(second) <= 59;
+      if (Number.isFinite(parsed) && inRange) ms = parsed;
+    }
+  }
+  if (ms === undefined) throw new UserError(`--expires: expected ${EXPIRY_FORMS}, got "${text}"`);
+  if (ms <= now) throw new UserError(`--expires: ${new Date(ms).toISOString()} is already past; give a time in the future`);
+  return rfc3339(Math.ceil(ms / 1000) * 1000);
+}
+
+function rfc3339(ms: number): string {
+  return new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
+}
+
+function checkName(name: string): void {
+  if (!tokenNamePattern.test(name)) throw new UserError(`token name "${name}": use 1-63 characters of A-Z, a-z, 0-9, "_", "." or "-"`);
+}
+
+/** The running fleet's admin API, or null when no fleet runs here. */
+function runningProxy(projectDir: string): AdminEndpoint | null {
+  const state = readState(projectDir);
+  return state ? adminEndpointOf(state, readToken(projectDir, 'admin')) : null;
+}
+
+async function apply(projectDir: string, change: (endpoint: AdminEndpoint) => Promise<unknown>): Promise<Applied> {
+  const endpoint = runningProxy(projectDir);
+  if (!endpoint) return { applied: false, reason: 'no-fleet' };
+  try {
+    await change(endpoint);
+    return { applied: true };
+  } catch (error) {
+    return { applied: false, reason: 'unreachable', error: (error as Error).message };
+  }
+}
+
+function editConfig(projectDir: string, edit: (text: string) => string): void {
+  const file = join(projectDir, CONFIG_FILE);
+  writeFileAtomic(file, edit(readFileSync(file, 'utf8')));
+}
+
+/** A new token NAME: saved to uproxy.json (its hash), then handed to the running proxy. */
+export async function addToken(projectDir: string, name: string, options: { expires?: string }, now = Date.now()): Promise<AddedToken> {
+  checkName(name);
+  const config = loadConfig(projectDir);
+  if (config.proxy.tokens.some((t) => t.name === name)) {
+    throw new UserError(`a token named "${name}" exists: \`uproxy token revoke ${name}\` first (its clients then get 401), or choose another name`);
+  }
+  const expires = options.expires === undefined ? undefined : parseExpiry(options.expires, now);
+  const token = generateToken();
+  const entry: ClientToken = { name, sha256: sha256Hex(token), created: rfc3339(Math.floor(now / 1000) * 1000), ...(expires ? { expires } : {}) };
+  editConfig(projectDir, (text) => withTokenAdded(text, entry as Record<string, string>));
+  const proxy = await apply(projectDir, (endpoint) =>
+    putToken(endpoint, { name, sha256: entry.sha256, ...(expires ? { expires: expirySeconds(expires) } : {}) }));
+  return { name, token, ...(expires ? { expires } : {}), proxy };
+}
+
+/** Revokes NAME: out of uproxy.json, and the running proxy answers its next request 401. */
+export async function revokeToken(projectDir: string, name: string): Promise<Applied> {
+  const config = loadConfig(projectDir);
+  const names = config.proxy.tokens.map((t) => t.name);
+  if (!names.includes(name)) {
+    throw new UserError(`no token named "${name}" in uproxy.json; it has ${names.map((n) => `"${n}"`).join(', ')} (\`uproxy token list\`)`);
+  }
+  if (names.length === 1) {
+    throw new UserError(`"${name}" is the only token, and the proxy needs at least one: \`uproxy token add NAME\` first, then revoke "${name}"`);
+  }
+  editConfig(projectDir, (text) => withTokenRemoved(text, name));
+  return apply(projectDir, (endpoint) => deleteToken(endpoint, name));
+}
+
+/** The tokens of uproxy.json, with each one's use as the running proxy counts it. */
+export async function listProjectTokens(projectDir: string, now = Date.now()): Promise<TokenListing> {
+  const config = loadConfig(projectDir);
+  const endpoint = runningProxy(projectDir);
+  let counted: ProxyToken[] = [];
+  let proxyProblem: string | undefined;
+  if (endpoint) {
+    try {
+      counted = await listTokens(endpoint, 1000);
+    } catch (error) {
+      proxyProblem = (error as Error).message;
+    }
+  }
+  const tokens = config.proxy.tokens.map((t): TokenRow => {
+    const seen = counted.find((c) => c.name === t.name);
+    return {
+      name: t.name,
+      ...(t.created ? { created: t.created } : {}),
+      ...(t.expires ? { expires: t.expires } : {}),
+      expired: t.expires !== undefined && expirySeconds(t.expires) * 1000 <= now,
+      requests: seen?.requests ?? null,
+      lastUsed: seen?.last_used ?? null,
+    };
+  });
+  return { tokens, running: endpoint !== null, ...(proxyProblem ? { proxyProblem } : {}) };
+}
