@@ -7,7 +7,7 @@ import { generateToken, readToken, sha256Hex } from '../config/tokens.js';
 import { UserError } from '../errors.js';
 import { writeFileAtomic } from '../files.js';
 import { expirySeconds } from '../fleet/plan.js';
-import { readState } from '../fleet/state.js';
+import { readState, withLock } from '../fleet/state.js';
 import { adminEndpointOf, deleteToken, listTokens, putToken, type AdminEndpoint } from '../stats/client.js';
 import type { ProxyToken } from '../stats/schema.js';
 
@@ -113,6 +113,11 @@ function editConfig(projectDir: string, edit: (text: string) => string): void {
 /** A new token NAME: saved to uproxy.json (its hash), then handed to the running proxy. */
 export async function addToken(projectDir: string, name: string, options: { expires?: string }, now = Date.now()): Promise<AddedToken> {
   checkName(name);
+  // Under up's lock: an up planned from the file before this change would revoke the token again.
+  return withLock(projectDir, 'token add', () => addLocked(projectDir, name, options, now));
+}
+
+async function addLocked(projectDir: string, name: string, options: { expires?: string }, now: number): Promise<AddedToken> {
   const config = loadConfig(projectDir);
   if (config.proxy.tokens.some((t) => t.name === name)) {
     throw new UserError(`a token named "${name}" exists: \`uproxy token revoke ${name}\` first (its clients then get 401), or choose another name`);
@@ -128,6 +133,10 @@ export async function addToken(projectDir: string, name: string, options: { expi
 
 /** Revokes NAME: out of uproxy.json, and the running proxy answers its next request 401. */
 export async function revokeToken(projectDir: string, name: string): Promise<Applied> {
+  return withLock(projectDir, 'token revoke', () => revokeLocked(projectDir, name));
+}
+
+async function revokeLocked(projectDir: string, name: string): Promise<Applied> {
   const config = loadConfig(projectDir);
   const names = config.proxy.tokens.map((t) => t.name);
   if (!names.includes(name)) {
