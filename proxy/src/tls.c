@@ -36,19 +36,6 @@
 
 struct tls_stats tls_stats;
 
-/* A TLS 1.3 server writes its session ticket the moment the client's Finished arrives, a packet
- * of its own, and the first response a moment later. The socket is corked from the end of the
- * server's flight until that response is written, so both leave in one packet: one transmit
- * (on loopback, also the receiver's processing) less per connection. This marks a session whose
- * socket waits for its first response to be uncorked; one that never writes is flushed by the
- * kernel within 200 ms, or by its close. */
-static char corked;
-
-static void set_cork(SSL *ssl, int on)
-{
-    setsockopt(SSL_get_fd(ssl), IPPROTO_TCP, TCP_CORK, &on, sizeof on);
-}
-
 static struct timer ticket_rotation;
 
 /* One context per certificate. The first also answers clients whose SNI names none of them. */
@@ -329,22 +316,15 @@ int tls_handshake(SSL *ssl)
 {
     int rc = SSL_do_handshake(ssl);
     if (rc == 1) {
-        /* TLS 1.3 got here from the wait below (the client's Finished answers our flight), so
-         * the socket is corked; if the Finished came too fast for that wait, uncorking an
-         * uncorked socket is harmless. */
-        SSL_set_app_data(ssl, SSL_version(ssl) == TLS1_3_VERSION ? &corked : NULL);
+        SSL_set_app_data(ssl, NULL);
         tls_stats.in_progress--;
         tls_stats.handshakes++;
         if (SSL_session_reused(ssl))
             tls_stats.resumed++;
         return 1;
     }
-    if (waits(ssl, rc)) {
-        /* TLS 1.3 and our flight sent: what is written next is the ticket. */
-        if (SSL_get_state(ssl) == TLS_ST_EARLY_DATA)
-            set_cork(ssl, 1);
+    if (waits(ssl, rc))
         return 0;
-    }
     tls_stats.failed++;
     return -1;
 }
@@ -369,10 +349,6 @@ ssize_t tls_recv(SSL *ssl, void *buf, size_t len)
 ssize_t tls_send(SSL *ssl, const void *buf, size_t len)
 {
     int rc = SSL_write(ssl, buf, len > INT_MAX ? INT_MAX : (int)len);
-    if (SSL_get_app_data(ssl) == &corked) {
-        SSL_set_app_data(ssl, NULL);
-        set_cork(ssl, 0);
-    }
     if (rc > 0)
         return rc;
     if (waits(ssl, rc)) {
@@ -391,8 +367,11 @@ void tls_close_notify(SSL *ssl)
 {
     if (SSL_is_init_finished(ssl)) {
         /* Corked, the alert waits for the FIN of the shutdown that follows, and both leave in
-         * one packet instead of two. */
-        set_cork(ssl, 1);
+         * one packet instead of two. (Only there: a ticket held back for the first response
+         * would also hold back the ACK of the client's Finished, and a client with Nagle's
+         * algorithm then waits 40 ms for it before sending its request.) */
+        int on = 1;
+        setsockopt(SSL_get_fd(ssl), IPPROTO_TCP, TCP_CORK, &on, sizeof on);
         SSL_shutdown(ssl);
     }
     ERR_clear_error();
@@ -400,7 +379,7 @@ void tls_close_notify(SSL *ssl)
 
 void tls_free(SSL *ssl)
 {
-    if (SSL_get_app_data(ssl) == &tls_stats)
+    if (SSL_get_app_data(ssl))
         tls_stats.in_progress--;
     SSL_free(ssl);
 }
