@@ -22,8 +22,8 @@ export function register(program: Command): void {
           [
             `New tokens for ${tokens.dir}: .uproxy/admin-token, and .uproxy/client-token for client token "${tokens.clientTokenName}" (shown once):`,
             `  ${tokens.clientToken}`,
-            'Only their hashes changed in uproxy.json. Run `uproxy up`: a running proxy takes the new client token through its admin API,',
-            'and restarts for the new admin token (it cannot change live). One client token alone, without a restart: `uproxy token revoke NAME`, `uproxy token add NAME`.',
+            'Only their hashes changed in uproxy.json. Run `uproxy up` to restart a running proxy with them (an admin token cannot change live);',
+            'to replace a client token without a restart, use `uproxy token revoke NAME` and `uproxy token add NAME` instead.',
             '',
           ].join('\n'),
         );
