@@ -49,7 +49,7 @@ const ELFLOADER_DIR = 'elfloader';
 const SHARED_DIR = 'shared';
 const APPS = ['proxy', 'backend'] as const;
 /** Files of the native build that mean nothing on elfloader's prebuilt kernel. */
-const NATIVE_ONLY = new Set(APPS.flatMap((app) => [`${app}/Makefile.uk`, `${app}/llhttp.uk`]));
+const NATIVE_ONLY = new Set([...APPS.flatMap((app) => [`${app}/Makefile.uk`, `${app}/llhttp.uk`]), 'proxy/openssl.uk']);
 
 export function templateFiles(packageRoot = PACKAGE_ROOT, options: TemplateOptions = {}): TemplateFile[] {
   const templates = join(packageRoot, 'templates');
