@@ -25,9 +25,12 @@ export interface LogSource {
   file: string;
 }
 
-/** How often a follower looks for new lines, and (every 5th look) for new machines. */
+/**
+ * How often a follower looks for new lines, and for new machines before each look: `up`
+ * records a machine before starting it, so a new machine's first lines and what others log
+ * about it (the proxy adding it) are read in the same look and merge in order.
+ */
 const FOLLOW_POLL_MS = 200;
-const DISCOVER_EVERY = 5;
 /** Lines without a time of their own read before `--tail`'s window, to find the time they take. */
 const TAIL_CONTEXT = 10_000;
 
@@ -84,13 +87,13 @@ export async function printLogs(dir: string, options: LogsOptions, out: NodeJS.W
   await output.flush();
   if (!options.follow) return;
 
-  for (let look = 1; !output.closed && !signal?.aborted; look++) {
+  while (!output.closed && !signal?.aborted) {
     try {
       await sleep(FOLLOW_POLL_MS, undefined, { signal });
     } catch {
       return; // aborted
     }
-    if (options.names.length === 0 && look % DISCOVER_EVERY === 0) {
+    if (options.names.length === 0) {
       const known = new Set(readers.map((r) => r.name));
       const started = discover(projectDir).filter((source) => !known.has(source.name));
       // A machine started meanwhile: its log may hold earlier runs' lines, which are not news.

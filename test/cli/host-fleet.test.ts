@@ -45,6 +45,9 @@ async function newProject(name: string, edit: (config: Record<string, any>) => v
   const config = JSON.parse(readFileSync(join(dir, 'uproxy.json'), 'utf8'));
   expect(config.proxy.tls).toEqual({ mode: 'local-ca' });
   Object.assign(config.proxy, { port: 0, adminPort: 0 });
+  // What up does with dead machines, seen without a supervisor bringing them back first
+  // (test/cli/restart.test.ts covers the restart policy).
+  config.restart = 'no';
   edit(config);
   writeFileSync(join(dir, 'uproxy.json'), JSON.stringify(config, null, 2));
   return dir;
@@ -186,10 +189,10 @@ describe('a fleet on the host runtime', () => {
     expect(result.exitCode, result.stderr).toBe(0);
     const state = readState(dir);
     expect(state.machines.map((m) => m.name).sort()).toEqual(['backend-1', 'backend-2', 'backend-3', 'proxy']);
-    expect(result.stdout).toMatch(/^NAME\s+ROLE\s+ADDRESS\s+PID\s+STATE$/m);
+    expect(result.stdout).toMatch(/^NAME\s+ROLE\s+ADDRESS\s+PID\s+RESTARTS\s+STATE$/m);
     // The same STATE column as ps: process state, then the proxy's view of the machine.
     for (const m of state.machines) {
-      expect(result.stdout).toMatch(new RegExp(`^${m.name}\\s+${m.role}\\s+${m.address}\\s+${m.pid}\\s+running, ${m.role === 'proxy' ? 'serving' : 'up'}$`, 'm'));
+      expect(result.stdout).toMatch(new RegExp(`^${m.name}\\s+${m.role}\\s+${m.address}\\s+${m.pid}\\s+-\\s+running, ${m.role === 'proxy' ? 'serving' : 'up'}$`, 'm'));
     }
     expect(result.stdout).toContain(`curl --cacert .uproxy/tls/ca.pem -H "X-Auth-Token: $(cat .uproxy/client-token)" https://localhost:${state.proxy.listen.split(':')[1]}/`);
     expect(result.stdout + result.stderr).not.toContain(token);
@@ -380,7 +383,7 @@ describe('a fleet on the host runtime', () => {
       expect(kept.pid).not.toBe(oldProxy.pid);
       const ps = await uproxy(['ps'], dir);
       expect(ps.exitCode, ps.stdout).toBe(0);
-      expect(ps.stdout).toMatch(/^proxy\s+proxy\s+\S+\s+\d+\s+running, serving$/m);
+      expect(ps.stdout).toMatch(/^proxy\s+proxy\s+\S+\s+\d+\s+-\s+running, serving$/m);
       // It serves: the clients get an answer from it (no backend is up under this health path).
       expect((await get(`https://${readState(dir).proxy.listen}/`, token)).status).toBe(503);
 

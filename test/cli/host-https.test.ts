@@ -85,7 +85,9 @@ describe('HTTPS with the local CA on the host runtime', () => {
 
     for (const file of ['ca.key', 'proxy.pem']) expect(statSync(join(dir, '.uproxy/tls', file)).mode & 0o777).toBe(0o600);
     const proxy = state.machines.find((m) => m.role === 'proxy')!;
-    const argv = readFileSync(`/proc/${proxy.pid}/cmdline`, 'utf8').split('\0');
+    // The proxy's own PID as ps reports it (the state records its supervisor's).
+    const listed = JSON.parse((await uproxy(['ps', '--json'], dir)).stdout) as { machines: { name: string; pid: number }[] };
+    const argv = readFileSync(`/proc/${listed.machines.find((m) => m.name === 'proxy')!.pid}/cmdline`, 'utf8').split('\0');
     expect(argv[argv.indexOf('--tls-cert') + 1]).toBe(join(dir, '.uproxy/tls/proxy.pem'));
     expect(argv.join(' ')).not.toContain('PRIVATE KEY');
     expect(readFileSync(proxy.log, 'utf8')).not.toContain('PRIVATE KEY');

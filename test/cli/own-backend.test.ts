@@ -85,8 +85,9 @@ describe('your own backend app on the host runtime', () => {
     const seen = await pages(6);
     expect(new Set(seen.map((b) => /Hello from (backend-\d)/.exec(b)?.[1]))).toEqual(new Set(['backend-1', 'backend-2']));
     expect(seen.every((b) => b.includes('Served by Python'))).toBe(true);
-    // The exec'd server is the recorded process: python, not the shell it started as.
-    for (const m of state().machines.filter((m) => m.name.startsWith('backend'))) {
+    // The exec'd server is the machine's process: python, not the shell it started as.
+    const listed = JSON.parse((await uproxy(['ps', '--json'], dir)).stdout) as { machines: { name: string; pid: number }[] };
+    for (const m of listed.machines.filter((m) => m.name.startsWith('backend'))) {
       expect(readFileSync(`/proc/${m.pid}/cmdline`, 'utf8')).toMatch(/python3[.0-9]*\0app\.py\0/);
       const environ = readFileSync(`/proc/${m.pid}/environ`, 'utf8');
       expect(environ).toContain(`\0BACKEND_NAME=${m.name}\0`);
@@ -94,7 +95,7 @@ describe('your own backend app on the host runtime', () => {
       expect(environ).not.toContain('PRIVATE KEY');
     }
     const ps = await uproxy(['ps'], dir);
-    expect(ps.stdout).toMatch(/^backend-2\s+backend\s+\S+\s+\d+\s+running, up$/m);
+    expect(ps.stdout).toMatch(/^backend-2\s+backend\s+\S+\s+\d+\s+0\s+running, up$/m);
   });
 
   it('a launcher that starts Python as a child: the launcher and the server are stopped together', { timeout: 120_000 }, async () => {

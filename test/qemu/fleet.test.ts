@@ -223,7 +223,7 @@ describe.skipIf(skip !== undefined)(`qemu runtime: a fleet of microvm guests${sk
     expect(qemuProcessesOf(dir)).not.toContain(before['backend-3']);
     expect(readFileSync(join(dir, '.uproxy/logs/backend-3.log'), 'utf8')).toContain('uproxy-init: /uproxy/program exited with status 7');
     const ps = await uproxyInside(['ps']);
-    expect(ps.stdout).toMatch(/^backend-3\s+backend\s+\S+\s+\d+\s+exited/m);
+    expect(ps.stdout).toMatch(/^backend-3\s+backend\s+\S+\s+\d+\s+-\s+exited/m);
 
     const up = await uproxyInside(['up', '--runtime', 'qemu', '--backends', '3', '--accel', 'tcg']);
     expect(up.exitCode, up.all).toBe(0);
@@ -267,8 +267,8 @@ describe.skipIf(skip !== undefined)(`qemu runtime: a fleet of microvm guests${sk
     }
     const ps = await uproxyInside(['ps']);
     expect(ps.exitCode, ps.all).toBe(0);
-    expect(ps.stdout).toMatch(/^proxy\s+proxy\s+\S+\s+\d+\s+running, serving$/m);
-    for (const name of ['backend-1', 'backend-2', 'backend-3']) expect(ps.stdout).toMatch(new RegExp(`^${name}\\s+backend\\s+\\S+\\s+\\d+\\s+running, up$`, 'm'));
+    expect(ps.stdout).toMatch(/^proxy\s+proxy\s+\S+\s+\d+\s+-\s+running, serving$/m);
+    for (const name of ['backend-1', 'backend-2', 'backend-3']) expect(ps.stdout).toMatch(new RegExp(`^${name}\\s+backend\\s+\\S+\\s+\\d+\\s+-\\s+running, up$`, 'm'));
     const spread = await requests(inner, PROXY, 30);
     expect(spread.statuses).toEqual({ 200: 30 });
   }, 330_000);
@@ -290,7 +290,7 @@ describe.skipIf(skip !== undefined)(`qemu runtime: a fleet of microvm guests${sk
       expect(qemuProcessesOf(dir)).toContain(kept.proxy);
       const ps = await uproxyInside(['ps']);
       expect(ps.exitCode, ps.all).toBe(0);
-      expect(ps.stdout).toMatch(/^proxy\s+proxy\s+\S+\s+\d+\s+running, serving$/m);
+      expect(ps.stdout).toMatch(/^proxy\s+proxy\s+\S+\s+\d+\s+-\s+running, serving$/m);
       // One request: the proxy answers it itself (no backend is up under this health path).
       expect((await requests(inner, PROXY, 1)).statuses).toEqual({ 503: 1 });
     } finally {
