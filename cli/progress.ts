@@ -65,3 +65,6 @@ export class PlainProgress implements ProgressSession {
 export function formatDuration(ms: number): string {
   return ms < 1000 ? `${Math.round(ms)} ms` : `${(ms / 1000).toFixed(1)} s`;
 }
+
+/** For work done where nothing is shown (`ps`, `token`): steps run, nothing is printed. */
+export const SILENT: Progress = { step: (_title, work) => work(), log: () => {} };

@@ -3,7 +3,7 @@ import { resolve } from 'node:path';
 import { readToken } from '../config/tokens.js';
 import { statePath } from '../files.js';
 import type { FleetState } from '../fleet/state.js';
-import type { Progress } from '../progress.js';
+import { SILENT } from '../progress.js';
 import { loadRuntime, type MachineStatus } from '../runtimes/runtime.js';
 import type { MachineRow } from './output.js';
 
@@ -16,7 +16,6 @@ export interface Listing {
   certificateExpiry?: number;
 }
 
-const silent: Progress = { step: (_title, work) => work(), log: () => {} };
 
 /** The recorded machines, each with its process state and, when the proxy answers, its health. */
 export async function listMachines(dir: string): Promise<Listing> {
@@ -27,7 +26,7 @@ export async function listMachines(dir: string): Promise<Listing> {
   const state = readState(projectDir);
   if (!state) return { state: null, machines: [] };
   const runtime = await loadRuntime(state.runtime);
-  return withHealth(projectDir, state, await runtime.inspect(state, runtimeContext(projectDir, silent)));
+  return withHealth(projectDir, state, await runtime.inspect(state, runtimeContext(projectDir, SILENT)));
 }
 
 /** The machines with the proxy's view of each (`up`/`down`/`draining`, `serving` for the proxy itself). */

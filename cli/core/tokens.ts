@@ -6,10 +6,13 @@ import { tokenNamePattern, type ClientToken } from '../config/schema.js';
 import { generateToken, readToken, sha256Hex } from '../config/tokens.js';
 import { UserError } from '../errors.js';
 import { writeFileAtomic } from '../files.js';
-import { expirySeconds } from '../fleet/plan.js';
+import { expirySeconds, planFleet } from '../fleet/plan.js';
 import { readState, withLock } from '../fleet/state.js';
 import { adminEndpointOf, deleteToken, listTokens, putToken, type AdminEndpoint } from '../stats/client.js';
 import type { ProxyToken } from '../stats/schema.js';
+import { SILENT } from '../progress.js';
+import { loadRuntime } from '../runtimes/runtime.js';
+import { runtimeContext } from './context.js';
 
 /**
  * `uproxy token add|revoke|list`: client tokens changed in uproxy.json (hashes only, the rest
@@ -99,10 +102,19 @@ async function apply(projectDir: string, change: (endpoint: AdminEndpoint) => Pr
   if (!endpoint) return { applied: false, reason: 'no-fleet' };
   try {
     await change(endpoint);
-    return { applied: true };
   } catch (error) {
     return { applied: false, reason: 'unreachable', error: (error as Error).message };
   }
+  await resupervise(projectDir);
+  return { applied: true };
+}
+
+/** A proxy its supervisor restarts must come back with the tokens it has now, not those of the last `up`. */
+async function resupervise(projectDir: string): Promise<void> {
+  const state = readState(projectDir);
+  if (!state) return;
+  const runtime = await loadRuntime(state.runtime);
+  await runtime.refresh?.(planFleet(loadConfig(projectDir), projectDir, { runtime: state.runtime }), state, runtimeContext(projectDir, SILENT));
 }
 
 function editConfig(projectDir: string, edit: (text: string) => string): void {

@@ -63,6 +63,10 @@ export const runtime: Runtime = {
     await machines.cleanup(state);
   },
 
+  async refresh(plan, state, ctx) {
+    resupervise(plan, planHostProcesses(plan, await assignPorts(plan, state), logDir(ctx)), ctx);
+  },
+
   async inspect(state, ctx) {
     const alive = liveMarks(state.machines.map((m) => machineMark(ctx.projectDir, m.name)));
     return Promise.all(inFleetOrder(state.machines).map(async (m): Promise<MachineStatus> => {
@@ -128,10 +132,17 @@ async function upHost(plan: FleetPlan, previous: FleetState | null, ctx: Runtime
     ctx,
     timeoutMs,
   });
-  // A proxy that kept running got its new backend list through the admin API: the supervisor
-  // must restart it with that list too, should it crash.
-  for (const p of processes) if (existsSync(serviceDir(ctx, p.name))) machines.refresh(p);
+  resupervise(plan, processes, ctx);
   return result;
+}
+
+/**
+ * A proxy that kept running got its new backend list (or tokens) through the admin API: its
+ * supervisor must restart it with that list too, should it crash.
+ */
+function resupervise(plan: FleetPlan, processes: readonly HostProcessPlan[], ctx: RuntimeContext): void {
+  const machines = driver(ctx, plan.config.restart);
+  for (const p of processes) if (existsSync(serviceDir(ctx, p.name))) machines.refresh(p);
 }
 
 function serviceDir(ctx: RuntimeContext, name: string): string {

@@ -41,6 +41,12 @@ export interface Runtime {
   down(state: FleetState, ctx: RuntimeContext, options: DownOptions): Promise<void>;
   /** How each recorded machine is doing right now, from the runtime's point of view. */
   inspect(state: FleetState, ctx: RuntimeContext): Promise<MachineStatus[]>;
+  /**
+   * After a change made to running machines through the admin API (a token added or revoked):
+   * makes what restarts a machine restart it as the plan now says (the host runtime's
+   * supervisors). Runtimes without supervisors leave it out.
+   */
+  refresh?(plan: FleetPlan, state: FleetState, ctx: RuntimeContext): Promise<void>;
   /** Every command `up` would run for this plan (`up --dry-run`), without running anything. */
   describe(plan: FleetPlan, previous: FleetState | null, ctx: RuntimeContext): Promise<CommandLine[]>;
 }

@@ -101,6 +101,32 @@ describe('the restart policy (on-failure, the default)', () => {
     expect(await get()).toBe(200);
   });
 
+  it('a proxy restarted by its supervisor keeps the tokens added and revoked since up', { timeout: 120_000 }, async () => {
+    const added = await uproxy(['token', 'add', 'late'], dir);
+    expect(added.exitCode, added.stderr).toBe(0);
+    const late = /^ {2}(\S+)$/m.exec(added.stdout)![1]!;
+    expect((await uproxy(['token', 'revoke', 'default'], dir)).exitCode).toBe(0);
+    const status = async (value: string): Promise<number> => {
+      const { proxy } = await listed();
+      const response = await request(`https://${proxy.listen}/`, { dispatcher: trusting, headers: { 'x-auth-token': value }, headersTimeout: 2000, bodyTimeout: 2000, reset: true });
+      await response.body.dump();
+      return response.statusCode;
+    };
+    expect(await status(late)).toBe(200);
+    expect(await status(token)).toBe(401);
+    const before = (await listed()).machines.find((m) => m.name === 'proxy')!;
+    process.kill(before.pid!, 'SIGKILL');
+    let now = before;
+    for (let i = 0; i < 200 && (now.pid === before.pid || now.state !== 'running'); i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      now = (await listed()).machines.find((m) => m.name === 'proxy')!;
+    }
+    let back = 0;
+    for (let i = 0; i < 100 && back !== 200; i++) back = await status(late).catch(() => 0);
+    expect(back).toBe(200);
+    expect(await status(token)).toBe(401);
+  });
+
   it('down stops supervisors and machines alike: no process of the fleet is left', { timeout: 120_000 }, async () => {
     expect(markedProcesses((m) => isProjectMark(m, dir)).size).toBeGreaterThanOrEqual(6);
     const down = await uproxy(['down'], dir);
