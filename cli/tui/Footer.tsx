@@ -44,7 +44,7 @@ export function Help() {
     ['INFL', 'requests forwarded and not yet answered'],
     ['P50/P99', 'latency to response headers, recent window, milliseconds'],
     ['ERRORS', 'failed upstream attempts since the proxy started'],
-    ['denied', 'requests refused for a missing or an invalid X-Auth-Token'],
+    ['denied', 'requests refused for a missing, invalid or expired X-Auth-Token'],
   ];
   return (
     <Box flexDirection="column">
