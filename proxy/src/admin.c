@@ -220,6 +220,12 @@ static void render_metrics(struct sbuf *o)
         if (auth_token(i)->live)
             sb_printf(o, "uproxy_auth_accepted_total{token=\"%s\"} %llu\n", auth_token(i)->name,
                       (unsigned long long)auth_token(i)->accepted);
+    metric_head(o, "uproxy_auth_token_last_used_seconds", "gauge",
+                "Unix time of the token's last accepted request; 0: none since the proxy started.");
+    for (size_t i = 0; i < auth_slots(); i++)
+        if (auth_token(i)->live)
+            sb_printf(o, "uproxy_auth_token_last_used_seconds{token=\"%s\"} %lld\n", auth_token(i)->name,
+                      (long long)auth_token(i)->last_used);
     metric_head(o, "uproxy_auth_denied_total", "counter", "Requests refused with 401, by reason.");
     sb_printf(o, "uproxy_auth_denied_total{reason=\"missing\"} %llu\n", (unsigned long long)stats.denied_missing);
     sb_printf(o, "uproxy_auth_denied_total{reason=\"invalid\"} %llu\n", (unsigned long long)stats.denied_invalid);

@@ -115,6 +115,8 @@ describe('proxy: client tokens changed live through the admin API', () => {
     expect(after.invalid).toBe(before.invalid);
     const metrics = await (await request(`${proxy.adminUrl}/metrics`, { headers: admin })).body.text();
     expect(metrics).toMatch(new RegExp(`uproxy_auth_denied_total\\{reason="expired"\\} ${after.expired}\\n`));
+    expect(metrics).toMatch(/^uproxy_auth_token_last_used_seconds\{token="brief"\} [1-9]\d{9}$/m);
+    expect(metrics).toMatch(/^uproxy_auth_token_last_used_seconds\{token="default"\} \d+$/m);
     const brief = (await listed()).find((t) => t.name === 'brief')!;
     expect(brief.expires).toBe(expires);
     expect(brief.requests).toBeGreaterThan(0); // the accepted ones while waiting for the expiry
