@@ -269,8 +269,9 @@ export const uproxyConfig = z.strictObject({
     .enum(['on-failure', 'no'])
     .default('on-failure')
     .describe(
-      'Host runtime: on-failure restarts a machine that crashed or was killed (not one that exited cleanly), at once after a long run and with a backoff ' +
-        'doubling from 200 ms to 30 s while it keeps failing, by an s6-supervise per machine that outlives uproxy (Debian package s6); no leaves it to the next up',
+      'Host and qemu runtimes: on-failure restarts a machine that crashed or was killed (a process that exited cleanly is not restarted; a VM whose guest powered off is), ' +
+        'at once after a long run and with a backoff doubling from 200 ms to 30 s while it keeps failing, by an s6-supervise per machine that outlives uproxy (Debian package s6); ' +
+        'no leaves it to the next up. kraft run has no restart policy for local machines',
     ),
   proxy,
   backends,

@@ -101,7 +101,8 @@ export function planVmFleet(plan: FleetPlan, inputs: VmInputs): VmFleetPlan {
       qmpSocket: join(vmDir, `${name}.qmp`),
       serialLog: join(logDir, `${name}.log`),
       pidFile: join(vmDir, `${name}.pid`),
-      daemonize: true,
+      // Under its supervisor (restart on-failure) QEMU stays in the foreground, for s6 to watch.
+      daemonize: config.restart !== 'on-failure',
     };
     if (kind === 'unikraft') {
       const problem = kernelCommandLineProblem({ name, instance: guest.name, ip: address.ip, args: programArgs }, 'native');

@@ -13,7 +13,7 @@
  * by its recorded PID, and removes exactly the network resources the state records.
  */
 import { createHash } from 'node:crypto';
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import * as z from 'zod';
@@ -39,10 +39,12 @@ import { DEBIAN_KERNEL_PACKAGE, findGuestKernel } from './kernel.js';
 import { findUnikraftBuilds } from './kraftfile.js';
 import { processStatuses, reconcile, stopMachines, type MachineDriver, type Wanted } from './machines.js';
 import { BUSYBOX, chooseAccel, isStaticElf } from './probe.js';
-import { findProcessesByArgv, isOurProcess, sleep, waitForExit } from './processes.js';
+import { findProcessesByArgv, isOurProcess, logTail, sleep, waitForExit } from './processes.js';
+import { machineMark, spawnMachine, stopMarked } from './process-groups.js';
+import { releaseService, removeService, requireS6, serviceDir, serviceStatus, writeService, type RestartPolicy } from './s6.js';
 import { shutdownProxy } from './proxy-shutdown.js';
 import { QmpClient } from './qmp.js';
-import { type DownOptions, type Runtime, type RuntimeContext, type UpOptions } from './runtime.js';
+import { type DownOptions, type MachineStatus, type Runtime, type RuntimeContext, type UpOptions } from './runtime.js';
 
 /** Four TCG guests booting at once on two cores take ~10 s; leave room for a loaded CI machine. */
 const DEFAULT_UP_TIMEOUT_MS = 180_000;
@@ -75,6 +77,7 @@ export const runtime: Runtime = {
 
   async preflight(plan) {
     requireNetAdmin();
+    if (plan.config.restart === 'on-failure') requireS6();
     planAddressing(plan.fleet, plan.config.network.subnet, plan.proxy.name, plan.backends.map((b) => b.name));
     // kraft builds these kernels; a missing one is reported now, not after the network is set up.
     if (plan.config.qemu.guest === 'unikraft') findUnikraftBuilds(plan);
@@ -101,7 +104,7 @@ export const runtime: Runtime = {
     const vm = planVmFleet(plan, inputs);
     resources.accel = inputs.accel;
     const state: FleetState = { version: 1, fleet: plan.fleet, runtime: 'qemu', proxy: vm.proxy, machines: previous?.machines ?? [], resources };
-    const machines = driver(ctx, vm.proxy.admin);
+    const machines = driver(ctx, vm.proxy.admin, plan.config.restart);
 
     const networkFingerprint = sha256(JSON.stringify(vm.network));
     if (resources.networkFingerprint !== networkFingerprint) {
@@ -133,8 +136,13 @@ export const runtime: Runtime = {
     await machines.cleanup(state);
   },
 
-  async inspect(state) {
-    return processStatuses(state);
+  async inspect(state, ctx) {
+    return Promise.all(processStatuses(state).map(async (m): Promise<MachineStatus> => {
+      const supervised = await serviceStatus(serviceDir(stateDir(ctx.projectDir), m.name));
+      if (!supervised) return m;
+      const running = supervised.up || supervised.wantedUp;
+      return { ...m, pid: supervised.pid, restarts: supervised.restarts, state: m.state === 'exited' || m.state === 'running' ? (running ? 'running' : 'exited') : m.state };
+    }));
   },
 
   async describe(plan, _previous, ctx) {
@@ -223,12 +231,16 @@ async function applyFleetNetwork(vm: VmFleetPlan, state: FleetState, resources: 
 }
 
 /**
- * QEMU machines: each started daemonized with its PID file and QMP socket, recognised by PID
- * and command line. The proxy is asked to shut down through its admin API (`proxyAdmin`, its
- * planned address) and its VM powers off by itself; a backend, or a proxy still there at the
- * timeout, is asked to quit over QMP and killed by PID after the timeout.
+ * QEMU machines, each with its QMP socket. With the `on-failure` restart policy QEMU runs in
+ * the foreground under its own s6-supervise (s6.ts), which starts it again when it dies or its
+ * guest powers off by itself; otherwise it daemonizes and is recognised by PID and command line.
+ * The proxy is asked to shut down through its admin API (`proxyAdmin`, its planned address) and
+ * its VM powers off by itself; a backend, or a proxy still there at the timeout, is asked to
+ * quit over QMP and killed by PID after the timeout. A supervisor is released first, so it
+ * restarts nothing that is being stopped.
  */
-function driver(ctx: RuntimeContext, proxyAdmin: string): MachineDriver<VmStart> {
+function driver(ctx: RuntimeContext, proxyAdmin: string, policy?: RestartPolicy): MachineDriver<VmStart> {
+  const dirOf = (name: string): string => serviceDir(stateDir(ctx.projectDir), name);
   return {
     record: ({ role, machine }) => ({
       address: machine.serves,
@@ -236,9 +248,25 @@ function driver(ctx: RuntimeContext, proxyAdmin: string): MachineDriver<VmStart>
       command: [machine.command.file, ...machine.command.args],
       log: machine.guest.serialLog,
     }),
-    start: startMachine,
-    stop: (machines, options) => Promise.all(machines.map((m) => stopMachine(m, join(vmDir(ctx), `${m.name}.qmp`), options, ctx.adminToken()))).then(() => {}),
-    running: async () => (m) => isOurProcess(m.pid, m.command),
+    start: (start) => (policy === 'on-failure' ? startSupervised(start, dirOf(start.name), machineMark(ctx.projectDir, start.name), ctx) : startMachine(start)),
+    stop: (machines, options) => Promise.all(machines.map(async (m) => {
+      const dir = dirOf(m.name);
+      await releaseService(dir);
+      const supervised = await serviceStatus(dir);
+      const current = supervised?.pid ? { ...m, pid: supervised.pid } : m;
+      await stopMachine(current, join(vmDir(ctx), `${m.name}.qmp`), options, ctx.adminToken());
+      await stopMarked([machineMark(ctx.projectDir, m.name)], options.timeoutMs);
+      removeService(dir);
+    })).then(() => {}),
+    running: async () => {
+      const names = existsSync(join(stateDir(ctx.projectDir), 'supervise')) ? readdirSync(join(stateDir(ctx.projectDir), 'supervise')) : [];
+      const supervised = new Map(await Promise.all(names.map(async (name) => [name, await serviceStatus(dirOf(name))] as const)));
+      // Between a crash and the restart a supervised VM still counts as running, as far as up goes.
+      return (m) => {
+        const status = supervised.get(m.name);
+        return status ? status.up || status.wantedUp : isOurProcess(m.pid, m.command);
+      };
+    },
     cleanup: async (state) => {
       if (state.machines.length === 0) await removeFleet(state, ctx);
       else await removeUnusedTaps(state, ctx);
@@ -246,12 +274,18 @@ function driver(ctx: RuntimeContext, proxyAdmin: string): MachineDriver<VmStart>
   };
 }
 
-/** The initramfs is written (0600: a proxy's holds its key), QEMU started (it daemonizes) and its PID read from its PID file. */
-async function startMachine({ machine, initramfs }: VmStart): Promise<number> {
+/** The boot image is written (0600: a proxy's holds its key) and the old PID file and QMP socket removed. */
+function prepareStart({ machine, initramfs }: VmStart): void {
   if (machine.initramfs && initramfs) writeFileAtomic(machine.initramfs.path, initramfs, 0o600);
   rmSync(machine.guest.pidFile, { force: true });
   rmSync(machine.guest.qmpSocket, { force: true });
   writeFileSync(machine.guest.serialLog, '');
+}
+
+/** QEMU started (it daemonizes) and its PID read from its PID file. */
+async function startMachine(start: VmStart): Promise<number> {
+  const { machine } = start;
+  prepareStart(start);
   const result = await execa(machine.command.file, machine.command.args, { reject: false, all: true, stdin: 'ignore', timeout: QEMU_START_TIMEOUT_MS });
   if (result.exitCode !== 0) {
     throw new UserError(`QEMU did not start ${machine.name} (\`${toShell(machine.command)}\` ${result.timedOut ? 'timed out' : `exit ${result.exitCode}`}):`, (result.all ?? '').trim().split('\n').slice(-10));
@@ -259,11 +293,38 @@ async function startMachine({ machine, initramfs }: VmStart): Promise<number> {
   return Number(readFileSync(machine.guest.pidFile, 'utf8').trim());
 }
 
+/**
+ * QEMU in the foreground under a new s6-supervise; its PID once it wrote its PID file. A QEMU
+ * that exits first (a bad option, a missing file) is not left to restart in a loop: the
+ * supervisor is released and QEMU's last words reported.
+ */
+async function startSupervised(start: VmStart, dir: string, mark: string, ctx: RuntimeContext): Promise<number> {
+  const { machine } = start;
+  prepareStart(start);
+  writeService({ dir, command: machine.command, cwd: ctx.projectDir, env: {}, policy: 'on-failure', cleanExitEnds: false });
+  spawnMachine({ file: 's6-supervise', args: [dir] }, { log: join(stateDir(ctx.projectDir), 'logs', `${machine.name}.supervise.log`), cwd: dir, mark });
+  const deadline = Date.now() + QEMU_START_TIMEOUT_MS;
+  for (;;) {
+    const status = await serviceStatus(dir);
+    const pid = existsSync(machine.guest.pidFile) ? Number(readFileSync(machine.guest.pidFile, 'utf8').trim()) : NaN;
+    if (status?.up && status.pid === pid) return pid;
+    if ((status && status.restarts > 0) || Date.now() > deadline) {
+      await releaseService(dir);
+      await stopMarked([mark], 5_000);
+      removeService(dir);
+      const log = join(stateDir(ctx.projectDir), 'logs', `${machine.name}.supervise.log`);
+      throw new UserError(`QEMU did not start ${machine.name} (\`${toShell(machine.command)}\`${Date.now() > deadline ? ' timed out' : ' exited at once'}):`, logTail(log, 10));
+    }
+    await sleep(50);
+  }
+}
+
 /** The network, the machines' files and the state: what is left once no machine runs. */
 async function removeFleet(state: FleetState, ctx: RuntimeContext): Promise<void> {
   const resources = recordedResources(state, state.fleet);
   await removeNetwork(resources.network as NetworkResource[], resources.owner, run);
   rmSync(vmDir(ctx), { recursive: true, force: true });
+  rmSync(join(stateDir(ctx.projectDir), 'supervise'), { recursive: true, force: true });
   ctx.clearState();
 }
 

@@ -24,12 +24,23 @@ import { findOnPath } from './processes.js';
 export type RestartPolicy = 'on-failure' | 'no';
 
 export interface Service {
-  /** The service directory, `.uproxy/supervise/<name>`. */
+  /** The service directory, `.uproxy/supervise/<name>` (serviceDir). */
   dir: string;
   command: CommandLine;
   cwd: string;
   env: Readonly<Record<string, string>>;
   policy: RestartPolicy;
+  /**
+   * Whether exit status 0 ends the machine (the default, for a process); false for a QEMU, which
+   * exits 0 when its guest powers off, i.e. when the app in it ended (uproxy's own stops are
+   * not restarts either way: it releases the service first).
+   */
+  cleanExitEnds?: boolean;
+}
+
+/** Where a machine's service directory lives: `.uproxy/supervise/<name>`. */
+export function serviceDir(stateDir: string, name: string): string {
+  return join(stateDir, 'supervise', name);
 }
 
 /** The longest pause between restarts of a machine that keeps failing. */
@@ -57,15 +68,15 @@ exec ${toShell(service.command)} 3>&- 2>&1
 
 /**
  * `./finish`, run with ./run's exit code (256 when a signal ended it). Exit 125 tells s6 not to
- * restart; so does uproxy having told it `s6-svc -O` (wanted down). Otherwise it counts the
- * restart and pauses 0, then 200 ms, doubling up to MAX_BACKOFF_MS while runs stay short.
+ * restart: uproxy told it `s6-svc -O` (wanted down), the policy is `no`, or the machine ended
+ * cleanly. Otherwise it counts the restart and pauses 0, then 200 ms, doubling up to
+ * MAX_BACKOFF_MS while runs stay short.
  */
-export function finishScript(policy: RestartPolicy): string {
+export function finishScript(policy: RestartPolicy, cleanExitEnds: boolean): string {
   return `#!/bin/sh
 # Written by uproxy on each up: edits are lost.
 [ "$(s6-svstat -o wantedup .)" = true ] || exit 125
-${policy === 'no' ? 'exit 125\n' : ''}[ "$1" = 0 ] && exit 125
-echo $(( $(cat restarts 2>/dev/null || echo 0) + 1 )) > restarts
+${policy === 'no' ? 'exit 125\n' : ''}${cleanExitEnds ? '[ "$1" = 0 ] && exit 125\n' : ''}echo $(( $(cat restarts 2>/dev/null || echo 0) + 1 )) > restarts
 failures=$(cat failures 2>/dev/null || echo 0)
 [ $(( $(date +%s) - $(cat started 2>/dev/null || echo 0) )) -ge ${STABLE_RUN_S} ] && failures=0
 echo $(( failures + 1 )) > failures
@@ -84,7 +95,7 @@ export function writeService(service: Service): void {
     chmodSync(join(service.dir, name), mode);
   };
   file('run', runScript(service), 0o700);
-  file('finish', finishScript(service.policy), 0o700);
+  file('finish', finishScript(service.policy, service.cleanExitEnds ?? true), 0o700);
   file('notification-fd', '3\n');
   // The longest backoff plus room, or s6 would kill the finish script in the middle of its pause.
   file('timeout-finish', `${MAX_BACKOFF_MS + 5_000}\n`);

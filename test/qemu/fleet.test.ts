@@ -109,6 +109,9 @@ describe.skipIf(skip !== undefined)(`qemu runtime: a fleet of microvm guests${sk
     config.proxy.publish = `0.0.0.0:${PUBLISHED.split(':')[1]}`;
     // 0.0.0.0 names no address a certificate could: the outside client's one is listed.
     config.proxy.tls.names = [PUBLISHED.split(':')[0]];
+    // What up does with VMs that stopped, seen without a supervisor starting them first
+    // (test/qemu/restart.test.ts covers the restart policy).
+    config.restart = 'no';
     writeFileSync(join(dir, 'uproxy.json'), JSON.stringify(config, null, 2));
     // A backend app that can be told to exit (GET /exit), as one that crashes would: its VM must
     // power off and `up` replace it.
@@ -385,6 +388,9 @@ describe.skipIf(skip !== undefined)(`qemu runtime: a fleet of microvm guests${sk
     const init = await uproxy(['init', 'badfleet', '--backends', '1'], root);
     expect(init.exitCode, init.stderr).toBe(0);
     const bad = join(root, 'badfleet');
+    // Without a supervisor restarting it: a VM that powers off by itself is what up sees here.
+    const badConfig = JSON.parse(readFileSync(join(bad, 'uproxy.json'), 'utf8'));
+    writeFileSync(join(bad, 'uproxy.json'), JSON.stringify({ ...badConfig, restart: 'no' }, null, 2));
     // A backend program that exits at once, as a misconfigured one would.
     writeFileSync(join(bad, 'backend/src/server.c'), '#include <stdio.h>\nint main(void) { puts("backend: refusing to start"); return 3; }\n');
     const up = await execa('ip', ['netns', 'exec', inner, 'node', BIN, 'up', '--runtime', 'qemu', '--accel', 'tcg', '--timeout', '150'], {
