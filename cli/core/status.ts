@@ -29,6 +29,8 @@ interface Watched {
   admin: string;
   endpoint: AdminEndpoint;
   fetch: () => Promise<ProxyStats>;
+  /** Each machine's restarts by its supervisor, as `ps` shows them. */
+  restarts: () => Promise<Readonly<Record<string, number>>>;
 }
 
 function watch(dir: string, intervalMs: number): Watched {
@@ -41,6 +43,11 @@ function watch(dir: string, intervalMs: number): Watched {
     admin: state.proxy.admin,
     endpoint,
     fetch: () => fetchStats(endpoint, Math.max(2000, intervalMs)),
+    restarts: async () => {
+      const [{ loadRuntime }, { runtimeContext }, { SILENT }] = await Promise.all([import('../runtimes/runtime.js'), import('./context.js'), import('../progress.js')]);
+      const machines = await (await loadRuntime(state.runtime)).inspect(state, runtimeContext(projectDir, SILENT));
+      return Object.fromEntries(machines.flatMap((m) => (m.restarts === undefined ? [] : [[m.name, m.restarts]])));
+    },
   };
 }
 
@@ -77,7 +84,7 @@ export function statusJson(snapshot: StatusSnapshot): unknown {
 
 /** The live screen until the user quits; `d` drains or undrains through the admin API. */
 export async function liveStatus(dir: string, intervalMs: number): Promise<void> {
-  const { fleet, endpoint, fetch } = watch(dir, intervalMs);
+  const { fleet, endpoint, fetch, restarts } = watch(dir, intervalMs);
   await refuseWithoutProxy(dir);
   const drain = async (name: string, drain: boolean): Promise<DrainOutcome> => {
     try {
@@ -87,5 +94,5 @@ export async function liveStatus(dir: string, intervalMs: number): Promise<void>
     }
   };
   const { runLiveStatus } = await import('../tui/status-app.js');
-  await runLiveStatus({ fleet, intervalMs, fetch, drain });
+  await runLiveStatus({ fleet, intervalMs, fetch, restarts, drain });
 }

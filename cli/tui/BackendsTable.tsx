@@ -39,15 +39,17 @@ interface Layout {
   bar: number;
   /** p50 and p99 in their own columns (wide terminals) or as one `p50/p99` column. */
   splitLatency: boolean;
+  /** A restarts column, where a supervisor keeps count (the restart policy). */
+  restarts: boolean;
 }
 
 /** Column widths for a terminal `width` wide: the share bar and the name take what is left. */
-export function layoutFor(width: number, backends: readonly BackendStats[]): Layout {
+export function layoutFor(width: number, backends: readonly BackendStats[], restarts = false): Layout {
   const splitLatency = width >= 100;
   const longestName = Math.max(4, ...backends.map((b) => b.name.length));
   const longestAddress = Math.max(7, ...backends.map((b) => b.address.length));
-  // selector 2, state 9, req/s 8, share 5, in-flight 5, errors 7, latency 9+9 or 12
-  const fixed = 2 + 9 + 8 + 5 + 5 + 7 + (splitLatency ? 18 : 12);
+  // selector 2, state 9, req/s 8, share 5, in-flight 5, errors 7, restarts 5, latency 9+9 or 12
+  const fixed = 2 + 9 + 8 + 5 + 5 + 7 + (restarts ? 5 : 0) + (splitLatency ? 18 : 12);
   const address = Math.min(longestAddress + 1, 22);
   let name = Math.min(longestName + 1, 11);
   let barWidth = width - 1 - fixed - address - name;
@@ -57,12 +59,14 @@ export function layoutFor(width: number, backends: readonly BackendStats[]): Lay
     name += Math.max(0, grow);
     barWidth -= Math.max(0, grow);
   }
-  return { name, address, bar: Math.max(3, Math.min(40, barWidth)), splitLatency };
+  return { name, address, bar: Math.max(3, Math.min(40, barWidth)), splitLatency, restarts };
 }
 
 export interface BackendsTableProps {
   backends: readonly BackendStats[];
   rates: Readonly<Record<string, BackendRates>> | undefined;
+  /** Restarts of each backend's machine by its supervisor; absent where none keeps count. */
+  restarts?: Readonly<Record<string, number>>;
   sort: SortKey;
   selected: string | undefined;
   width: number;
@@ -70,9 +74,9 @@ export interface BackendsTableProps {
   maxRows: number;
 }
 
-export function BackendsTable({ backends, rates, sort, selected, width, maxRows }: BackendsTableProps) {
+export function BackendsTable({ backends, rates, restarts, sort, selected, width, maxRows }: BackendsTableProps) {
   const rows = sortBackends(backends, rates ?? {}, sort);
-  const layout = layoutFor(width, backends);
+  const layout = layoutFor(width, backends, restarts !== undefined);
   const visible = Math.max(1, maxRows);
   const selectedIndex = Math.max(0, rows.findIndex((b) => b.name === selected));
   const first = Math.min(Math.max(0, selectedIndex - visible + 1), Math.max(0, rows.length - visible));
@@ -99,10 +103,11 @@ export function BackendsTable({ backends, rates, sort, selected, width, maxRows 
         {fit('INFL', 5, 'right')}
         {layout.splitLatency ? `${fit('P50 ms', 9, 'right')}${fit('P99 ms', 9, 'right')}` : fit('P50/P99 ms', 12, 'right')}
         {fit('ERRORS', 7, 'right')}
+        {layout.restarts ? fit('RST', 5, 'right') : null}
       </Text>
       {rows.length === 0 ? <Text dimColor>  no backends</Text> : null}
       {shown.map((b) => (
-        <BackendRow key={b.name} backend={b} rates={rates?.[b.name]} layout={layout} selected={b.name === selected} />
+        <BackendRow key={b.name} backend={b} rates={rates?.[b.name]} restarts={restarts?.[b.name]} layout={layout} selected={b.name === selected} />
       ))}
     </Box>
   );
@@ -111,11 +116,13 @@ export function BackendsTable({ backends, rates, sort, selected, width, maxRows 
 function BackendRow({
   backend: b,
   rates,
+  restarts,
   layout,
   selected,
 }: {
   backend: BackendStats;
   rates: BackendRates | undefined;
+  restarts: number | undefined;
   layout: Layout;
   selected: boolean;
 }) {
@@ -139,6 +146,7 @@ function BackendRow({
       {fit(String(b.in_flight), 5, 'right')}
       {latency}
       <Text color={b.errors > 0 ? 'red' : undefined}>{fit(formatCount(b.errors), 7, 'right')}</Text>
+      {layout.restarts ? <Text color={restarts ? 'yellow' : undefined}>{fit(restarts === undefined ? '—' : formatCount(restarts), 5, 'right')}</Text> : null}
     </Text>
   );
 }

@@ -40,6 +40,7 @@ export function Header({ fleet, intervalMs, state, nowEpochMs }: HeaderProps) {
           {rates?.restarted ? <Text color="yellow" bold>  proxy restarted: counters reset</Text> : null}
           {`  ${rates ? `${formatRate(rates.requestsPerSec)} req/s` : 'measuring…'}  ${stats.connections.active} conn`}
           {`  ${stats.requests.in_flight} in flight  pid ${stats.pid}  v${stats.version}`}
+          {state.restarts?.proxy ? <Text color="yellow">{`  restarted ${state.restarts.proxy}×`}</Text> : null}
           {certificate === undefined ? null : <Text color={certificate.days < 10 ? 'yellow' : undefined}>{`  cert ${certificate.days}d left`}</Text>}
         </Text>
       ) : (

@@ -40,6 +40,7 @@ export function StatusScreen(props: StatusScreenProps) {
           <BackendsTable
             backends={backends}
             rates={state.series?.rates?.backends}
+            restarts={state.restarts}
             sort={props.sort}
             selected={props.selected}
             width={width}

@@ -15,10 +15,14 @@ export interface Unreachable {
 export interface PollState {
   series?: StatsSeries;
   unreachable?: Unreachable;
+  /** Restarts of each machine by its supervisor (the restart policy), when the runtime keeps count. */
+  restarts?: Readonly<Record<string, number>>;
 }
 
 export interface PollerOptions {
   fetch: () => Promise<ProxyStats>;
+  /** The machines' restart counts; read with each sample, and kept as they were when it fails. */
+  restarts?: () => Promise<Readonly<Record<string, number>>>;
   intervalMs: number;
   onChange: (state: PollState) => void;
   /** Longest pause between attempts while the proxy does not answer. */
@@ -65,9 +69,10 @@ export class StatsPoller {
 
   private async poll(): Promise<void> {
     let delay: number;
+    const restarts = this.options.restarts?.().catch(() => this.state.restarts);
     try {
       const stats = await this.options.fetch();
-      this.state = { series: advance(this.state.series, { atMs: this.monotonicMs(), stats }) };
+      this.state = { series: advance(this.state.series, { atMs: this.monotonicMs(), stats }), restarts: (await restarts) ?? this.state.restarts };
       delay = this.options.intervalMs;
     } catch (error) {
       const previous = this.state.unreachable;

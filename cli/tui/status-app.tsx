@@ -15,18 +15,19 @@ export interface LiveStatusOptions {
   fleet: FleetInfo;
   intervalMs: number;
   fetch: () => Promise<ProxyStats>;
+  restarts?: () => Promise<Readonly<Record<string, number>>>;
   drain: (name: string, drain: boolean) => Promise<DrainOutcome>;
 }
 
 /** Feeds the Status view from a StatsPoller; the view itself never fetches. */
-export function LiveStatus({ fleet, intervalMs, fetch, drain }: LiveStatusOptions) {
+export function LiveStatus({ fleet, intervalMs, fetch, restarts, drain }: LiveStatusOptions) {
   const [state, setState] = useState<PollState>({});
   const [, setTick] = useState(0);
   useEffect(() => {
-    const poller = new StatsPoller({ fetch, intervalMs, onChange: setState });
+    const poller = new StatsPoller({ fetch, restarts, intervalMs, onChange: setState });
     poller.start();
     return () => poller.stop();
-  }, [fetch, intervalMs]);
+  }, [fetch, restarts, intervalMs]);
   // While the proxy is away the poller backs off up to 15 s; "unreachable for Ns" still counts every second.
   const unreachable = state.unreachable !== undefined;
   useEffect(() => {

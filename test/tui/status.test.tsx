@@ -71,6 +71,17 @@ describe('StatusScreen', () => {
     expect(filled('backend-1')).toBeGreaterThan(filled('backend-2'));
   });
 
+  it('shows how often a supervisor restarted each machine, where one keeps count', () => {
+    const { lastFrame } = screen({ series: sequence(10), restarts: { proxy: 1, 'backend-1': 0, 'backend-2': 3, 'backend-3': 0 } }, 100);
+    const frame = plain(lastFrame());
+    expect(lineOf(frame, 'NAME')).toMatch(/ERRORS\s+RST$/);
+    expect(lineOf(frame, 'backend-2')).toMatch(/\s3$/);
+    expect(lineOf(frame, 'backend-1')).toMatch(/\s0\s+0$/);
+    expect(frame).toContain('restarted 1×');
+    // Without a supervisor (restart: no, kraft) there is no column.
+    expect(lineOf(plain(screen({ series: sequence(10) }, 100).lastFrame()), 'NAME')).not.toContain('RST');
+  });
+
   it('shows an HTTPS proxy by its https:// address and the days left on its certificate', () => {
     const now = Date.parse('2025-01-01T12:00:40Z');
     const tls = (days: number) => ({ enabled: true, handshakes: 5, resumed: 1, failed: 0, in_progress: 0, certificates: [{ index: 0, names: ['localhost'], not_after: Math.floor(now / 1000) + days * 86_400 + 60 }] });
