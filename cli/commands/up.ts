@@ -10,7 +10,7 @@ export function register(program: Command): void {
     .option('--runtime <runtime>', 'host, qemu or kraft (default: runtime in uproxy.json)', runtime)
     .option('--timeout <seconds>', 'how long to wait for every backend to be up', seconds)
     .addOption(new Option('--accel <mode>', 'VM acceleration, for the qemu runtime only (overrides qemu.accel in uproxy.json)').choices(['auto', 'kvm', 'tcg']))
-    .option('--dry-run', 'print every command it would run, run nothing', false)
+    .option('--dry-run', 'print what it would change in the running fleet (or every command of a first start), run nothing', false)
     .option('--verbose', 'show build output', false)
     .addHelpText('after', '\nExamples:\n  $ uproxy up --backends 3\n  $ uproxy up --backends 5      # scale a running fleet\n  $ uproxy up --dry-run')
     .action(async (options: { backends?: number; runtime?: 'host' | 'qemu' | 'kraft'; timeout?: number; accel?: AccelChoice; dryRun: boolean; verbose: boolean }, command: Command) => {
@@ -32,7 +32,7 @@ export function register(program: Command): void {
         );
         for (const note of result.notes) process.stderr.write(`Note: ${note}\n`);
         if (result.kind === 'dry-run') {
-          process.stdout.write(`${result.commands.join('\n')}\n`);
+          process.stdout.write(`${result.lines.join('\n')}\n`);
           return;
         }
         if (result.savedBackendsCount !== undefined) {

@@ -4,10 +4,11 @@ import { loadConfig } from '../config/load.js';
 import type { RuntimeName } from '../config/schema.js';
 import { toShell } from '../fleet/argv.js';
 import type { AccelChoice } from '../fleet/qemu-command.js';
-import { ownBackendProblem, plainHttpProblem, planFleet } from '../fleet/plan.js';
+import { ownBackendProblem, plainHttpProblem, planFleet, type FleetPlan } from '../fleet/plan.js';
 import { readState, withLock, type FleetState } from '../fleet/state.js';
 import type { Progress } from '../progress.js';
-import { loadRuntime } from '../runtimes/runtime.js';
+import { describeChanges } from '../runtimes/machines.js';
+import { loadRuntime, type Runtime, type RuntimeContext } from '../runtimes/runtime.js';
 import { UserError } from '../errors.js';
 import { runtimeContext } from './context.js';
 import type { MachineRow } from './output.js';
@@ -24,7 +25,8 @@ export interface UpRequest {
 }
 
 export type UpResult =
-  | { kind: 'dry-run'; commands: string[]; notes: string[] }
+  /** `lines`: what `up` would change in the running fleet, or every command of a cold start. */
+  | { kind: 'dry-run'; lines: string[]; notes: string[] }
   | { kind: 'up'; state: FleetState; machines: MachineRow[]; notes: string[]; savedBackendsCount?: number; certificateExpiry?: number };
 
 /** Builds and starts (or reconciles) the fleet the project describes. */
@@ -38,15 +40,10 @@ export async function up(request: UpRequest, progress: Progress): Promise<UpResu
   const ctx = runtimeContext(projectDir, progress);
   const notes = request.accel !== undefined && plan.runtime !== 'qemu' ? [`--accel is only used by the qemu runtime; the ${plan.runtime} runtime ignores it`] : [];
 
-  if (request.dryRun) {
-    const commands = await runtime.describe(plan, readState(projectDir), ctx);
-    return { kind: 'dry-run', commands: commands.map(toShell), notes };
-  }
+  if (request.dryRun) return { kind: 'dry-run', lines: await dryRun(plan, runtime, ctx, notes), notes };
   return withLock(projectDir, 'up', async () => {
     const previous = readState(projectDir);
-    if (previous && previous.runtime !== plan.runtime) {
-      throw new UserError(`this fleet is running on the ${previous.runtime} runtime; run \`uproxy down\` before starting it on ${plan.runtime}`);
-    }
+    requireSameRuntime(previous, plan);
     await runtime.preflight(plan, previous, ctx);
     // Loaded only for HTTPS fleets: the X.509 library is the largest part of the CLI.
     const tls = config.proxy.tls.mode === 'off' ? null : await import('../tls/proxy-cert.js');
@@ -74,4 +71,26 @@ export async function up(request: UpRequest, progress: Progress): Promise<UpResu
       ...(certificateExpiry === undefined ? {} : { certificateExpiry }),
     };
   });
+}
+
+/**
+ * `up --dry-run`: on a running fleet (a state file), the changes `up` would make, decided by the
+ * same `planChanges`; otherwise every command of a cold start. Reads only: no lock, no build,
+ * no start, no admin API call.
+ */
+async function dryRun(plan: FleetPlan, runtime: Runtime, ctx: RuntimeContext, notes: string[]): Promise<string[]> {
+  const previous = readState(ctx.projectDir);
+  requireSameRuntime(previous, plan);
+  if (previous && runtime.preview) {
+    const preview = await runtime.preview(plan, previous, ctx);
+    return [...preview.builds, ...describeChanges(previous.machines, preview.wanted, preview.running)];
+  }
+  if (previous) notes.push(`the ${plan.runtime} runtime's dry run does not compare with the running fleet yet: these are the commands of a cold start`);
+  return (await runtime.describe(plan, previous, ctx)).map(toShell);
+}
+
+function requireSameRuntime(previous: FleetState | null, plan: FleetPlan): void {
+  if (previous && previous.runtime !== plan.runtime) {
+    throw new UserError(`this fleet is running on the ${previous.runtime} runtime; run \`uproxy down\` before starting it on ${plan.runtime}`);
+  }
 }

@@ -51,16 +51,22 @@ export interface AppBuild {
 
 type BuildCache = Record<string, string>;
 
+/** Why `buildApp` would run make (`sources changed`, say), or null when it would skip it. */
+export function buildReason(projectDir: string, build: AppBuild, sources = sourceHash(build.dir)): string | null {
+  const built = readCache(projectDir)[cacheKey(projectDir, build)];
+  if (built === undefined) return 'not built yet';
+  if (built !== sources) return 'sources changed';
+  return build.artifact === undefined || existsSync(build.artifact) ? null : `${relative(projectDir, build.artifact)} is missing`;
+}
+
 /** Builds the app unless unchanged. */
 export async function buildApp(projectDir: string, build: AppBuild, progress: Progress): Promise<void> {
   if (!existsSync(join(build.dir, 'Makefile'))) {
     throw new UserError(`${relative(projectDir, build.dir) || '.'}/ has no Makefile: check proxy.app / backends.app in uproxy.json`);
   }
-  const cacheKey = `${relative(projectDir, build.dir)}:${build.target ?? 'default'}`;
-  const cache = readCache(projectDir);
   const sources = sourceHash(build.dir);
   const title = `build ${build.label}`;
-  if (cache[cacheKey] === sources && (build.artifact === undefined || existsSync(build.artifact))) {
+  if (buildReason(projectDir, build, sources) === null) {
     await progress.step(`${title} (unchanged)`, async () => {});
     return;
   }
@@ -70,7 +76,7 @@ export async function buildApp(projectDir: string, build: AppBuild, progress: Pr
     if (build.artifact !== undefined && !existsSync(build.artifact)) {
       throw new UserError(`make finished in ${build.dir} but did not produce ${build.artifact}: check the Makefile's default target or the binary setting in uproxy.json`);
     }
-    writeCache(projectDir, { ...readCache(projectDir), [cacheKey]: sources });
+    writeCache(projectDir, { ...readCache(projectDir), [cacheKey(projectDir, build)]: sources });
   });
 }
 
@@ -91,6 +97,10 @@ async function runMake(build: AppBuild, log: string, progress: Progress): Promis
     const why = result.exitCode === undefined ? (result.originalMessage ?? 'it could not be started') : `exit ${result.exitCode}`;
     throw new UserError(`building ${build.label} failed (${toShell(make)}: ${why}); the end of ${log}:`, logTail(log, 20));
   }
+}
+
+function cacheKey(projectDir: string, build: AppBuild): string {
+  return `${relative(projectDir, build.dir)}:${build.target ?? 'default'}`;
 }
 
 function cacheFile(projectDir: string): string {

@@ -7,8 +7,8 @@ import { stateDir } from '../files.js';
 import type { FleetState, MachineState } from '../fleet/state.js';
 import { UserError } from '../errors.js';
 import { adminApiProxy, withoutLiveLists } from './backend-sync.js';
-import { buildApp, fileHash, sourceHash } from './build.js';
-import { inFleetOrder, reconcile, stopMachines, type MachineDriver } from './machines.js';
+import { buildApp, buildReason, fileHash, sourceHash, type AppBuild } from './build.js';
+import { inFleetOrder, reconcile, stopMachines, type MachineDriver, type Wanted } from './machines.js';
 import { isProjectMark, liveMarks, machineMark, markedProcesses, spawnMachine, stopMarked } from './process-groups.js';
 import { releaseService, removeService, requireS6, serviceStatus, writeService, type RestartPolicy, type Service } from './s6.js';
 import type { DownOptions, MachineStatus, Runtime, RuntimeContext, UpOptions } from './runtime.js';
@@ -44,13 +44,7 @@ export const runtime: Runtime = {
   },
 
   async build(plan, ctx) {
-    await buildApp(ctx.projectDir, { label: 'proxy', dir: plan.proxy.app.dir, artifact: plan.proxy.app.binary }, ctx.progress);
-    const backendApp = plan.backends[0]?.app;
-    if (!backendApp) return;
-    // Your own app may need no build (a script); its command names what runs, not a binary.
-    const own = plan.config.backends.command !== undefined;
-    if (own && !existsSync(join(backendApp.dir, 'Makefile'))) return;
-    await buildApp(ctx.projectDir, { label: 'backend', dir: backendApp.dir, artifact: own ? undefined : backendApp.binary }, ctx.progress);
+    for (const build of appBuilds(plan)) await buildApp(ctx.projectDir, build, ctx.progress);
   },
 
   async up(plan, previous, ctx, options) {
@@ -87,13 +81,43 @@ export const runtime: Runtime = {
     const ports = await assignPorts(plan, previous);
     return [...appBuildCommands(plan), ...planHostProcesses(plan, ports, logDir(ctx)).map((p) => p.command)];
   },
+
+  async preview(plan, state, ctx) {
+    const pending = appBuilds(plan).flatMap((build) => {
+      const reason = buildReason(ctx.projectDir, build);
+      return reason === null ? [] : [{ build, reason }];
+    });
+    // What a rebuild produces is not known before it runs: the machines running it count as changed.
+    const rebuilt = new Set(pending.flatMap(({ build }) => (build.artifact === undefined ? [] : [build.artifact])));
+    const { wanted } = await wantedProcesses(plan, state, ctx, rebuilt);
+    return {
+      builds: pending.map(({ build, reason }) => `build ${build.label} (${reason})`),
+      wanted,
+      running: await driver(ctx).running(),
+    };
+  },
 };
+
+/** The proxy's build, and the backend app's unless it is your own app without a Makefile (a script: its command names what runs). */
+function appBuilds(plan: FleetPlan): AppBuild[] {
+  const builds: AppBuild[] = [{ label: 'proxy', dir: plan.proxy.app.dir, artifact: plan.proxy.app.binary }];
+  const backendApp = plan.backends[0]?.app;
+  const own = plan.config.backends.command !== undefined;
+  if (backendApp && (!own || existsSync(join(backendApp.dir, 'Makefile')))) {
+    builds.push({ label: 'backend', dir: backendApp.dir, artifact: own ? undefined : backendApp.binary });
+  }
+  return builds;
+}
 
 function logDir(ctx: RuntimeContext): string {
   return join(stateDir(ctx.projectDir), 'logs');
 }
 
-async function upHost(plan: FleetPlan, previous: FleetState | null, ctx: RuntimeContext, options: UpOptions): Promise<FleetState> {
+/**
+ * The planned processes with their fingerprints. `rebuilt` names binaries a build is about to
+ * replace (the dry run's guess, which cannot hash a binary not built yet); `up` passes none.
+ */
+async function wantedProcesses(plan: FleetPlan, previous: FleetState | null, ctx: RuntimeContext, rebuilt: ReadonlySet<string> = new Set()): Promise<{ ports: HostPorts; processes: HostProcessPlan[]; wanted: Wanted<HostProcessPlan>[] }> {
   const ports = await assignPorts(plan, previous);
   const processes = planHostProcesses(plan, ports, logDir(ctx));
   const contents = new Map<string, string>();
@@ -101,6 +125,7 @@ async function upHost(plan: FleetPlan, previous: FleetState | null, ctx: Runtime
   const content = (p: HostProcessPlan): string => {
     const own = p.role === 'backend' && plan.config.backends.command !== undefined;
     const key = own ? p.cwd : p.command.file;
+    if (!own && rebuilt.has(key)) return 'rebuilt';
     const hash = contents.get(key) ?? (own ? sourceHash(p.cwd) : fileHash(p.command.file));
     contents.set(key, hash);
     return hash;
@@ -110,7 +135,11 @@ async function upHost(plan: FleetPlan, previous: FleetState | null, ctx: Runtime
     // The restart policy too: a machine moves under (or out from) its supervisor by a restart.
     return createHash('sha256').update(JSON.stringify([p.command.file, ...args, p.env, plan.config.restart])).update(content(p)).digest('hex');
   };
+  return { ports, processes, wanted: processes.map((p) => ({ plan: p, fingerprint: fingerprint(p) })) };
+}
 
+async function upHost(plan: FleetPlan, previous: FleetState | null, ctx: RuntimeContext, options: UpOptions): Promise<FleetState> {
+  const { ports, processes, wanted } = await wantedProcesses(plan, previous, ctx);
   const proxy = processes.at(-1)!;
   const { mode: tls } = plan.config.proxy.tls;
   const state: FleetState = {
@@ -126,7 +155,7 @@ async function upHost(plan: FleetPlan, previous: FleetState | null, ctx: Runtime
   const machines = driver(ctx, plan.config.restart);
   const result = await reconcile({
     state,
-    wanted: processes.map((p) => ({ plan: p, fingerprint: fingerprint(p) })),
+    wanted,
     driver: machines,
     proxy: adminApiProxy({ plan, state, ctx, backends, timeoutMs }),
     ctx,

@@ -5,6 +5,7 @@
  * effect, so `down` can finish what a killed `up` began). A runtime supplies only a
  * `MachineDriver`: how to start, stop and look at its machines, and what to clean up.
  */
+import { toShell, type CommandLine } from '../fleet/argv.js';
 import type { Role } from '../fleet/plan.js';
 import { UserError } from '../errors.js';
 import type { FleetState, MachineState } from '../fleet/state.js';
@@ -63,6 +64,10 @@ export interface MachineChanges<P extends { name: string }> {
   rolled: { machine: MachineState; want: Wanted<P> }[];
   /** Recorded machines the plan no longer has (scaled down): stopped once the new fleet is healthy. */
   removed: MachineState[];
+  /** Recorded machines running as planned: left alone. */
+  kept: MachineState[];
+  /** Whether the running proxy stays: then it learns its backend list through its admin API. */
+  proxyKept: boolean;
 }
 
 /** `isRunning` says whether a recorded machine is still alive as recorded. */
@@ -84,11 +89,56 @@ export function planChanges<P extends { name: string }>(
     replaced: restarted.filter((m) => !rolls(m)),
     rolled: restarted.filter(rolls).map((machine) => ({ machine, want: wantOf(machine)! })),
     removed: recorded.filter((m) => wantOf(m) === undefined),
+    kept: recorded.filter(isCurrent),
+    proxyKept,
   };
 }
 
 export function isUnchanged(changes: MachineChanges<{ name: string }>): boolean {
   return changes.toStart.length === 0 && changes.rolled.length === 0 && changes.removed.length === 0;
+}
+
+/** A planned machine as `up --dry-run` shows it: with the command line it would start. */
+export interface PreviewedMachine extends PlannedMachine {
+  command: CommandLine;
+}
+
+/**
+ * What `up` would change in a running fleet, one line a step, in the order `reconcile` takes
+ * them: the same `planChanges` decides, so the dry run cannot promise what `up` would not do.
+ * Known only from the state and the runtime's look at its machines: a backend the proxy lists
+ * as draining, or tokens edited in uproxy.json, are settled by the sync without a line here.
+ */
+export function describeChanges<P extends PreviewedMachine>(
+  recorded: readonly MachineState[],
+  wanted: readonly Wanted<P>[],
+  isRunning: (machine: MachineState) => boolean,
+): string[] {
+  const changes = planChanges(recorded, wanted, isRunning);
+  if (isUnchanged(changes)) return ['already up to date: nothing to do'];
+  const lines = changes.kept.length > 0 ? [`keep ${machineNames(inFleetOrder(changes.kept))} (unchanged)`] : [];
+  const why = (m: MachineState): string => (m.status === 'running' && isRunning(m) ? 'changed' : 'exited');
+  for (const { plan } of changes.toStart) {
+    const old = changes.replaced.find((m) => m.name === plan.name);
+    const what = old ? `restart ${plan.name} (${why(old)})` : `start ${plan.name} (new)`;
+    const list = plan.role === 'proxy' ? ', with the whole backend list' : '';
+    lines.push(`${what}${list}: ${toShell(plan.command)}`);
+  }
+  const removedBackends = changes.removed.filter((m) => m.role === 'backend');
+  if (changes.proxyKept) {
+    for (const { plan } of wanted) {
+      if (plan.role === 'backend' && !recorded.some((m) => m.name === plan.name)) lines.push(`add ${plan.name} to the proxy through its admin API (POST /backends)`);
+    }
+    for (const m of removedBackends) lines.push(`drain ${m.name} and remove it from the proxy through its admin API (DELETE /backends/${m.name})`);
+  }
+  for (const { machine, want } of changes.rolled) lines.push(`restart ${machine.name} (changed), drained first: ${toShell(want.plan.command)}`);
+  const backends = wanted.filter((w) => w.plan.role === 'backend').length;
+  lines.push(`wait until the proxy reports ${backends} backend${backends === 1 ? '' : 's'} up`);
+  if (changes.removed.length > 0) {
+    const why = changes.proxyKept ? 'removed from the proxy' : 'not in the new proxy\'s list';
+    lines.push(`stop ${machineNames(changes.removed)} (${why})`);
+  }
+  return lines;
 }
 
 /** Records a machine about to start (status `starting`, no PID yet) in place of any machine of that name. */
@@ -240,9 +290,9 @@ export async function reconcile<P extends PlannedMachine>(r: Reconciliation<P>):
     return machine;
   };
   const rolledIn = new Set<MachineState>();
+  const { proxyKept } = changes;
   // Backends replaced behind a proxy that keeps running (dead, or not serving): until its checks
   // fail the proxy may still report the old one up, so the wait needs a check passed since now.
-  const proxyKept = !changes.toStart.some((w) => w.plan.role === 'proxy');
   const restartedBehindProxy = proxyKept && changes.replaced.some((m) => m.role === 'backend');
   const since = restartedBehindProxy ? await proxy.healthMarks().then(
     (marks) => Object.fromEntries(changes.replaced.filter((m) => m.role === 'backend').map((m) => [m.name, marks[m.name] ?? 0])),

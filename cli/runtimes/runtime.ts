@@ -2,9 +2,10 @@ import type { RuntimeName } from '../config/schema.js';
 import type { CommandLine } from '../fleet/argv.js';
 import type { FleetPlan } from '../fleet/plan.js';
 import type { AccelChoice } from '../fleet/qemu-command.js';
-import type { FleetState } from '../fleet/state.js';
+import type { FleetState, MachineState } from '../fleet/state.js';
 import type { Progress } from '../progress.js';
 import { UserError } from '../errors.js';
+import type { PreviewedMachine, Wanted } from './machines.js';
 
 /**
  * The one interface every runtime (host, qemu, kraft) implements. Commands never know which
@@ -47,8 +48,23 @@ export interface Runtime {
    * supervisors). Runtimes without supervisors leave it out.
    */
   refresh?(plan: FleetPlan, state: FleetState, ctx: RuntimeContext): Promise<void>;
-  /** Every command `up` would run for this plan (`up --dry-run`), without running anything. */
+  /** Every command `up` would run for this plan on a fleet not running yet (`up --dry-run`), without running anything. */
   describe(plan: FleetPlan, previous: FleetState | null, ctx: RuntimeContext): Promise<CommandLine[]>;
+  /**
+   * For `up --dry-run` on a running fleet: what `up` would build, and the machines it would
+   * reconcile with their fingerprints, computed as `up` computes them but without a side
+   * effect. Runtimes without it fall back to `describe`.
+   */
+  preview?(plan: FleetPlan, state: FleetState, ctx: RuntimeContext): Promise<FleetPreview>;
+}
+
+export interface FleetPreview {
+  /** The builds `up` would run, each a line such as `build backend (sources changed)`. */
+  builds: string[];
+  /** Every planned machine, as `up` would hand it to `reconcile`; an app to rebuild counts as changed. */
+  wanted: Wanted<PreviewedMachine>[];
+  /** One look at what runs: whether a recorded machine still runs as recorded. */
+  running(machine: MachineState): boolean;
 }
 
 export interface RuntimeContext {
