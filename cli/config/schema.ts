@@ -240,11 +240,12 @@ const unikraft = z
       .number()
       .int()
       .min(8)
-      .default(24)
+      .default(40)
       .describe(
-        'Memory of the proxy machine. Measured (native Unikraft 0.16.3, LWIP_NUM_TCPCON=256, QEMU TCG on 2 shared cores, wrk for 30 s ' +
-          'plus a Connection: close request every 250 ms): 12 MiB served 50 and 64 concurrent clients cleanly; 11 MiB was marginal at 64, ' +
-          '10 MiB at 50; 8 and 9 MiB failed. elfloader guests run the general-purpose base kernel: give them 64 or more.',
+        'Memory of the proxy machine. HTTPS takes most of it: in this Unikraft build every allocation takes at least a 4 KiB page, and OpenSSL holds ' +
+          '~4,100 small ones once a certificate is loaded, ~50 more per TLS connection. Measured (native Unikraft 0.16.3 with OpenSSL 3.0, ' +
+          'LWIP_NUM_TCPCON=256, QEMU TCG): 20 concurrent HTTPS clients needed 32 MiB (28 failed), hence 40 with headroom; plain HTTP (tls off) ' +
+          'served 50 clients from 16 MiB. elfloader guests run the general-purpose base kernel: give them 64 or more.',
       ),
     backendMemoryMiB: z
       .number()

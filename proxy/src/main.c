@@ -104,22 +104,11 @@ static void before_wait(void)
 
 static int hash_stdin(void)
 {
-    struct sha256 s;
-    uint8_t digest[SHA256_LEN], chunk[4096];
-    sha256_init(&s);
-    for (;;) {
-        ssize_t n = read(STDIN_FILENO, chunk, sizeof chunk);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            fprintf(stderr, "uproxy-proxy: --hash-stdin: cannot read stdin: %s\n", strerror(errno));
-            return 1;
-        }
-        if (n == 0)
-            break;
-        sha256_update(&s, chunk, (size_t)n);
+    uint8_t digest[SHA256_LEN];
+    if (sha256_fd(STDIN_FILENO, digest) < 0) {
+        fprintf(stderr, "uproxy-proxy: --hash-stdin: cannot read stdin: %s\n", strerror(errno));
+        return 1;
     }
-    sha256_final(&s, digest);
     for (int i = 0; i < SHA256_LEN; i++)
         printf("%02x", digest[i]);
     printf("\n");

@@ -1,5 +1,5 @@
-/* SHA-256 (FIPS 180-4), small and dependency-free so the proxy links statically and inside a
- * unikernel without OpenSSL. */
+/* SHA-256 of tokens, through OpenSSL, which every build of the proxy links for TLS (the host,
+ * the static VM binary and the Unikraft kernel alike). */
 #ifndef UPROXY_SHA256_H
 #define UPROXY_SHA256_H
 
@@ -8,17 +8,10 @@
 
 #define SHA256_LEN 32
 
-struct sha256 {
-    uint32_t h[8];
-    uint64_t total;
-    uint8_t block[64];
-    size_t used;
-};
-
-void sha256_init(struct sha256 *s);
-void sha256_update(struct sha256 *s, const void *data, size_t len);
-void sha256_final(struct sha256 *s, uint8_t out[SHA256_LEN]);
 void sha256(const void *data, size_t len, uint8_t out[SHA256_LEN]);
+
+/* The digest of everything read from `fd` until end of file; 0, or -1 with errno set. */
+int sha256_fd(int fd, uint8_t out[SHA256_LEN]);
 
 /* Compares two digests in time independent of where they differ. */
 int sha256_equal(const uint8_t a[SHA256_LEN], const uint8_t b[SHA256_LEN]);

@@ -195,7 +195,7 @@ static void rotate_ticket_keys(struct timer *t)
 int tls_init(const struct config *cfg, char *err, size_t errcap)
 {
     for (size_t i = 0; i < cfg->ntls_certs; i++) {
-        char why[400];
+        char why[600]; /* room for a 300-byte path and OpenSSL's reason */
         SSL_CTX *ctx = context_from_file(cfg->tls_certs[i], why, sizeof why);
         if (!ctx) {
             snprintf(err, errcap, "--tls-cert: %s", why);

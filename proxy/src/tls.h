@@ -4,10 +4,7 @@
  * through the functions below, which behave like recv/send (-1 with errno EAGAIN when OpenSSL
  * must wait for the socket), so the connection state machine is the same over TLS and plain
  * TCP. The handshake runs in the event loop like everything else: non-blocking, resumed on the
- * socket event OpenSSL waits for (tls_wants_write), bounded by the header timeout.
- *
- * The Unikraft kernel, which has no OpenSSL yet, compiles tls_none.c instead: the same
- * functions, refusing --tls-cert at start. */
+ * socket event OpenSSL waits for (tls_wants_write), bounded by the header timeout. */
 #ifndef UPROXY_TLS_H
 #define UPROXY_TLS_H
 

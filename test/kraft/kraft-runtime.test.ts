@@ -156,7 +156,7 @@ describe('kraft runtime', () => {
     const runs = lines.filter((l) => l.startsWith('kraft run'));
     expect(runs.map((l) => /--name (\S+)/.exec(l)?.[1])).toEqual(['dry-backend-1', 'dry-backend-2', 'dry-backend-3', 'dry-proxy']);
     expect(runs[0]).toContain('--network uproxy0:172.44.0.3/24:172.44.0.1 --memory 12Mi --plat qemu --arch x86_64');
-    expect(runs[3]).toContain('--network uproxy0:172.44.0.2/24:172.44.0.1 --memory 24Mi');
+    expect(runs[3]).toContain('--network uproxy0:172.44.0.2/24:172.44.0.1 --memory 40Mi');
     expect(runs[3]).toContain('-- --listen 0.0.0.0:8080 --admin 172.44.0.2:8081');
     expect(runs[3]).toContain('--backend backend-3=172.44.0.5:9001');
     expect(invocations(project)).toEqual([]);
@@ -249,7 +249,7 @@ describe('kraft runtime', () => {
       'run fleet-backend-1 uproxy0:172.44.0.3/24:172.44.0.1 12Mi',
       'run fleet-backend-2 uproxy0:172.44.0.4/24:172.44.0.1 12Mi',
       'run fleet-backend-3 uproxy0:172.44.0.5/24:172.44.0.1 12Mi',
-      'run fleet-proxy uproxy0:172.44.0.2/24:172.44.0.1 24Mi',
+      'run fleet-proxy uproxy0:172.44.0.2/24:172.44.0.1 40Mi',
     ]);
     for (const call of invocations(project)) expect(call).toContain('--no-prompt');
     const proxyRun = invocations(project).find((c) => c[0] === 'run' && c.includes('fleet-proxy'))!;

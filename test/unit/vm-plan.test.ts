@@ -83,7 +83,7 @@ describe('planVmFleet with unikraft guests', () => {
   });
 
   it('gives each role the memory of the unikraft section, not the microvm default', () => {
-    expect(valueOf(args('proxy'), '-m')).toBe('24');
+    expect(valueOf(args('proxy'), '-m')).toBe('40');
     expect(valueOf(args('backend-1'), '-m')).toBe('12');
   });
 

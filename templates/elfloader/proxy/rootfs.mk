@@ -7,10 +7,15 @@ CC ?= cc
 LLHTTP_SRC ?= $(if $(wildcard llhttp/src/llhttp.c),llhttp/src,/usr/share/llhttp)
 LLHTTP_INCLUDE ?= $(if $(wildcard llhttp/include/llhttp.h),llhttp/include,/usr/share/include/llhttp)
 
-# No OpenSSL in this static-pie build yet: tls.c is left out and tls_none.c refuses --tls-cert.
+# OpenSSL linked in static (Debian's libssl-dev ships libssl.a and libcrypto.a, built as PIE
+# code, which static-pie needs). The linker's warnings that libcrypto's name lookups need
+# glibc's shared NSS modules are dropped: the proxy never resolves a name.
 rootfs/uproxy-proxy: $(wildcard src/*.c src/*.h) VERSION | rootfs
 	$(CC) -std=c11 -D_GNU_SOURCE -DLLHTTP_STRICT_MODE=1 -DUPROXY_VERSION='"$(shell cat VERSION)"' -O2 -fPIE -static-pie -s -Isrc -I$(LLHTTP_INCLUDE) -o $@ \
-	  $(filter-out src/tls.c,$(wildcard src/*.c)) $(LLHTTP_SRC)/api.c $(LLHTTP_SRC)/http.c $(LLHTTP_SRC)/llhttp.c
+	  $(wildcard src/*.c) $(LLHTTP_SRC)/api.c $(LLHTTP_SRC)/http.c $(LLHTTP_SRC)/llhttp.c -l:libssl.a -l:libcrypto.a >$@.log 2>&1 \
+	  || { cat $@.log; rm -f $@.log; exit 1; }
+	@grep -v -e 'in statically linked applications requires' -e ': in function ' $@.log || true
+	@rm -f $@.log
 
 rootfs:
 	mkdir -p $@
