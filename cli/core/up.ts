@@ -40,7 +40,7 @@ export async function up(request: UpRequest, progress: Progress): Promise<UpResu
   const ctx = runtimeContext(projectDir, progress);
   const notes = request.accel !== undefined && plan.runtime !== 'qemu' ? [`--accel is only used by the qemu runtime; the ${plan.runtime} runtime ignores it`] : [];
 
-  if (request.dryRun) return { kind: 'dry-run', lines: await dryRun(plan, runtime, ctx, notes), notes };
+  if (request.dryRun) return { kind: 'dry-run', lines: await dryRun(plan, runtime, ctx, request, notes), notes };
   return withLock(projectDir, 'up', async () => {
     const previous = readState(projectDir);
     requireSameRuntime(previous, plan);
@@ -78,12 +78,12 @@ export async function up(request: UpRequest, progress: Progress): Promise<UpResu
  * same `planChanges`; otherwise every command of a cold start. Reads only: no lock, no build,
  * no start, no admin API call.
  */
-async function dryRun(plan: FleetPlan, runtime: Runtime, ctx: RuntimeContext, notes: string[]): Promise<string[]> {
+async function dryRun(plan: FleetPlan, runtime: Runtime, ctx: RuntimeContext, request: UpRequest, notes: string[]): Promise<string[]> {
   const previous = readState(ctx.projectDir);
   requireSameRuntime(previous, plan);
   if (previous && runtime.preview) {
-    const preview = await runtime.preview(plan, previous, ctx);
-    return [...preview.builds, ...describeChanges(previous.machines, preview.wanted, preview.running)];
+    const preview = await runtime.preview(plan, previous, ctx, { accel: request.accel });
+    return [...preview.steps, ...describeChanges(previous.machines, preview.wanted, preview.running)];
   }
   if (previous) notes.push(`the ${plan.runtime} runtime's dry run does not compare with the running fleet yet: these are the commands of a cold start`);
   return (await runtime.describe(plan, previous, ctx)).map(toShell);

@@ -52,11 +52,19 @@ export interface AppBuild {
 type BuildCache = Record<string, string>;
 
 /** Why `buildApp` would run make (`sources changed`, say), or null when it would skip it. */
-export function buildReason(projectDir: string, build: AppBuild, sources = sourceHash(build.dir)): string | null {
+function buildReason(projectDir: string, build: AppBuild, sources = sourceHash(build.dir)): string | null {
   const built = readCache(projectDir)[cacheKey(projectDir, build)];
   if (built === undefined) return 'not built yet';
   if (built !== sources) return 'sources changed';
   return build.artifact === undefined || existsSync(build.artifact) ? null : `${relative(projectDir, build.artifact)} is missing`;
+}
+
+/** The builds `buildApp` would run, each with why (for `up --dry-run`). */
+export function pendingBuilds(projectDir: string, builds: readonly AppBuild[]): { build: AppBuild; reason: string }[] {
+  return builds.flatMap((build) => {
+    const reason = buildReason(projectDir, build);
+    return reason === null ? [] : [{ build, reason }];
+  });
 }
 
 /** Builds the app unless unchanged. */

@@ -7,7 +7,7 @@ import { stateDir } from '../files.js';
 import type { FleetState, MachineState } from '../fleet/state.js';
 import { UserError } from '../errors.js';
 import { adminApiProxy, withoutLiveLists } from './backend-sync.js';
-import { buildApp, buildReason, fileHash, sourceHash, type AppBuild } from './build.js';
+import { buildApp, fileHash, pendingBuilds, sourceHash, type AppBuild } from './build.js';
 import { inFleetOrder, reconcile, stopMachines, type MachineDriver, type Wanted } from './machines.js';
 import { isProjectMark, liveMarks, machineMark, markedProcesses, spawnMachine, stopMarked } from './process-groups.js';
 import { releaseService, removeService, requireS6, serviceStatus, writeService, type RestartPolicy, type Service } from './s6.js';
@@ -83,15 +83,12 @@ export const runtime: Runtime = {
   },
 
   async preview(plan, state, ctx) {
-    const pending = appBuilds(plan).flatMap((build) => {
-      const reason = buildReason(ctx.projectDir, build);
-      return reason === null ? [] : [{ build, reason }];
-    });
+    const pending = pendingBuilds(ctx.projectDir, appBuilds(plan));
     // What a rebuild produces is not known before it runs: the machines running it count as changed.
     const rebuilt = new Set(pending.flatMap(({ build }) => (build.artifact === undefined ? [] : [build.artifact])));
     const { wanted } = await wantedProcesses(plan, state, ctx, rebuilt);
     return {
-      builds: pending.map(({ build, reason }) => `build ${build.label} (${reason})`),
+      steps: pending.map(({ build, reason }) => `build ${build.label} (${reason})`),
       wanted,
       running: await driver(ctx).running(),
     };

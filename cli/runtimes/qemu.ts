@@ -32,7 +32,7 @@ import { requireNetAdmin } from '../net/capability.js';
 import { localRunner } from '../net/exec.js';
 import { UserError } from '../errors.js';
 import { adminApiProxy, withoutLiveLists } from './backend-sync.js';
-import { buildApp, fileHash } from './build.js';
+import { buildApp, fileHash, pendingBuilds, type AppBuild } from './build.js';
 import { guestInit } from './guest-init.js';
 import { guestInitramfsEntries, initrdWithCertificate, writeCpio } from './initramfs.js';
 import { DEBIAN_KERNEL_PACKAGE, findGuestKernel } from './kernel.js';
@@ -89,12 +89,9 @@ export const runtime: Runtime = {
       await ctx.progress.step('find the kraft-built Unikraft kernels', async () => findUnikraftBuilds(plan));
       return;
     }
-    // Guests have no C library: both programs are built fully static (`make static`).
-    for (const [label, app] of [['proxy', plan.proxy.app], ['backend', plan.backends[0]?.app]] as const) {
-      if (!app) continue;
-      const artifact = staticBinary(app.binary);
-      await buildApp(ctx.projectDir, { label: `${label} (static)`, dir: app.dir, artifact, target: 'static' }, ctx.progress);
-      if (!(await isStaticElf(artifact))) throw new UserError(`${artifact} is not statically linked: a VM guest has no C library; fix the "static" target of ${app.dir}/Makefile`);
+    for (const build of staticBuilds(plan)) {
+      await buildApp(ctx.projectDir, build, ctx.progress);
+      if (!(await isStaticElf(build.artifact!))) throw new UserError(`${build.artifact} is not statically linked: a VM guest has no C library; fix the "static" target of ${build.dir}/Makefile`);
     }
   },
 
@@ -158,7 +155,43 @@ export const runtime: Runtime = {
     const build = plan.config.qemu.guest === 'unikraft' ? [] : appBuildCommands(plan, 'static');
     return [...build, ...networkCommands(vm.network), ...vm.machines.map((m) => m.command)];
   },
+
+  async preview(plan, state, ctx, options) {
+    const resources = recordedResources(state, plan.fleet);
+    // No KVM probe: `auto` keeps the acceleration the running machines have, as `up` does.
+    const requested = options.accel ?? plan.config.qemu.accel;
+    const inputs: VmInputs = { accel: requested === 'auto' ? (resources.accel ?? 'tcg') : requested, stateDir: stateDir(ctx.projectDir), tscKhz: hostTscKhz() };
+    let modules: string[] = [];
+    if (plan.config.qemu.guest === 'unikraft') {
+      inputs.unikraft = findUnikraftBuilds(plan);
+    } else {
+      const kernel = await findGuestKernel({ configKernel: plan.config.qemu.kernel, allowDownload: false });
+      inputs.kernel = kernel.kernel;
+      modules = kernel.modules;
+    }
+    const vm = planVmFleet(plan, inputs);
+    const pending = plan.config.qemu.guest === 'unikraft' ? [] : pendingBuilds(ctx.projectDir, staticBuilds(plan));
+    const network = resources.networkFingerprint === sha256(JSON.stringify(vm.network))
+      ? []
+      : [`network: bridge ${vm.network.bridge.name} ${vm.network.bridge.address}, ${vm.network.taps.length} taps (changed: what is missing is created)`];
+    const rebuilt = new Set(pending.map(({ build }) => build.artifact!));
+    const wanted = await Promise.all(vm.machines.map(async (machine) => {
+      const { plan: start, fingerprint } = await wantedMachine(machine, modules, rebuilt);
+      return { plan: { name: start.name, role: start.role, command: machine.command }, fingerprint };
+    }));
+    return {
+      steps: [...pending.map(({ build, reason }) => `build ${build.label} (${reason})`), ...network],
+      wanted,
+      running: await driver(ctx, vm.proxy.admin, plan.config.restart).running(),
+    };
+  },
 };
+
+/** Guests have no C library: both programs are built fully static (`make static`). */
+function staticBuilds(plan: FleetPlan): AppBuild[] {
+  const apps = [['proxy', plan.proxy.app], ['backend', plan.backends[0]?.app]] as const;
+  return apps.flatMap(([label, app]) => (app ? [{ label: `${label} (static)`, dir: app.dir, artifact: staticBinary(app.binary), target: 'static' }] : []));
+}
 
 function recordedResources(state: FleetState | null, fleet: string): QemuResources {
   const parsed = state ? qemuResources.safeParse(state.resources) : undefined;
@@ -194,7 +227,7 @@ async function bootInputs(plan: FleetPlan, resources: QemuResources, ctx: Runtim
  * initramfs): scaling changes that list through the admin API, not by a restart. Of its
  * certificate only the key counts: a renewed chain reaches it through the admin API too.
  */
-async function wantedMachine(machine: VmMachinePlan, modules: readonly string[]): Promise<Wanted<VmStart>> {
+async function wantedMachine(machine: VmMachinePlan, modules: readonly string[], rebuilt: ReadonlySet<string> = new Set()): Promise<Wanted<VmStart>> {
   const image = machine.initramfs;
   const pem = image?.certificate === undefined ? undefined : readFileSync(image.certificate, 'utf8');
   const initramfsWith = async (programArgs: string[], certificate: string | undefined): Promise<Buffer | undefined> => {
@@ -211,6 +244,8 @@ async function wantedMachine(machine: VmMachinePlan, modules: readonly string[])
   const fingerprintedInitramfs = isProxy ? await initramfsWith(fingerprinted, pem === undefined ? undefined : privateKey(pem) ?? '') : initramfs;
   const hash = createHash('sha256').update(JSON.stringify([command.file, ...command.args]));
   hash.update(fileHash(machine.guest.kernel));
+  // The dry run's guess for a program a build is about to replace: not known before it runs.
+  if (image?.program !== undefined && rebuilt.has(image.program)) hash.update('rebuilt');
   if (fingerprintedInitramfs) hash.update(fingerprintedInitramfs);
   else if (machine.guest.initrd) hash.update(fileHash(machine.guest.initrd));
   return { plan: { name: machine.name, role: machine.role, machine, initramfs }, fingerprint: hash.digest('hex') };

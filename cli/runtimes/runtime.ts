@@ -55,12 +55,12 @@ export interface Runtime {
    * reconcile with their fingerprints, computed as `up` computes them but without a side
    * effect. Runtimes without it fall back to `describe`.
    */
-  preview?(plan: FleetPlan, state: FleetState, ctx: RuntimeContext): Promise<FleetPreview>;
+  preview?(plan: FleetPlan, state: FleetState, ctx: RuntimeContext, options: Pick<UpOptions, 'accel'>): Promise<FleetPreview>;
 }
 
 export interface FleetPreview {
-  /** The builds `up` would run, each a line such as `build backend (sources changed)`. */
-  builds: string[];
+  /** What `up` would do before it reconciles the machines, a line each: `build backend (sources changed)`, a network change. */
+  steps: string[];
   /** Every planned machine, as `up` would hand it to `reconcile`; an app to rebuild counts as changed. */
   wanted: Wanted<PreviewedMachine>[];
   /** One look at what runs: whether a recorded machine still runs as recorded. */
