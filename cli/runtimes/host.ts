@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { createServer } from 'node:net';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { appBuildCommands, LOOPBACK, planHostProcesses, type FleetPlan, type HostPorts, type HostProcessPlan } from '../fleet/plan.js';
 import { stateDir } from '../files.js';
@@ -10,7 +10,7 @@ import { adminApiProxy, withoutLiveLists } from './backend-sync.js';
 import { buildApp, fileHash, pendingBuilds, sourceHash, type AppBuild } from './build.js';
 import { inFleetOrder, reconcile, stopMachines, type MachineDriver, type Wanted } from './machines.js';
 import { isProjectMark, liveMarks, machineMark, markedProcesses, spawnMachine, stopMarked } from './process-groups.js';
-import { releaseService, removeService, requireS6, serviceStatus, writeService, type RestartPolicy, type Service } from './s6.js';
+import { releaseService, removeService, requireS6, serviceDir as supervisedDir, serviceStatus, writeService, type RestartPolicy, type Service } from './s6.js';
 import type { DownOptions, MachineStatus, Runtime, RuntimeContext, UpOptions } from './runtime.js';
 
 /**
@@ -172,7 +172,7 @@ function resupervise(plan: FleetPlan, processes: readonly HostProcessPlan[], ctx
 }
 
 function serviceDir(ctx: RuntimeContext, name: string): string {
-  return join(stateDir(ctx.projectDir), 'supervise', name);
+  return supervisedDir(stateDir(ctx.projectDir), name);
 }
 
 /**
@@ -209,7 +209,9 @@ function driver(ctx: RuntimeContext, policy?: RestartPolicy): MachineDriver<Host
       return (m) => alive.has(mark(m.name)) && !released.has(m.name);
     },
     cleanup: async (state) => {
-      if (state.machines.length === 0) ctx.clearState();
+      if (state.machines.length > 0) return;
+      rmSync(join(stateDir(ctx.projectDir), 'supervise'), { recursive: true, force: true });
+      ctx.clearState();
     },
     refresh: (p) => writeService(service(p)),
   };
