@@ -23,7 +23,7 @@ export function register(program: Command): void {
       }
       const note = listing.healthUnknown ? `\nHealth unknown: ${listing.healthUnknown}\n` : '';
       const certificate = listing.certificateExpiry === undefined ? '' : `${certificateLine(listing.certificateExpiry)}\n`;
-      const last = missing ? `No proxy: ${missing}` : `${certificate}${curlLine(listing.state.proxy)}`;
+      const last = missing ? `No proxy: ${missing}` : `${certificate}${curlLine(listing.state.proxy, projectDir(command))}`;
       process.stdout.write(`${machineTable(listing.machines)}\n${note}\n${last}\n`);
     });
 }

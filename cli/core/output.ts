@@ -1,5 +1,5 @@
 import { realpathSync } from 'node:fs';
-import { relative } from 'node:path';
+import { join, relative } from 'node:path';
 import { findOnPath } from '../runtimes/processes.js';
 import type { MachineStatus } from '../runtimes/runtime.js';
 
@@ -26,14 +26,16 @@ export function machineTable(machines: readonly MachineRow[]): string {
  * The token is read from its file by the shell, so it never shows in output or logs. Over
  * HTTPS a proxy on loopback (or on every address) is named `localhost` and any other by its
  * address, which the certificate covers, and a local-ca fleet's curl trusts the project CA.
+ * Files are named from the current directory, which may be below the project (`projectDir`).
  */
-export function curlLine(proxy: { listen: string; tls?: 'local-ca' | 'files' }, tokenFile = '.uproxy/client-token'): string {
-  const header = `-H "X-Auth-Token: $(cat ${tokenFile})"`;
+export function curlLine(proxy: { listen: string; tls?: 'local-ca' | 'files' }, projectDir = process.cwd()): string {
+  const here = relative(process.cwd(), join(projectDir, '.uproxy')) || '.uproxy';
+  const header = `-H "X-Auth-Token: $(cat ${here}/client-token)"`;
   if (proxy.tls === undefined) return `curl ${header} http://${proxy.listen}/`;
   const colon = proxy.listen.lastIndexOf(':');
   const address = proxy.listen.slice(0, colon);
   const host = address === '127.0.0.1' || address === '0.0.0.0' ? 'localhost' : address;
-  const trust = proxy.tls === 'local-ca' ? '--cacert .uproxy/tls/ca.pem ' : '';
+  const trust = proxy.tls === 'local-ca' ? `--cacert ${here}/tls/ca.pem ` : '';
   return `curl ${trust}${header} https://${host}:${proxy.listen.slice(colon + 1)}/`;
 }
 
