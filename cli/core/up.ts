@@ -83,7 +83,10 @@ async function dryRun(plan: FleetPlan, runtime: Runtime, ctx: RuntimeContext, re
   requireSameRuntime(previous, plan);
   if (previous && runtime.preview) {
     const preview = await runtime.preview(plan, previous, ctx, { accel: request.accel });
-    return [...preview.steps, ...describeChanges(previous.machines, preview.wanted, preview.running)];
+    // Loaded only for HTTPS fleets, as `up` does: the X.509 library is the largest part of the CLI.
+    const certificate = plan.config.proxy.tls.mode === 'off' ? null : (await import('../tls/proxy-cert.js')).proxyCertificateChange(plan);
+    const renewal = certificate === null ? [] : [`renew the proxy certificate in .uproxy/tls/proxy.pem (${certificate}); a proxy that keeps running gets it through its admin API (PUT /tls/certificates/0)`];
+    return describeChanges(previous.machines, preview.wanted, preview.running, [...renewal, ...preview.steps]);
   }
   if (previous) notes.push(`the ${plan.runtime} runtime's dry run does not compare with the running fleet yet: these are the commands of a cold start`);
   return (await runtime.describe(plan, previous, ctx)).map(toShell);

@@ -105,7 +105,8 @@ export interface PreviewedMachine extends PlannedMachine {
 
 /**
  * What `up` would change in a running fleet, one line a step, in the order `reconcile` takes
- * them: the same `planChanges` decides, so the dry run cannot promise what `up` would not do.
+ * them, after the `steps` that come before it (builds, say): the same `planChanges` decides,
+ * so the dry run cannot promise what `up` would not do.
  * Known only from the state and the runtime's look at its machines: a backend the proxy lists
  * as draining, or tokens edited in uproxy.json, are settled by the sync without a line here.
  */
@@ -113,10 +114,12 @@ export function describeChanges<P extends PreviewedMachine>(
   recorded: readonly MachineState[],
   wanted: readonly Wanted<P>[],
   isRunning: (machine: MachineState) => boolean,
+  steps: readonly string[] = [],
 ): string[] {
   const changes = planChanges(recorded, wanted, isRunning);
-  if (isUnchanged(changes)) return ['already up to date: nothing to do'];
-  const lines = changes.kept.length > 0 ? [`keep ${machineNames(inFleetOrder(changes.kept))} (unchanged)`] : [];
+  if (isUnchanged(changes) && steps.length === 0) return ['already up to date: nothing to do'];
+  const lines = [...steps, ...(changes.kept.length > 0 ? [`keep ${machineNames(inFleetOrder(changes.kept))} (unchanged)`] : [])];
+  if (isUnchanged(changes)) return lines;
   const why = (m: MachineState): string => (m.status === 'running' && isRunning(m) ? 'changed' : 'exited');
   for (const { plan } of changes.toStart) {
     const old = changes.replaced.find((m) => m.name === plan.name);

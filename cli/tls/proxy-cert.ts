@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { FleetPlan } from '../fleet/plan.js';
 import { proxyAddresses } from '../fleet/vm-plan.js';
@@ -39,18 +39,45 @@ export async function prepareProxyCertificate(plan: FleetPlan, policy: KeyPolicy
   const paths = tlsPaths(projectDir);
   const current = readOptional(paths.proxy);
   if (tls.mode === 'files') {
-    const pem = `${readOwn(projectDir, 'certFile', tls.certFile!).trimEnd()}\n${readOwn(projectDir, 'keyFile', tls.keyFile!).trimEnd()}\n`;
+    const pem = ownPem(plan);
     if (pem === current) return { file: paths.proxy, renewed: null };
     writeFileAtomic(paths.proxy, pem, 0o600);
-    return { file: paths.proxy, renewed: current === null ? 'the proxy had no certificate yet' : 'proxy.tls.certFile or keyFile changed' };
+    return { file: paths.proxy, renewed: filesReason(current) };
   }
   const { ca } = await ensureCa(projectDir, config.name);
-  const names = proxyCertificateNames(tls.names, proxyAddresses(plan));
-  const reason = renewalReason(current === null ? null : certificateFacts(current, readFileSync(paths.caCert, 'utf8')), names, Date.now());
+  const names = certificateNames(plan);
+  const reason = localCaReason(plan, current, names);
   if (reason === null) return { file: paths.proxy, renewed: null };
   const key = policy.keyOverAdminApi || current === null ? undefined : privateKey(current) ?? undefined;
   writeFileAtomic(paths.proxy, await issueProxyCertificate(ca, names, { key }), 0o600);
   return { file: paths.proxy, renewed: reason };
+}
+
+/** Why `prepareProxyCertificate` would write the proxy's PEM file, or null; writes nothing (`up --dry-run`). */
+export function proxyCertificateChange(plan: FleetPlan): string | null {
+  const { tls } = plan.config.proxy;
+  if (tls.mode === 'off') return null;
+  const paths = tlsPaths(plan.projectDir);
+  const current = readOptional(paths.proxy);
+  if (tls.mode === 'files') return ownPem(plan) === current ? null : filesReason(current);
+  return existsSync(paths.caCert) ? localCaReason(plan, current, certificateNames(plan)) : 'there is no project CA yet';
+}
+
+function ownPem({ projectDir, config: { proxy } }: FleetPlan): string {
+  return `${readOwn(projectDir, 'certFile', proxy.tls.certFile!).trimEnd()}\n${readOwn(projectDir, 'keyFile', proxy.tls.keyFile!).trimEnd()}\n`;
+}
+
+function filesReason(current: string | null): string {
+  return current === null ? 'the proxy had no certificate yet' : 'proxy.tls.certFile or keyFile changed';
+}
+
+function certificateNames(plan: FleetPlan): string[] {
+  return proxyCertificateNames(plan.config.proxy.tls.names, proxyAddresses(plan));
+}
+
+function localCaReason(plan: FleetPlan, current: string | null, names: readonly string[]): string | null {
+  const facts = current === null ? null : certificateFacts(current, readFileSync(tlsPaths(plan.projectDir).caCert, 'utf8'));
+  return renewalReason(facts, names, Date.now());
 }
 
 /**

@@ -1,4 +1,4 @@
-import { appendFileSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -81,6 +81,14 @@ describe('up --dry-run on a running host fleet', () => {
     expect(rebuilt[3]).toMatch(/^restart backend-2 \(changed\), drained first: /);
     expect(rebuilt[4]).toBe('wait until the proxy reports 2 backends up');
     expect(await snapshot()).toEqual(before);
+
+    // A certificate up would issue: said first, and not written by the dry run.
+    const certificate = join(dir, '.uproxy/tls/proxy.pem');
+    renameSync(certificate, `${certificate}.kept`);
+    const renewal = await dryRun();
+    expect(renewal[0]).toBe('renew the proxy certificate in .uproxy/tls/proxy.pem (there is no proxy certificate yet); a proxy that keeps running gets it through its admin API (PUT /tls/certificates/0)');
+    expect(existsSync(certificate)).toBe(false);
+    renameSync(`${certificate}.kept`, certificate);
   });
 
   it('lists the commands of a cold start without a running fleet', async () => {

@@ -69,8 +69,12 @@ describe('describeChanges (up --dry-run on a running fleet)', () => {
     planned('proxy', proxyPrint),
   ];
 
-  it('says so when nothing changes', () => {
+  it('says so when nothing changes; steps before the machines (a certificate renewal) are not nothing', () => {
     expect(describeChanges(recorded, fleet(2), alive())).toEqual(['already up to date: nothing to do']);
+    expect(describeChanges(recorded, fleet(2), alive(), ['renew the proxy certificate'])).toEqual([
+      'renew the proxy certificate',
+      'keep backend-1, backend-2, proxy (unchanged)',
+    ]);
   });
 
   it('starts a new backend and adds it through the admin API of the proxy that stays', () => {
