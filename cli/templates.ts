@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { basename, dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { UserError } from './errors.js';
@@ -129,7 +129,23 @@ export function renderTemplates(dir: string, force: boolean, packageRoot = PACKA
     copyFileSync(file.from, target);
     chmodSync(target, statSync(file.from).mode & 0o777);
   }
+  if (force) removeStaleProxySources(dir, files);
   return files.map((f) => f.to);
+}
+
+/**
+ * proxy/src is the proxy's own code, copied whole: a C file there that this uproxy's proxy no
+ * longer has (`init --force` over a project made by an older one) would be compiled and
+ * linked along with the rest (every build takes src/*.c), so it goes.
+ */
+function removeStaleProxySources(dir: string, files: readonly TemplateFile[]): void {
+  const current = new Set(files.map((f) => f.to));
+  const src = join(dir, 'proxy', 'src');
+  if (!existsSync(src)) return;
+  for (const name of readdirSync(src)) {
+    const rel = join('proxy', 'src', name);
+    if (/\.[ch]$/.test(name) && !current.has(rel)) rmSync(join(dir, rel), { force: true });
+  }
 }
 
 /** Refuses when any of `targets` exists in `dir`, except the files init merges into (a .gitignore). */

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -46,6 +47,23 @@ describe('uproxy command line', () => {
     const again = await uproxy(['init', 'demo'], root);
     expect(again.exitCode).toBe(1);
     expect(again.stderr).toMatch(/^uproxy: .*already has uproxy\.json.*--force/);
+  });
+
+  it('init --force over a project from an older uproxy drops proxy sources it no longer has, and nothing of yours', { timeout: 60_000 }, async () => {
+    const init = await uproxy(['init', 'older', '--backends', '1'], root);
+    expect(init.exitCode, init.stderr).toBe(0);
+    const dir = join(root, 'older');
+    // What an older scaffold left: a proxy source this one does not have (and would link twice).
+    writeFileSync(join(dir, 'proxy/src/tls_none.c'), 'int tls_enabled(void) { return 0; }\n');
+    writeFileSync(join(dir, 'proxy/src/notes.txt'), 'mine\n');
+    writeFileSync(join(dir, 'backend/src/extra.c'), 'int extra;\n');
+    const again = await uproxy(['init', 'older', '--backends', '1', '--force'], root);
+    expect(again.exitCode, again.stderr).toBe(0);
+    expect(existsSync(join(dir, 'proxy/src/tls_none.c'))).toBe(false);
+    expect(existsSync(join(dir, 'proxy/src/tls.c'))).toBe(true);
+    expect(readFileSync(join(dir, 'proxy/src/notes.txt'), 'utf8')).toBe('mine\n');
+    expect(readFileSync(join(dir, 'backend/src/extra.c'), 'utf8')).toBe('int extra;\n');
+    execFileSync('make', ['-C', join(dir, 'proxy'), '-s'], { stdio: 'pipe' });
   });
 
   it('lists every problem of a bad uproxy.json by path, with no stack trace', async () => {
