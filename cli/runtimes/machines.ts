@@ -107,8 +107,9 @@ export interface PreviewedMachine extends PlannedMachine {
  * What `up` would change in a running fleet, one line a step, in the order `reconcile` takes
  * them, after the `steps` that come before it (builds, say): the same `planChanges` decides,
  * so the dry run cannot promise what `up` would not do.
- * Known only from the state and the runtime's look at its machines: a backend the proxy lists
- * as draining, or tokens edited in uproxy.json, are settled by the sync without a line here.
+ * Known only from the state and the runtime's look at its machines, not from the proxy: a
+ * backend it lists as draining or reports down, or tokens edited in uproxy.json, are settled
+ * by `up` without a line here.
  */
 export function describeChanges<P extends PreviewedMachine>(
   recorded: readonly MachineState[],
@@ -127,19 +128,18 @@ export function describeChanges<P extends PreviewedMachine>(
     const list = plan.role === 'proxy' ? ', with the whole backend list' : '';
     lines.push(`${what}${list}: ${toShell(plan.command)}`);
   }
-  const removedBackends = changes.removed.filter((m) => m.role === 'backend');
   if (changes.proxyKept) {
     for (const { plan } of wanted) {
       if (plan.role === 'backend' && !recorded.some((m) => m.name === plan.name)) lines.push(`add ${plan.name} to the proxy through its admin API (POST /backends)`);
     }
-    for (const m of removedBackends) lines.push(`drain ${m.name} and remove it from the proxy through its admin API (DELETE /backends/${m.name})`);
+    for (const m of changes.removed.filter((r) => r.role === 'backend')) lines.push(`drain ${m.name} and remove it from the proxy through its admin API (DELETE /backends/${m.name})`);
   }
   for (const { machine, want } of changes.rolled) lines.push(`restart ${machine.name} (changed), drained first: ${toShell(want.plan.command)}`);
   const backends = wanted.filter((w) => w.plan.role === 'backend').length;
   lines.push(`wait until the proxy reports ${backends} backend${backends === 1 ? '' : 's'} up`);
   if (changes.removed.length > 0) {
-    const why = changes.proxyKept ? 'removed from the proxy' : 'not in the new proxy\'s list';
-    lines.push(`stop ${machineNames(changes.removed)} (${why})`);
+    const reason = changes.proxyKept ? 'removed from the proxy' : 'not in the new proxy\'s list';
+    lines.push(`stop ${machineNames(changes.removed)} (${reason})`);
   }
   return lines;
 }
