@@ -5,6 +5,7 @@ import { CONFIG_FILE, loadConfig } from '../config/load.js';
 import { tokenNamePattern, type ClientToken } from '../config/schema.js';
 import { generateToken, readToken, sha256Hex } from '../config/tokens.js';
 import { UserError } from '../errors.js';
+import { parseDateTime, parseDuration } from '../time-input.js';
 import { writeFileAtomic } from '../files.js';
 import { expirySeconds, planFleet } from '../fleet/plan.js';
 import { readState, withLock } from '../fleet/state.js';
@@ -53,32 +54,11 @@ export interface TokenListing {
 }
 
 const EXPIRY_FORMS = 'a duration from now (30d, 12h, 1h30m) or a date (2026-12-31, 2026-12-31T18:00:00Z; no zone: local time)';
-const DURATION = /^(?:\d+(?:\.\d+)?(?:s|m|h|d|w))+$/;
-const UNIT_S: Readonly<Record<string, number>> = { s: 1, m: 60, h: 3600, d: 86_400, w: 604_800 };
-const DATE = /^(\d{4})-(\d{2})-(\d{2})(?:[Tt ](\d{2}):(\d{2})(?::(\d{2}))?([Zz]|[+-]\d{2}:\d{2})?)?$/;
-
 /** `--expires`: a duration counts forward from `now`; a date is when. Returns RFC 3339 UTC, to the second. */
 export function parseExpiry(text: string, now = Date.now()): string {
-  const value = text.trim();
-  let ms: number | undefined;
-  if (DURATION.test(value)) {
-    let seconds = 0;
-    for (const [, amount, unit] of value.matchAll(/(\d+(?:\.\d+)?)([smhdw])/g)) seconds += Number(amount) * UNIT_S[unit!]!;
-    ms = now + seconds * 1000;
-  } else {
-    const date = DATE.exec(value);
-    if (date) {
-      const [, year, month, day, hour = '00', minute = '00', second = '00', zone] = date;
-      // Without a zone Date.parse reads local time, as a person typing a date means.
-      const parsed = Date.parse(`${year}-${month}-${day}T${hour}:${minute}:${second}${zone?.toUpperCase() ?? ''}`);
-      // Date.parse rolls 2026-02-30 over into March: a field out of range is a typo.
-      const calendar = new Date(Date.UTC(Number(year), Number(month) - 1, Number(day)));
-      const inRange = calendar.getUTCMonth() === Number(month) - 1 && calendar.getUTCDate() === Number(day) &&
-        Number(hour) <= 23 && Number(minute) <= 59 && Number(second) <= 59;
-      if (Number.isFinite(parsed) && inRange) ms = parsed;
-    }
-  }
-  if (ms === undefined) throw new UserError(`--expires: expected ${EXPIRY_FORMS}, got "${text}"`);
+  const duration = parseDuration(text);
+  const ms = duration !== null ? now + duration : parseDateTime(text);
+  if (ms === null) throw new UserError(`--expires: expected ${EXPIRY_FORMS}, got "${text}"`);
   if (ms <= now) throw new UserError(`--expires: ${new Date(ms).toISOString()} is already past; give a time in the future`);
   return rfc3339(Math.ceil(ms / 1000) * 1000);
 }
