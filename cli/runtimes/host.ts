@@ -10,7 +10,7 @@ import { adminApiProxy, withoutLiveLists } from './backend-sync.js';
 import { buildApp, fileHash, pendingBuilds, sourceHash, type AppBuild } from './build.js';
 import { inFleetOrder, reconcile, stopMachines, type MachineDriver, type Wanted } from './machines.js';
 import { isProjectMark, liveMarks, machineMark, markedProcesses, spawnMachine, stopMarked } from './process-groups.js';
-import { releaseService, removeService, requireS6, serviceDir as supervisedDir, serviceStatus, writeService, type RestartPolicy, type Service } from './s6.js';
+import { releaseService, removeService, requireS6, serviceDir as supervisedDir, serviceStatus, writeService, type RestartPolicy, type Service, type ServiceStatus } from './s6.js';
 import type { DownOptions, MachineStatus, Runtime, RuntimeContext, UpOptions } from './runtime.js';
 
 /**
@@ -186,6 +186,9 @@ function driver(ctx: RuntimeContext, policy?: RestartPolicy): MachineDriver<Host
   const mark = (name: string): string => machineMark(ctx.projectDir, name);
   // The policy only matters to start machines: `down` stops supervised and plain ones alike.
   const service = (p: HostProcessPlan): Service => ({ dir: serviceDir(ctx, p.name), command: p.command, cwd: p.cwd, env: p.env, policy: policy ?? 'no' });
+  // Machines this up started under a supervisor: one that has crashed since is reported with its
+  // log at once, rather than restarted by s6 in a loop until the health wait times out.
+  const started = new Set<string>();
   return {
     record: (p) => ({ address: p.address, command: [p.command.file, ...p.command.args], log: p.log }),
     start: async (p) => {
@@ -194,6 +197,7 @@ function driver(ctx: RuntimeContext, policy?: RestartPolicy): MachineDriver<Host
         return spawnMachine(p.command, { log: p.log, cwd: p.cwd, mark: mark(p.name), env: p.env });
       }
       writeService(service(p));
+      started.add(p.name);
       return spawnMachine({ file: 's6-supervise', args: [serviceDir(ctx, p.name)] }, { log: p.log, cwd: serviceDir(ctx, p.name), mark: mark(p.name) });
     },
     stop: async (machines: readonly MachineState[], options: DownOptions) => {
@@ -204,9 +208,15 @@ function driver(ctx: RuntimeContext, policy?: RestartPolicy): MachineDriver<Host
     },
     running: async () => {
       const alive = new Set(markedProcesses((m) => isProjectMark(m, ctx.projectDir)).values());
-      const released = await releasedServices(ctx);
-      // Between a crash and the restart, a supervised machine is still running as far as up goes.
-      return (m) => alive.has(mark(m.name)) && !released.has(m.name);
+      const statuses = await serviceStatuses(ctx);
+      // Between a crash and the restart, a supervised machine is still running as far as up
+      // goes, unless this up just started it: then the crash is the answer.
+      return (m) => {
+        const status = statuses.get(m.name);
+        const released = status !== undefined && status !== null && !status.up && !status.wantedUp;
+        const crashedAtStart = started.has(m.name) && (status?.restarts ?? 0) > 0;
+        return alive.has(mark(m.name)) && !released && !crashedAtStart;
+      };
     },
     cleanup: async (state) => {
       if (state.machines.length > 0) return;
@@ -217,12 +227,11 @@ function driver(ctx: RuntimeContext, policy?: RestartPolicy): MachineDriver<Host
   };
 }
 
-/** Machines whose s6-supervise is there but will not start them again (a clean exit, or the `no` policy). */
-async function releasedServices(ctx: RuntimeContext): Promise<Set<string>> {
+/** What s6 says of each supervised machine (null: its directory is there, its supervisor is not). */
+async function serviceStatuses(ctx: RuntimeContext): Promise<Map<string, ServiceStatus | null>> {
   const dir = join(stateDir(ctx.projectDir), 'supervise');
   const names = existsSync(dir) ? readdirSync(dir) : [];
-  const statuses = await Promise.all(names.map(async (name) => [name, await serviceStatus(join(dir, name))] as const));
-  return new Set(statuses.filter(([, status]) => status !== null && !status.up && !status.wantedUp).map(([name]) => name));
+  return new Map(await Promise.all(names.map(async (name) => [name, await serviceStatus(join(dir, name))] as const)));
 }
 
 /** Ports: configured ones as given; 0 means keep the fleet's current port, or pick a free one. */

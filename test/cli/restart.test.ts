@@ -151,3 +151,25 @@ describe('the restart policy "no"', () => {
     expect((await listed()).machines.find((m) => m.name === 'backend-1')!.state).toBe('running');
   });
 });
+
+describe('a machine that crashes as it starts, under the restart policy', () => {
+  it('fails up with its log instead of waiting while the supervisor restarts it, and leaves nothing running', { timeout: 120_000 }, async () => {
+    const init = await uproxy(['init', 'crashy', '--backends', '1'], root);
+    expect(init.exitCode, init.stderr).toBe(0);
+    const crashy = join(root, 'crashy');
+    const config = JSON.parse(readFileSync(join(crashy, 'uproxy.json'), 'utf8'));
+    Object.assign(config.proxy, { port: 0, adminPort: 0 });
+    config.backends = { ...config.backends, command: ['sh', '-c', 'echo "backend: refusing to start"; exit 3'] };
+    writeFileSync(join(crashy, 'uproxy.json'), JSON.stringify(config, null, 2));
+    try {
+      const up = await uproxy(['up', '--timeout', '90'], crashy);
+      expect(up.exitCode).toBe(1);
+      expect(up.stderr).toContain('machine backend-1 stopped right after it was started');
+      expect(up.stderr).toContain('backend: refusing to start');
+      expect(up.stderr).not.toMatch(/did not become healthy/);
+      expect(markedProcesses((m) => isProjectMark(m, crashy)).size).toBe(0);
+    } finally {
+      await uproxy(['down', '--force'], crashy);
+    }
+  });
+});
