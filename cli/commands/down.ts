@@ -5,7 +5,7 @@ export function register(program: Command): void {
   program
     .command('down')
     .description('Stop every machine of the fleet and remove its state (idempotent)')
-    .option('--force', 'also find leftover processes by their recorded command lines', false)
+    .option('--force', "also stop every process marked as one of this project's machines, recorded or not (QEMU: by its recorded command line; kraft: the fleet's machines kraft lists)", false)
     .option('--timeout <seconds>', 'grace period after SIGTERM before SIGKILL', seconds, 10)
     .addHelpText('after', '\nExamples:\n  $ uproxy down\n  $ uproxy down --force   # after a crash')
     .action(async (options: { force: boolean; timeout: number }, command: Command) => {

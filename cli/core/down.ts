@@ -11,24 +11,26 @@ export interface DownRequest {
 }
 
 /**
- * Stops everything the state file records; returns how many machines it had (0: nothing to do).
- * With `force` and no state file (deleted, or lost with its disk), host machines are still
- * found by the mark every process uproxy starts carries.
+ * Stops everything the state file records; returns how many machines were stopped (0: nothing
+ * to do). With `force`, every process marked as a machine of this project is stopped too, so
+ * a fleet whose state file is gone (deleted, or lost with its disk) or left something behind
+ * unrecorded is still taken down.
  */
 export async function down(request: DownRequest, progress: Progress): Promise<number> {
   const projectDir = resolve(request.dir);
   return withLock(projectDir, 'down', async () => {
     const state = readState(projectDir);
-    if (!state && request.force) {
-      const { stopLostMachines } = await import('../runtimes/process-groups.js');
-      return progress.step('stop the machines of this project that no state file records', () => stopLostMachines(projectDir, request.timeoutMs));
+    // Counted first: the runtime forgets each machine from the state as it stops it.
+    const recorded = state?.machines.length ?? 0;
+    if (state) {
+      const runtime = await loadRuntime(state.runtime);
+      await progress.step(`stop ${recorded} machines of fleet ${state.fleet}`, () =>
+        runtime.down(state, runtimeContext(projectDir, progress), { force: request.force, timeoutMs: request.timeoutMs }),
+      );
     }
-    if (!state) return 0;
-    const runtime = await loadRuntime(state.runtime);
-    const count = state.machines.length;
-    await progress.step(`stop ${count} machines of fleet ${state.fleet}`, () =>
-      runtime.down(state, runtimeContext(projectDir, progress), { force: request.force, timeoutMs: request.timeoutMs }),
-    );
-    return count;
+    if (!request.force) return recorded;
+    const { stopLostMachines } = await import('../runtimes/process-groups.js');
+    const lost = await progress.step('stop what else of this project runs, recorded or not', () => stopLostMachines(projectDir, request.timeoutMs));
+    return recorded + lost;
   });
 }

@@ -135,14 +135,27 @@ export async function serviceStatus(dir: string): Promise<ServiceStatus | null> 
   return { up: up === 'true', wantedUp: wantedUp === 'true', pid: Number(pid) > 0 ? Number(pid) : null, restarts };
 }
 
+/** How long a supervisor gets to take in `s6-svc -O` before the machine is stopped anyway. */
+const RELEASE_WAIT_MS = 2_000;
+
 /**
- * Tells s6-supervise not to restart the machine and to exit once it is down; the caller then
- * stops the machine's processes (process-groups.ts stopMarked), which s6 leaves down.
+ * Tells s6-supervise not to restart the machine and to exit once it is down, and waits until
+ * it has taken that in (s6-svc only writes to its control pipe): a machine stopped before
+ * would be restarted by its finish script. The caller then stops the machine's processes
+ * (process-groups.ts stopMarked), which s6 leaves down.
  */
 export async function releaseService(dir: string): Promise<void> {
-  await promisify(execFile)('s6-svc', ['-O', '-x', dir], { timeout: 5_000 }).catch(() => {
-    // No s6-supervise there any more: nothing to tell.
-  });
+  try {
+    await promisify(execFile)('s6-svc', ['-O', '-x', dir], { timeout: 5_000 });
+  } catch {
+    return; // No s6-supervise there any more: nothing to tell.
+  }
+  const deadline = Date.now() + RELEASE_WAIT_MS;
+  while (Date.now() < deadline) {
+    const status = await serviceStatus(dir);
+    if (status === null || !status.wantedUp) return;
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
 }
 
 function quote(word: string): string {

@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -130,6 +131,20 @@ describe('the restart policy (on-failure, the default)', () => {
   it('down stops supervisors and machines alike: no process of the fleet is left', { timeout: 120_000 }, async () => {
     expect(markedProcesses((m) => isProjectMark(m, dir)).size).toBeGreaterThanOrEqual(6);
     const down = await uproxy(['down'], dir);
+    expect(down.exitCode, down.stderr).toBe(0);
+    expect(markedProcesses((m) => isProjectMark(m, dir)).size).toBe(0);
+  });
+});
+
+describe('down --force', () => {
+  it('also stops a process of this project that the state file does not record', { timeout: 120_000 }, async () => {
+    expect((await uproxy(['up'], dir)).exitCode).toBe(0);
+    // What a lost restart or a crashed up can leave behind: a marked process nobody recorded.
+    const stray = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { detached: true, stdio: 'ignore', env: { ...process.env, UPROXY_MACHINE: `backend-9@${dir}` } });
+    stray.unref();
+    await new Promise((r) => setTimeout(r, 300));
+    expect([...markedProcesses((m) => isProjectMark(m, dir)).keys()]).toContain(stray.pid);
+    const down = await uproxy(['down', '--force'], dir);
     expect(down.exitCode, down.stderr).toBe(0);
     expect(markedProcesses((m) => isProjectMark(m, dir)).size).toBe(0);
   });
