@@ -2,7 +2,7 @@ import { appendFileSync, existsSync, mkdtempSync, readFileSync, renameSync, rmSy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { uproxy } from './run.js';
+import { initProject, uproxy } from './run.js';
 
 /**
  * `up --dry-run` on a running host fleet: it prints the reconcile plan `up` would carry out and
@@ -13,14 +13,9 @@ let root: string;
 let dir: string;
 beforeAll(async () => {
   root = mkdtempSync(join(tmpdir(), 'uproxy-dry-run-'));
-  const init = await uproxy(['init', 'fleet', '--backends', '2'], root);
-  expect(init.exitCode, init.stderr).toBe(0);
-  dir = join(root, 'fleet');
-  const config = JSON.parse(readFileSync(join(dir, 'uproxy.json'), 'utf8'));
-  // Free ports chosen at `up`, so nothing collides with other test files running meanwhile.
-  Object.assign(config.proxy, { port: 0, adminPort: 0 });
-  config.restart = 'no';
-  writeFileSync(join(dir, 'uproxy.json'), JSON.stringify(config, null, 2));
+  dir = await initProject(root, 'fleet', 2, (config) => {
+    config.restart = 'no';
+  });
 });
 afterAll(async () => {
   await uproxy(['down', '--force'], dir);

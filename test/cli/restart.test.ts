@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { Agent, request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isProjectMark, markedProcesses } from '../../cli/runtimes/process-groups.js';
-import { uproxy } from './run.js';
+import { initProject, projectClient, uproxy } from './run.js';
 
 /**
  * The restart policy on the host runtime: each machine under its own s6-supervise (Debian's
@@ -22,14 +22,8 @@ let trusting: Agent;
 
 beforeAll(async () => {
   root = mkdtempSync(join(tmpdir(), 'uproxy-restart-'));
-  const init = await uproxy(['init', 'phoenix', '--backends', '2'], root);
-  expect(init.exitCode, init.stderr).toBe(0);
-  dir = join(root, 'phoenix');
-  const config = JSON.parse(readFileSync(join(dir, 'uproxy.json'), 'utf8'));
-  Object.assign(config.proxy, { port: 0, adminPort: 0 });
-  writeFileSync(join(dir, 'uproxy.json'), JSON.stringify(config, null, 2));
-  token = readFileSync(join(dir, '.uproxy/client-token'), 'utf8').trim();
-  trusting = new Agent({ connect: { ca: readFileSync(join(dir, '.uproxy/tls/ca.pem')) }, keepAliveTimeout: 10 });
+  dir = await initProject(root, 'phoenix', 2);
+  ({ token, agent: trusting } = projectClient(dir, { keepAliveTimeout: 10 }));
 }, 60_000);
 
 afterAll(async () => {
@@ -169,13 +163,9 @@ describe('the restart policy "no"', () => {
 
 describe('a machine that crashes as it starts, under the restart policy', () => {
   it('fails up with its log instead of waiting while the supervisor restarts it, and leaves nothing running', { timeout: 120_000 }, async () => {
-    const init = await uproxy(['init', 'crashy', '--backends', '1'], root);
-    expect(init.exitCode, init.stderr).toBe(0);
-    const crashy = join(root, 'crashy');
-    const config = JSON.parse(readFileSync(join(crashy, 'uproxy.json'), 'utf8'));
-    Object.assign(config.proxy, { port: 0, adminPort: 0 });
-    config.backends = { ...config.backends, command: ['sh', '-c', 'echo "backend: refusing to start"; exit 3'] };
-    writeFileSync(join(crashy, 'uproxy.json'), JSON.stringify(config, null, 2));
+    const crashy = await initProject(root, 'crashy', 1, (config) => {
+      config.backends = { ...config.backends, command: ['sh', '-c', 'echo "backend: refusing to start"; exit 3'] };
+    });
     try {
       const up = await uproxy(['up', '--timeout', '90'], crashy);
       expect(up.exitCode).toBe(1);

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Agent, request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { uproxy } from './run.js';
+import { initProject, projectClient, uproxy } from './run.js';
 
 /**
  * `uproxy token add|revoke|list` against a real host fleet serving HTTPS with its project CA:
@@ -25,13 +25,8 @@ let agent: Agent;
 
 beforeAll(async () => {
   root = mkdtempSync(join(tmpdir(), 'uproxy-tokens-'));
-  const init = await uproxy(['init', 'tok', '--backends', '2'], root);
-  expect(init.exitCode, init.stderr).toBe(0);
-  dir = join(root, 'tok');
-  const config = JSON.parse(readFileSync(join(dir, 'uproxy.json'), 'utf8'));
-  Object.assign(config.proxy, { port: 0, adminPort: 0 });
-  writeFileSync(join(dir, 'uproxy.json'), JSON.stringify(config, null, 2));
-  agent = new Agent({ connect: { ca: readFileSync(join(dir, '.uproxy/tls/ca.pem'), 'utf8') }, connections: 4 });
+  dir = await initProject(root, 'tok', 2);
+  ({ agent } = projectClient(dir, { connections: 4 }));
   const up = await uproxy(['up'], dir);
   expect(up.exitCode, up.stderr).toBe(0);
 }, 240_000);
