@@ -8,6 +8,7 @@ import { register as registerLogs } from './commands/logs.js';
 import { register as registerStatus } from './commands/status.js';
 import { register as registerDoctor } from './commands/doctor.js';
 import { register as registerToken } from './commands/token.js';
+import { register as registerCert } from './commands/cert.js';
 
 /**
  * The command-line program. Each command file registers itself and imports the rest of
@@ -27,7 +28,7 @@ const program = new Command('uproxy')
     '\nExample:\n  $ uproxy init demo && cd demo && uproxy up --backends 3 && uproxy ps && uproxy down',
   );
 
-for (const register of [registerInit, registerUp, registerDown, registerPs, registerLogs, registerStatus, registerDoctor, registerToken]) register(program);
+for (const register of [registerInit, registerUp, registerDown, registerPs, registerLogs, registerStatus, registerDoctor, registerToken, registerCert]) register(program);
 
 try {
   await program.parseAsync();

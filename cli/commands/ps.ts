@@ -22,7 +22,7 @@ export function register(program: Command): void {
         return;
       }
       const note = listing.healthUnknown ? `\nHealth unknown: ${listing.healthUnknown}\n` : '';
-      const certificate = listing.certificateExpiry === undefined ? '' : `${certificateLine(listing.certificateExpiry)}\n`;
+      const certificate = listing.certificateExpiry === undefined ? '' : `${certificateLine(listing.certificateExpiry, Date.now(), listing.certificateIssuer)}\n`;
       const last = missing ? `No proxy: ${missing}` : `${certificate}${curlLine(listing.state.proxy, projectDir(command))}`;
       process.stdout.write(`${machineTable(listing.machines)}\n${note}\n${last}\n`);
     });

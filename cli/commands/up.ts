@@ -38,7 +38,7 @@ export function register(program: Command): void {
         if (result.savedBackendsCount !== undefined) {
           process.stderr.write(`Saved "backends": { "count": ${result.savedBackendsCount} } in uproxy.json: a plain \`uproxy up\` keeps ${result.savedBackendsCount} backends.\n`);
         }
-        const certificate = result.certificateExpiry === undefined ? '' : `${certificateLine(result.certificateExpiry)}\n`;
+        const certificate = result.certificateExpiry === undefined ? '' : `${certificateLine(result.certificateExpiry, Date.now(), result.certificateIssuer)}\n`;
         process.stdout.write(`${machineTable(result.machines)}\n\n${certificate}${curlLine(result.state.proxy, projectDir(command))}\n`);
       } finally {
         await progress.close();

@@ -61,14 +61,51 @@ const certificateName = z
   .max(253)
   .refine((name) => !/^[\d.]+$/.test(name) || /^(\d{1,3})(\.\d{1,3}){3}$/.test(name) && name.split('.').every((octet) => Number(octet) <= 255), 'must be an IPv4 address with 4 octets of at most 255');
 
+/** Let's Encrypt's production directory, what `acme.directoryUrl` defaults to. */
+export const LETS_ENCRYPT_DIRECTORY = 'https://acme-v02.api.letsencrypt.org/directory';
+
+/** A DNS name a public CA can validate with http-01 or tls-alpn-01: no IP address, no wildcard (those need dns-01). */
+const acmeDomain = z
+  .string()
+  .max(253)
+  .regex(
+    /^([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/,
+    'must be a DNS name with a dot, such as fleet.example.com (no wildcard, no IP address: http-01 and tls-alpn-01 validate one name at a time)',
+  );
+
+const acme = z
+  .strictObject({
+    email: z.email('must be an email address').describe('Contact address the CA sends expiry and policy notices to (the ACME account\'s contact)'),
+    domains: z
+      .array(acmeDomain)
+      .min(1)
+      .max(100)
+      .refine((d) => new Set(d.map((n) => n.toLowerCase())).size === d.length, 'must not name a domain twice')
+      .describe('Names the certificate covers; each must resolve to this host for the CA to validate it'),
+    directoryUrl: z
+      .url({ protocol: /^https?$/, error: 'must be the http(s) URL of an RFC 8555 directory' })
+      .default(LETS_ENCRYPT_DIRECTORY)
+      .describe(
+        "The ACME CA's directory. Default: Let's Encrypt production; https://acme-staging-v02.api.letsencrypt.org/directory is its staging CA (untrusted certificates, generous rate limits), and any RFC 8555 directory works",
+      ),
+    challenge: z
+      .enum(['http-01', 'tls-alpn-01'])
+      .default('http-01')
+      .describe(
+        'http-01: the CA fetches http://DOMAIN/.well-known/acme-challenge/TOKEN from the proxy\'s plain listener (proxy.publishHttp, port 80); ' +
+          'tls-alpn-01: the CA connects to port 443 (proxy.publish) with ALPN acme-tls/1',
+      ),
+  })
+  .describe('mode acme: the certificate comes from an ACME CA (Let\'s Encrypt by default); `up`, `uproxy cert renew` and the renewal service obtain and renew it');
+
 const tls = z
   .strictObject({
     mode: z
-      .enum(['off', 'local-ca', 'files'])
+      .enum(['off', 'local-ca', 'files', 'acme'])
       .default('off')
       .describe(
         'HTTPS on the client port. local-ca (what `init` writes): `init`/`up` make a project CA in .uproxy/tls/ and `up` issues and renews the proxy certificate; ' +
-          'files: your own certificate chain and key (certFile, keyFile); off (when the key is absent, as in projects made before HTTPS): plain HTTP, ' +
+          'files: your own certificate chain and key (certFile, keyFile); acme: from an ACME CA such as Let\'s Encrypt (see acme), for a fleet published under a domain; off (when the key is absent, as in projects made before HTTPS): plain HTTP, ' +
           'which `up` refuses to publish beyond this host unless allowPlainHttp is true',
       ),
     certFile: z.string().min(1).optional().describe('mode files: the PEM certificate chain, leaf first (relative to uproxy.json)'),
@@ -81,6 +118,7 @@ const tls = z
       .boolean()
       .optional()
       .describe('mode off: let proxy.publish serve plain HTTP beyond this host, where anyone on the path can read the X-Auth-Token'),
+    acme: acme.optional(),
   })
   .superRefine((t, ctx) => {
     if (t.mode === 'files') {
@@ -98,6 +136,12 @@ const tls = z
     // Your own certificate names what it covers; a name here could only disagree with it.
     if (t.names !== undefined && t.mode !== 'local-ca') {
       ctx.addIssue({ code: 'custom', path: ['names'], message: `is only used when mode is "local-ca" (mode is "${t.mode}")`, input: t.names });
+    }
+    if (t.mode === 'acme' && t.acme === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['acme'], message: 'is required when mode is "acme": {"email": "you@example.com", "domains": ["fleet.example.com"]}' });
+    }
+    if (t.mode !== 'acme' && t.acme !== undefined) {
+      ctx.addIssue({ code: 'custom', path: ['acme'], message: `is only used when mode is "acme" (mode is "${t.mode}")`, input: t.acme });
     }
   })
   .prefault({});
@@ -121,6 +165,14 @@ const proxy = z
         'Where clients on other machines reach the proxy, as ADDRESS:PORT of this host: the host runtime\'s proxy listens there itself (instead of 127.0.0.1:port); ' +
           'the VM runtimes forward it to the proxy with an nftables DNAT rule. Nothing else is published. With proxy.tls.mode off it needs proxy.tls.allowPlainHttp',
       ),
+    publishHttp: z
+      .string()
+      .regex(/^(\d{1,3}(\.\d{1,3}){3}):(\d{1,5})$/, 'must be ADDRESS:PORT on the host, such as 0.0.0.0:80')
+      .optional()
+      .describe(
+        'Host runtime, HTTPS only: a plain HTTP listener of the proxy at ADDRESS:PORT that answers ACME http-01 challenges and redirects everything else to https:// (308). ' +
+          'With tls mode acme and the http-01 challenge it defaults to port 80 of proxy.publish\'s address',
+      ),
     tls,
     accessLog: z
       .boolean()
@@ -130,6 +182,19 @@ const proxy = z
   .superRefine((p, ctx) => {
     if (p.port !== 0 && p.port === p.adminPort) {
       ctx.addIssue({ code: 'custom', path: ['adminPort'], message: `must differ from proxy.port (both are ${p.port})`, input: p.adminPort });
+    }
+    if (p.tls.mode === 'acme' && p.publish === undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['publish'],
+        message: 'is required with tls mode "acme": the CA must reach the proxy at your domain, so publish it, usually as "0.0.0.0:443"',
+      });
+    }
+    if (p.publishHttp !== undefined && p.tls.mode === 'off') {
+      ctx.addIssue({ code: 'custom', path: ['publishHttp'], message: 'redirects to HTTPS, which tls mode "off" does not serve: set proxy.tls.mode, or remove publishHttp', input: p.publishHttp });
+    }
+    if (p.publishHttp !== undefined && p.publishHttp === p.publish) {
+      ctx.addIssue({ code: 'custom', path: ['publishHttp'], message: `must differ from proxy.publish (both are ${p.publish})`, input: p.publishHttp });
     }
     const seen = new Set<string>();
     p.tokens.forEach((t, i) => {
@@ -283,6 +348,8 @@ export const uproxyConfig = z.strictObject({
 
 /** uproxy.json after defaults were applied. */
 export type UproxyConfig = z.infer<typeof uproxyConfig>;
+/** How the proxy serves HTTPS when it does (proxy.tls.mode other than off). */
+export type HttpsMode = Exclude<UproxyConfig['proxy']['tls']['mode'], 'off'>;
 /** uproxy.json as written by a person (defaults may be left out). */
 export type UproxyConfigInput = z.input<typeof uproxyConfig>;
 

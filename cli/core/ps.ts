@@ -14,6 +14,8 @@ export interface Listing {
   healthUnknown?: string;
   /** When the certificate an HTTPS proxy serves expires (Unix seconds), as its /stats says. */
   certificateExpiry?: number;
+  /** Who issued it (its issuer's common name), from proxies that say. */
+  certificateIssuer?: string;
 }
 
 
@@ -40,8 +42,13 @@ export async function withHealth(projectDir: string, state: FleetState, inspecte
       if (seen) machine.health = seen.state;
       if (machine.role === 'proxy') machine.health = 'serving';
     }
-    const expiry = stats.tls?.enabled ? stats.tls.certificates[0]?.not_after : undefined;
-    return { state, machines, ...(expiry === undefined ? {} : { certificateExpiry: expiry }) };
+    const served = stats.tls?.enabled ? stats.tls.certificates[0] : undefined;
+    return {
+      state,
+      machines,
+      ...(served === undefined ? {} : { certificateExpiry: served.not_after }),
+      ...(served?.issuer === undefined ? {} : { certificateIssuer: served.issuer }),
+    };
   } catch (error) {
     return { state, machines, healthUnknown: (error as Error).message };
   }
@@ -69,5 +76,6 @@ export function listingJson(listing: Listing): unknown {
     machines,
     proxyMissing: missingProxy(listing) ?? null,
     certificateExpiry: listing.certificateExpiry ?? null,
+    certificateIssuer: listing.certificateIssuer ?? null,
   };
 }

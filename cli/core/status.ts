@@ -1,4 +1,5 @@
 import { resolve } from 'node:path';
+import type { HttpsMode } from '../config/schema.js';
 import { readToken } from '../config/tokens.js';
 import { readState, statePath } from '../fleet/state.js';
 import type { StatsSeries } from '../stats/rates.js';
@@ -18,7 +19,7 @@ export interface FleetInfo {
   /** Where clients connect, e.g. `127.0.0.1:8080`. */
   proxyAddress: string;
   /** Set when the proxy serves HTTPS (its TLS mode). */
-  tls?: 'local-ca' | 'files';
+  tls?: HttpsMode;
 }
 
 /** What became of a drain or undrain the user asked for (`d`). */

@@ -4,7 +4,7 @@ import { loadConfig } from '../config/load.js';
 import type { RuntimeName } from '../config/schema.js';
 import { toShell } from '../fleet/argv.js';
 import type { AccelChoice } from '../fleet/qemu-command.js';
-import { ownBackendProblem, plainHttpProblem, planFleet, type FleetPlan } from '../fleet/plan.js';
+import { ownBackendProblem, plainHttpProblem, planFleet, publishHttpProblem, type FleetPlan } from '../fleet/plan.js';
 import { readState, withLock, type FleetState } from '../fleet/state.js';
 import type { Progress } from '../progress.js';
 import { describeChanges } from '../runtimes/machines.js';
@@ -27,14 +27,14 @@ export interface UpRequest {
 export type UpResult =
   /** `lines`: what `up` would change in the running fleet, or every command of a cold start. */
   | { kind: 'dry-run'; lines: string[]; notes: string[] }
-  | { kind: 'up'; state: FleetState; machines: MachineRow[]; notes: string[]; savedBackendsCount?: number; certificateExpiry?: number };
+  | { kind: 'up'; state: FleetState; machines: MachineRow[]; notes: string[]; savedBackendsCount?: number; certificateExpiry?: number; certificateIssuer?: string };
 
 /** Builds and starts (or reconciles) the fleet the project describes. */
 export async function up(request: UpRequest, progress: Progress): Promise<UpResult> {
   const projectDir = resolve(request.dir);
   const config = loadConfig(projectDir);
   const plan = planFleet(config, projectDir, { backends: request.backends, runtime: request.runtime });
-  const refused = plainHttpProblem(plan) ?? ownBackendProblem(plan);
+  const refused = plainHttpProblem(plan) ?? ownBackendProblem(plan) ?? publishHttpProblem(plan);
   if (refused) throw new UserError(refused);
   const runtime = await loadRuntime(plan.runtime);
   const ctx = runtimeContext(projectDir, progress);
@@ -58,10 +58,15 @@ export async function up(request: UpRequest, progress: Progress): Promise<UpResu
       // A proxy that kept running still serves the old one: replaced through the admin API, no restart.
       const replaced = await progress.step('give the running proxy its current certificate', () => tls.syncProxyCertificate(endpoint, certificate.file, runtime));
       if (replaced) notes.push('the running proxy now serves the new certificate (no restart)');
+      if (config.proxy.tls.mode === 'acme') {
+        // Only now: the CA's challenges are answered by the running proxy.
+        const { acmeOnUp } = await import('./cert.js');
+        notes.push(...(await progress.step('check the certificate from the ACME CA', () => acmeOnUp(plan, endpoint, runtime))));
+      }
     }
     // `--backends N` is the new size of the fleet, not a one-off: a later plain `up` keeps it.
     const saved = request.backends !== undefined && saveBackendsCount(projectDir, request.backends);
-    const { machines, certificateExpiry } = await withHealth(projectDir, state, await runtime.inspect(state, ctx));
+    const { machines, certificateExpiry, certificateIssuer } = await withHealth(projectDir, state, await runtime.inspect(state, ctx));
     return {
       kind: 'up',
       state,
@@ -69,6 +74,7 @@ export async function up(request: UpRequest, progress: Progress): Promise<UpResu
       notes,
       ...(saved ? { savedBackendsCount: request.backends } : {}),
       ...(certificateExpiry === undefined ? {} : { certificateExpiry }),
+      ...(certificateIssuer === undefined ? {} : { certificateIssuer }),
     };
   });
 }
@@ -86,6 +92,8 @@ async function dryRun(plan: FleetPlan, runtime: Runtime, ctx: RuntimeContext, re
     // Loaded only for HTTPS fleets, as `up` does: the X.509 library is the largest part of the CLI.
     const certificate = plan.config.proxy.tls.mode === 'off' ? null : (await import('../tls/proxy-cert.js')).proxyCertificateChange(plan);
     const renewal = certificate === null ? [] : [`renew the proxy certificate in .uproxy/tls/proxy.pem (${certificate}); a proxy that keeps running gets it through its admin API (PUT /tls/certificates/0)`];
+    const acme = plan.config.proxy.tls.mode === 'acme' ? (await import('../tls/acme.js')).acmeDue(plan) : null;
+    if (acme !== null) renewal.push(`ask ${plan.config.proxy.tls.acme!.directoryUrl} for a certificate (${acme}), answering its ${plan.config.proxy.tls.acme!.challenge} challenges through the proxy's admin API`);
     return describeChanges(previous.machines, preview.wanted, preview.running, [...renewal, ...preview.steps]);
   }
   if (previous) notes.push(`the ${plan.runtime} runtime's dry run does not compare with the running fleet yet: these are the commands of a cold start`);

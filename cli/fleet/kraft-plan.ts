@@ -7,7 +7,7 @@
  * call because uproxy has no terminal to answer kraft's questions with.
  */
 import { join } from 'node:path';
-import { machinePorts } from '../config/schema.js';
+import { machinePorts, type HttpsMode } from '../config/schema.js';
 import { commandLine, renderOptions, type CommandLine, type Options } from './argv.js';
 import { planAddressing } from './addressing.js';
 import { GUEST_PATHS } from './guest-paths.js';
@@ -81,7 +81,7 @@ export interface KraftFleetPlan {
   apps: KraftApp[];
   /** Backends first, the proxy last: it health-checks them as soon as it starts. */
   machines: KraftMachinePlan[];
-  proxy: { listen: string; admin: string; tls?: 'local-ca' | 'files' };
+  proxy: { listen: string; admin: string; tls?: HttpsMode };
 }
 
 export interface KraftInputs {

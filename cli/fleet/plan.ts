@@ -91,6 +91,31 @@ export function plainHttpProblem(plan: FleetPlan): string | null {
   );
 }
 
+/**
+ * Where the proxy's plain HTTP listener publishes, if anywhere: proxy.publishHttp, or port 80
+ * of proxy.publish's address when an ACME CA validates with http-01 (it only ever fetches
+ * http://DOMAIN/ on port 80).
+ */
+export function plainHttpListener(config: UproxyConfig): string | undefined {
+  const { publish, publishHttp, tls } = config.proxy;
+  if (publishHttp !== undefined) return publishHttp;
+  if (tls.mode !== 'acme' || tls.acme?.challenge !== 'http-01' || publish === undefined) return undefined;
+  return `${publish.slice(0, publish.lastIndexOf(':'))}:80`;
+}
+
+/**
+ * Why this runtime cannot serve what proxy.publishHttp or tls mode acme ask, or null: the VM
+ * runtimes forward only proxy.publish to the proxy guest so far, so neither an ACME CA nor a
+ * browser could reach a plain HTTP listener there.
+ */
+export function publishHttpProblem(plan: FleetPlan): string | null {
+  const { publishHttp, tls } = plan.config.proxy;
+  if (plan.runtime === 'host' || (publishHttp === undefined && tls.mode !== 'acme')) return null;
+  const what = tls.mode === 'acme' ? 'proxy.tls.mode "acme"' : 'proxy.publishHttp';
+  return `${what} runs on the host runtime only for now (the ${plan.runtime} runtime forwards only proxy.publish to the proxy guest): ` +
+    `run it with --runtime host, or use mode "files" with a certificate you obtain yourself`;
+}
+
 /** `make -C dir [-f makefile] [target]`: how every app is built (the Makefile's default target when none is named). */
 export function makeCommand(dir: string, options: { target?: string; makefile?: string } = {}): CommandLine {
   return commandLine('make', renderOptions({ C: dir, f: options.makefile }, '-'), options.target ? [options.target] : []);
@@ -120,6 +145,8 @@ export interface ProxyListeners {
   admin: string;
   /** CIDR of the fleet's own network: backends added through the admin API must be in it. */
   backendNetwork: string;
+  /** `host:port` of the plain HTTP listener (ACME http-01, redirects to https://), if any. */
+  plainHttp?: string;
 }
 
 /**
@@ -152,6 +179,7 @@ export function proxyArgs(config: UproxyConfig, listeners: ProxyListeners, backe
       'backend-max-connections': config.backends.maxConnections,
       'backend-network': listeners.backendNetwork,
       'tls-cert': certFile ?? undefined,
+      'redirect-listen': listeners.plainHttp,
       // To stdout, which every runtime already keeps as the proxy's log, VM guests included.
       'access-log': proxy.accessLog ? '-' : undefined,
     },
@@ -234,7 +262,7 @@ export function planHostProcesses(plan: FleetPlan, ports: HostPorts, logDir: str
   });
   // proxy.publish: the proxy itself listens where clients from other machines reach it.
   const listen = plan.config.proxy.publish ?? `${LOOPBACK}:${ports.proxy}`;
-  const listeners = { listen, admin: `${LOOPBACK}:${ports.admin}`, backendNetwork: `${LOOPBACK}/32` };
+  const listeners = { listen, admin: `${LOOPBACK}:${ports.admin}`, backendNetwork: `${LOOPBACK}/32`, plainHttp: plainHttpListener(plan.config) };
   const proxy = {
     name: plan.proxy.name,
     role: plan.proxy.role,

@@ -44,9 +44,10 @@ export const fleetState = z.object({
   runtime: z.enum(RUNTIMES),
   /**
    * The proxy's client and admin listeners, as `host:port`, and its TLS mode when it serves
-   * HTTPS (absent: plain HTTP), so `ps` prints the right URL without loading the config.
+   * HTTPS (absent: plain HTTP), so `ps` prints the right URL without loading the config;
+   * `serverName` is the name clients use when it is not the address (mode acme: the first domain).
    */
-  proxy: z.object({ listen: z.string(), admin: z.string(), tls: z.optional(z.enum(['local-ca', 'files'])) }),
+  proxy: z.object({ listen: z.string(), admin: z.string(), tls: z.optional(z.enum(['local-ca', 'files', 'acme'])), serverName: z.optional(z.string()) }),
   machines: z.array(machineState),
   /** Whatever else a runtime created (bridges, taps, networks), recorded by that runtime. */
   resources: z._default(z.record(z.string(), z.unknown()), {}),

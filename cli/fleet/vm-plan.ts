@@ -12,7 +12,7 @@
  * kraft-built initrd when there is one.
  */
 import { join } from 'node:path';
-import { machinePorts } from '../config/schema.js';
+import { machinePorts, type HttpsMode } from '../config/schema.js';
 import { UserError } from '../errors.js';
 import type { CommandLine } from './argv.js';
 import { planAddressing, type MachineAddress } from './addressing.js';
@@ -63,7 +63,7 @@ export interface VmFleetPlan {
   gateway: string;
   /** Backends first, the proxy last: it health-checks them as soon as it starts. */
   machines: VmMachinePlan[];
-  proxy: { listen: string; admin: string; tls?: 'local-ca' | 'files' };
+  proxy: { listen: string; admin: string; tls?: HttpsMode };
 }
 
 /** `make static` builds this next to the app's normal binary (see templates/backend/Makefile, proxy/Makefile). */

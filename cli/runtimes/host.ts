@@ -2,10 +2,11 @@ import { createHash } from 'node:crypto';
 import { createServer } from 'node:net';
 import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { appBuildCommands, LOOPBACK, planHostProcesses, type FleetPlan, type HostPorts, type HostProcessPlan } from '../fleet/plan.js';
+import { appBuildCommands, LOOPBACK, plainHttpListener, planHostProcesses, type FleetPlan, type HostPorts, type HostProcessPlan } from '../fleet/plan.js';
 import { stateDir } from '../files.js';
 import type { FleetState, MachineState } from '../fleet/state.js';
 import { UserError } from '../errors.js';
+import { reconcileRenewalService, stopRenewalService } from './acme-renewal.js';
 import { adminApiProxy, withoutLiveLists } from './backend-sync.js';
 import { buildApp, fileHash, pendingBuilds, sourceHash, type AppBuild } from './build.js';
 import { inFleetOrder, reconcile, stopMachines, type MachineDriver, type Wanted } from './machines.js';
@@ -41,6 +42,11 @@ export const runtime: Runtime = {
     if (publish === undefined) await checkConfiguredPort(LOOPBACK, plan.config.proxy.port, 'proxy.port', previous, ourPort(plan.proxy.name), ours);
     else await checkConfiguredPort(publish.slice(0, publish.lastIndexOf(':')), Number(publish.slice(publish.lastIndexOf(':') + 1)), 'proxy.publish', previous, ourPort(plan.proxy.name), ours);
     await checkConfiguredPort(LOOPBACK, plan.config.proxy.adminPort, 'proxy.adminPort', previous, previous ? portOf(previous.proxy.admin) : undefined, ours);
+    const plainHttp = plainHttpListener(plan.config);
+    if (plainHttp !== undefined) {
+      const key = plan.config.proxy.publishHttp === undefined ? 'proxy.publishHttp, port 80 of proxy.publish by default with ACME http-01,' : 'proxy.publishHttp';
+      await checkConfiguredPort(plainHttp.slice(0, plainHttp.lastIndexOf(':')), portOf(plainHttp), key, previous, previousPlainHttpPort(previous), ours);
+    }
   },
 
   async build(plan, ctx) {
@@ -52,6 +58,7 @@ export const runtime: Runtime = {
   },
 
   async down(state, ctx, options) {
+    await stopRenewalService(ctx.projectDir, options.timeoutMs);
     const machines = driver(ctx);
     await stopMachines(state, state.machines, machines, ctx, options);
     await machines.cleanup(state);
@@ -138,12 +145,12 @@ async function wantedProcesses(plan: FleetPlan, previous: FleetState | null, ctx
 async function upHost(plan: FleetPlan, previous: FleetState | null, ctx: RuntimeContext, options: UpOptions): Promise<FleetState> {
   const { ports, processes, wanted } = await wantedProcesses(plan, previous, ctx);
   const proxy = processes.at(-1)!;
-  const { mode: tls } = plan.config.proxy.tls;
+  const { mode: tls, acme } = plan.config.proxy.tls;
   const state: FleetState = {
     version: 1,
     fleet: plan.fleet,
     runtime: 'host',
-    proxy: { listen: proxy.address, admin: `${LOOPBACK}:${ports.admin}`, ...(tls === 'off' ? {} : { tls }) },
+    proxy: { listen: proxy.address, admin: `${LOOPBACK}:${ports.admin}`, ...(tls === 'off' ? {} : { tls }), ...(acme ? { serverName: acme.domains[0] } : {}) },
     machines: previous?.machines ?? [],
     resources: previous?.resources ?? {},
   };
@@ -159,6 +166,7 @@ async function upHost(plan: FleetPlan, previous: FleetState | null, ctx: Runtime
     timeoutMs,
   });
   resupervise(plan, processes, ctx);
+  await reconcileRenewalService(plan, timeoutMs);
   return result;
 }
 
@@ -265,8 +273,15 @@ async function checkConfiguredPort(host: string, port: number, key: string, prev
   const ourProxy = previous?.machines.find((m) => m.role === 'proxy');
   if (previousPort === port && ourProxy && running(ourProxy)) return;
   if (!(await isPortFree(host, port))) {
-    throw new UserError(`${host}:${port} (${key} in uproxy.json) is already in use by another program, or not an address of this host: choose another${key === 'proxy.publish' ? '' : ' port, or 0 to pick a free one'}`);
+    throw new UserError(`${host}:${port} (${key} in uproxy.json) is already in use by another program, or not an address of this host: choose another${key.startsWith('proxy.publish') ? '' : ' port, or 0 to pick a free one'}`);
   }
+}
+
+/** The port of the plain HTTP listener the recorded proxy was started with (its `--redirect-listen`). */
+function previousPlainHttpPort(previous: FleetState | null): number | undefined {
+  const command = previous?.machines.find((m) => m.role === 'proxy')?.command ?? [];
+  const at = command.indexOf('--redirect-listen');
+  return at < 0 || at + 1 >= command.length ? undefined : portOf(command[at + 1]!);
 }
 
 function portOf(address: string): number {

@@ -177,3 +177,30 @@ export async function deleteToken(endpoint: AdminEndpoint, name: string, timeout
     throw error;
   }
 }
+
+/** The ACME challenges the proxy answers for the CLI (`/acme/<type>/<key>`): an http-01 token, or a domain for tls-alpn-01. */
+export type AcmeChallengeRoute = { type: 'http-01'; token: string } | { type: 'tls-alpn-01'; domain: string };
+
+function acmeRoute(route: AcmeChallengeRoute): string {
+  return `/acme/${route.type}/${encodeURIComponent(route.type === 'http-01' ? route.token : route.domain)}`;
+}
+
+/**
+ * `PUT /acme/http-01/TOKEN` with the key authorization (served on the plain listener at
+ * /.well-known/acme-challenge/TOKEN), or `PUT /acme/tls-alpn-01/DOMAIN` with the challenge
+ * certificate and its throwaway key (served to ALPN acme-tls/1 clients naming DOMAIN).
+ */
+export async function putAcmeChallenge(endpoint: AdminEndpoint, route: AcmeChallengeRoute, body: string, timeoutMs = DEFAULT_TIMEOUT_MS): Promise<void> {
+  await call(endpoint, 'PUT', acmeRoute(route), timeoutMs, { type: route.type === 'http-01' ? 'text/plain' : 'application/x-pem-file', text: body });
+}
+
+/** Takes a challenge back once the CA has decided; false when the proxy had none such (404). */
+export async function deleteAcmeChallenge(endpoint: AdminEndpoint, route: AcmeChallengeRoute, timeoutMs = DEFAULT_TIMEOUT_MS): Promise<boolean> {
+  try {
+    await call(endpoint, 'DELETE', acmeRoute(route), timeoutMs);
+    return true;
+  } catch (error) {
+    if (error instanceof AdminApiError && error.status === 404) return false;
+    throw error;
+  }
+}

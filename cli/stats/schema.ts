@@ -39,6 +39,10 @@ export const tlsCertificate = z.object({
   names: z.array(z.string()),
   /** Expiry, Unix seconds. */
   not_after: count,
+  /** The issuer's common name (its whole name when it has none); absent from proxies before ACME. */
+  issuer: z.optional(z.string()),
+  /** Serial number in upper-case hex, as `openssl x509 -serial` prints it. */
+  serial: z.optional(z.string()),
 });
 export type TlsCertificate = z.infer<typeof tlsCertificate>;
 export const tlsCertificates = z.array(tlsCertificate);

@@ -103,17 +103,19 @@ export async function issueProxyCertificate(ca: ProjectCa, names: readonly strin
 }
 
 /** The facts the renewal rule needs of the first certificate in a PEM file, or null when there is none (or it cannot be read). */
-export function certificateFacts(pem: string, caPem?: string): CertificateFacts | null {
+export function certificateFacts(pem: string, caPem?: string): (CertificateFacts & { serial: string; issuer: string }) | null {
   const first = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/.exec(pem)?.[0];
   if (!first) return null;
   try {
     const leaf = new NodeCertificate(first);
     const ca = caPem === undefined ? undefined : new NodeCertificate(caPem);
     return {
+      serial: leaf.serialNumber.toUpperCase(),
       notBefore: Date.parse(leaf.validFrom),
       notAfter: Date.parse(leaf.validTo),
       names: (leaf.subjectAltName ?? '').split(', ').filter(Boolean).map((n) => n.replace(/^(DNS|IP Address):/, '')),
       signedByCa: ca !== undefined && leaf.checkIssued(ca) && leaf.verify(ca.publicKey),
+      issuer: commonName(leaf.issuer),
     };
   } catch {
     return null;
@@ -146,6 +148,11 @@ function serialNumber(): string {
   const bytes = randomBytes(16);
   bytes[0] = bytes[0]! & 0x7f;
   return bytes.toString('hex');
+}
+
+/** The CN of an X.509 name as node:crypto prints it (one `key=value` per line), else the whole name on one line. */
+function commonName(name: string): string {
+  return /^CN=(.*)$/m.exec(name)?.[1] ?? name.split('\n').join(', ');
 }
 
 function isIpv4(name: string): boolean {

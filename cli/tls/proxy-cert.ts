@@ -2,7 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { FleetPlan } from '../fleet/plan.js';
 import { proxyAddresses } from '../fleet/vm-plan.js';
-import { tlsPaths, writeFileAtomic } from '../files.js';
+import { readIfExists, tlsPaths, writeFileAtomic } from '../files.js';
 import { UserError } from '../errors.js';
 import { listCertificates, putCertificate, type AdminEndpoint } from '../stats/client.js';
 import { certificateFacts, ensureCa, issueProxyCertificate } from './local-ca.js';
@@ -37,13 +37,16 @@ export async function prepareProxyCertificate(plan: FleetPlan, policy: KeyPolicy
   const { tls } = config.proxy;
   if (tls.mode === 'off') return null;
   const paths = tlsPaths(projectDir);
-  const current = readOptional(paths.proxy);
+  const current = readIfExists(paths.proxy);
   if (tls.mode === 'files') {
     const pem = ownPem(plan);
     if (pem === current) return { file: paths.proxy, renewed: null };
     writeFileAtomic(paths.proxy, pem, 0o600);
     return { file: paths.proxy, renewed: filesReason(current) };
   }
+  // acme: the proxy starts with the project CA's certificate for the domains until the CA's
+  // arrives (it must serve TLS, and answer tls-alpn-01, before it has one); later ones stay.
+  if (tls.mode === 'acme' && current !== null && !bootstrapDue(plan, current)) return { file: paths.proxy, renewed: null };
   const { ca } = await ensureCa(projectDir, config.name);
   const names = certificateNames(plan);
   const reason = localCaReason(plan, current, names);
@@ -58,9 +61,17 @@ export function proxyCertificateChange(plan: FleetPlan): string | null {
   const { tls } = plan.config.proxy;
   if (tls.mode === 'off') return null;
   const paths = tlsPaths(plan.projectDir);
-  const current = readOptional(paths.proxy);
+  const current = readIfExists(paths.proxy);
   if (tls.mode === 'files') return ownPem(plan) === current ? null : filesReason(current);
+  if (tls.mode === 'acme' && current !== null && !bootstrapDue(plan, current)) return null;
   return existsSync(paths.caCert) ? localCaReason(plan, current, certificateNames(plan)) : 'there is no project CA yet';
+}
+
+/** With acme, whether proxy.pem is still the project CA's temporary certificate and that one is due; one from the ACME CA is acme.ts's to renew. */
+function bootstrapDue(plan: FleetPlan, current: string): boolean {
+  const caCert = tlsPaths(plan.projectDir).caCert;
+  const facts = existsSync(caCert) ? certificateFacts(current, readFileSync(caCert, 'utf8')) : null;
+  return facts === null || (facts.signedByCa && renewalReason(facts, certificateNames(plan), Date.now()) !== null);
 }
 
 function ownPem({ projectDir, config: { proxy } }: FleetPlan): string {
@@ -72,7 +83,8 @@ function filesReason(current: string | null): string {
 }
 
 function certificateNames(plan: FleetPlan): string[] {
-  return proxyCertificateNames(plan.config.proxy.tls.names, proxyAddresses(plan));
+  const { tls } = plan.config.proxy;
+  return proxyCertificateNames(tls.mode === 'acme' ? tls.acme!.domains : tls.names, proxyAddresses(plan));
 }
 
 function localCaReason(plan: FleetPlan, current: string | null, names: readonly string[]): string | null {
@@ -82,9 +94,9 @@ function localCaReason(plan: FleetPlan, current: string | null, names: readonly 
 
 /**
  * Hands the running proxy the certificate in `file` (PUT /tls/certificates/0) unless it serves
- * that one already, told by its expiry (the proxy lists it in Unix seconds; a renewal, issued
- * later, always ends later). Returns whether it was replaced. A proxy that just started read
- * the file itself, so it is left alone. Without `keyOverAdminApi` only the chain is sent: the
+ * that one already, told by its serial (by its expiry from a proxy that does not list serials).
+ * Returns whether it was replaced. A proxy that just started read the file itself, so it is
+ * left alone. Without `keyOverAdminApi` only the chain is sent: the
  * proxy pairs it with the key it has.
  */
 export async function syncProxyCertificate(endpoint: AdminEndpoint, file: string, policy: KeyPolicy): Promise<boolean> {
@@ -92,18 +104,10 @@ export async function syncProxyCertificate(endpoint: AdminEndpoint, file: string
   const facts = certificateFacts(pem);
   if (facts === null) throw new UserError(`${file} holds no readable certificate: delete it and run \`uproxy up\` again`);
   const served = (await listCertificates(endpoint))[0];
-  if (served?.not_after === Math.floor(facts.notAfter / 1000)) return false;
+  const same = served?.serial === undefined ? served?.not_after === Math.floor(facts.notAfter / 1000) : served.serial === facts.serial;
+  if (same) return false;
   await putCertificate(endpoint, 0, policy.keyOverAdminApi ? pem : certificateChain(pem));
   return true;
-}
-
-function readOptional(file: string): string | null {
-  try {
-    return readFileSync(file, 'utf8');
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw error;
-  }
 }
 
 function readOwn(projectDir: string, key: 'certFile' | 'keyFile', path: string): string {

@@ -16,8 +16,8 @@ export function Header({ fleet, intervalMs, state, nowEpochMs }: HeaderProps) {
   const rates = state.series?.rates;
   const down = state.unreachable;
   // Days left on the certificate an HTTPS proxy serves; yellow once `up` would renew a 30-day one.
-  const notAfter = stats?.tls?.enabled ? stats.tls.certificates[0]?.not_after : undefined;
-  const certificate = notAfter === undefined ? undefined : { days: Math.max(0, Math.floor((notAfter * 1000 - nowEpochMs) / 86_400_000)) };
+  const served = stats?.tls?.enabled ? stats.tls.certificates[0] : undefined;
+  const certificate = served === undefined ? undefined : { days: Math.max(0, Math.floor((served.not_after * 1000 - nowEpochMs) / 86_400_000)), issuer: served.issuer };
   return (
     <Box flexDirection="column">
       <Text wrap="truncate">
@@ -41,7 +41,7 @@ export function Header({ fleet, intervalMs, state, nowEpochMs }: HeaderProps) {
           {`  ${rates ? `${formatRate(rates.requestsPerSec)} req/s` : 'measuring…'}  ${stats.connections.active} conn`}
           {`  ${stats.requests.in_flight} in flight  pid ${stats.pid}  v${stats.version}`}
           {state.restarts?.proxy ? <Text color="yellow">{`  restarted ${state.restarts.proxy}×`}</Text> : null}
-          {certificate === undefined ? null : <Text color={certificate.days < 10 ? 'yellow' : undefined}>{`  cert ${certificate.days}d left`}</Text>}
+          {certificate === undefined ? null : <Text color={certificate.days < 10 ? 'yellow' : undefined}>{`  cert ${certificate.days}d left${certificate.issuer ? ` (${certificate.issuer})` : ''}`}</Text>}
         </Text>
       ) : (
         <Text dimColor>connecting…</Text>

@@ -7,8 +7,8 @@ import { Agent } from 'undici';
 /** The built CLI (npm test builds dist/ first), run as a user would run it. */
 export const BIN = fileURLToPath(new URL('../../bin/uproxy', import.meta.url));
 
-export function uproxy(args: readonly string[], cwd: string, timeoutMs = 120_000): Promise<Result<{ reject: false }>> {
-  return execa('node', [BIN, ...args], { cwd, reject: false, timeout: timeoutMs, stdin: 'ignore' }) as Promise<Result<{ reject: false }>>;
+export function uproxy(args: readonly string[], cwd: string, timeoutMs = 120_000, env: Record<string, string> = {}): Promise<Result<{ reject: false }>> {
+  return execa('node', [BIN, ...args], { cwd, reject: false, timeout: timeoutMs, stdin: 'ignore', env }) as Promise<Result<{ reject: false }>>;
 }
 
 /**

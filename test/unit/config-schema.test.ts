@@ -115,12 +115,58 @@ describe('uproxy.json schema', () => {
     expect(problems(withChange((c) => (c.proxy.tls = { mode: 'files', certFile: 'c.pem', keyFile: 'k.pem', names: ['a.test'] })))).toEqual([
       'proxy.tls.names: is only used when mode is "local-ca" (mode is "files"), got ["a.test"]',
     ]);
-    expect(problems(withChange((c) => (c.proxy.tls = { mode: 'acme' }))))
-      .toEqual([expect.stringMatching(/^proxy\.tls\.mode: expected one of "off", "local-ca", "files"/)]);
+    expect(problems(withChange((c) => (c.proxy.tls = { mode: 'tofu' }))))
+      .toEqual([expect.stringMatching(/^proxy\.tls\.mode: expected one of "off", "local-ca", "files", "acme"/)]);
     expect(problems(withChange((c) => (c.proxy.tls = { mode: 'local-ca', names: ['bad name'] })))[0]).toMatch(/^proxy\.tls\.names\.0: must be a DNS name/);
     expect(problems(withChange((c) => (c.proxy.tls = { mode: 'local-ca', names: ['10.0.0.256', '10.0.0'] })))).toEqual([
       'proxy.tls.names.0: must be an IPv4 address with 4 octets of at most 255, got "10.0.0.256"',
       'proxy.tls.names.1: must be an IPv4 address with 4 octets of at most 255, got "10.0.0"',
+    ]);
+  });
+
+  it('takes ACME with an email and domains, Let\'s Encrypt and http-01 by default, on a published proxy', () => {
+    const acme = parseConfig(JSON.stringify(withChange((c) => {
+      c.proxy.publish = '0.0.0.0:443';
+      c.proxy.tls = { mode: 'acme', acme: { email: 'ops@example.com', domains: ['fleet.example.com'] } };
+    })), 'uproxy.json');
+    expect(acme.proxy.tls.acme).toEqual({
+      email: 'ops@example.com',
+      domains: ['fleet.example.com'],
+      directoryUrl: 'https://acme-v02.api.letsencrypt.org/directory',
+      challenge: 'http-01',
+    });
+  });
+
+  it('names what is wrong with an ACME setting', () => {
+    const published = (tls: unknown) => withChange((c) => {
+      c.proxy.publish = '0.0.0.0:443';
+      c.proxy.tls = tls;
+    });
+    expect(problems(published({ mode: 'acme' }))).toEqual([
+      'proxy.tls.acme: is required when mode is "acme": {"email": "you@example.com", "domains": ["fleet.example.com"]}',
+    ]);
+    expect(problems(published({ mode: 'local-ca', acme: { email: 'a@b.test', domains: ['a.b.test'] } }))[0]).toMatch(/^proxy\.tls\.acme: is only used when mode is "acme" \(mode is "local-ca"\)/);
+    expect(problems(published({ mode: 'acme', acme: { email: 'nobody', domains: ['*.example.com', '10.0.0.1', 'localhost'], challenge: 'dns-01', directoryUrl: 'ftp://x' } }))).toEqual([
+      'proxy.tls.acme.email: must be an email address, got "nobody"',
+      expect.stringMatching(/^proxy\.tls\.acme\.domains\.0: must be a DNS name with a dot, such as fleet\.example\.com \(no wildcard/),
+      expect.stringMatching(/^proxy\.tls\.acme\.domains\.1: must be a DNS name with a dot/),
+      expect.stringMatching(/^proxy\.tls\.acme\.domains\.2: must be a DNS name with a dot/),
+      expect.stringMatching(/^proxy\.tls\.acme\.directoryUrl: must be the http\(s\) URL of an RFC 8555 directory/),
+      expect.stringMatching(/^proxy\.tls\.acme\.challenge: expected one of "http-01", "tls-alpn-01"/),
+    ]);
+    expect(problems(published({ mode: 'acme', acme: { email: 'a@b.test', domains: ['a.b.test', 'A.b.test'] } }))[0]).toMatch(/^proxy\.tls\.acme\.domains: must not name a domain twice/);
+    // The CA must reach the proxy.
+    expect(problems(withChange((c) => (c.proxy.tls = { mode: 'acme', acme: { email: 'a@b.test', domains: ['a.b.test'] } })))).toEqual([
+      'proxy.publish: is required with tls mode "acme": the CA must reach the proxy at your domain, so publish it, usually as "0.0.0.0:443"',
+    ]);
+  });
+
+  it('takes publishHttp only with HTTPS, on another address than publish', () => {
+    expect(problems(withChange((c) => (c.proxy.publishHttp = '0.0.0.0:80')))).toEqual([
+      'proxy.publishHttp: redirects to HTTPS, which tls mode "off" does not serve: set proxy.tls.mode, or remove publishHttp, got "0.0.0.0:80"',
+    ]);
+    expect(problems(withChange((c) => Object.assign(c.proxy, { tls: { mode: 'local-ca' }, publish: '0.0.0.0:443', publishHttp: '0.0.0.0:443' })))).toEqual([
+      'proxy.publishHttp: must differ from proxy.publish (both are 0.0.0.0:443), got "0.0.0.0:443"',
     ]);
   });
 

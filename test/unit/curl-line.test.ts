@@ -13,4 +13,10 @@ describe('the curl line up and ps print', () => {
     expect(curlLine({ listen: '0.0.0.0:443', tls: 'files' }, here)).toBe('curl -H "X-Auth-Token: $(cat .uproxy/client-token)" https://localhost:443/');
     expect(curlLine({ listen: '127.0.0.1:8080' }, here)).toBe('curl -H "X-Auth-Token: $(cat .uproxy/client-token)" http://127.0.0.1:8080/');
   });
+
+  it('names an ACME fleet by its domain, which a public CA vouches for', () => {
+    const here = process.cwd();
+    expect(curlLine({ listen: '0.0.0.0:443', tls: 'acme', serverName: 'fleet.example.com' }, here)).toBe('curl -H "X-Auth-Token: $(cat .uproxy/client-token)" https://fleet.example.com/');
+    expect(curlLine({ listen: '0.0.0.0:8443', tls: 'acme', serverName: 'fleet.example.com' }, here)).toBe('curl -H "X-Auth-Token: $(cat .uproxy/client-token)" https://fleet.example.com:8443/');
+  });
 });

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../../cli/config/load.js';
-import { plainHttpProblem, planFleet, planHostProcesses, proxyArgs } from '../../cli/fleet/plan.js';
+import { plainHttpListener, plainHttpProblem, planFleet, planHostProcesses, proxyArgs, publishHttpProblem } from '../../cli/fleet/plan.js';
 
 const CLIENT = 'c'.repeat(64);
 const ADMIN = 'd'.repeat(64);
@@ -119,5 +119,31 @@ describe('the proxy certificate on the command line', () => {
     expect(plain.proxyCertFile).toBeNull();
     expect(planHostProcesses(plain, ports, '/l').at(-1)!.command.args).not.toContain('--tls-cert');
     expect(proxyArgs(config, { listen: 'a:1', admin: 'a:2', backendNetwork: 'a/32' }, [], '/c.pem').slice(-2)).toEqual(['--tls-cert', '/c.pem']);
+  });
+});
+
+describe('the plain HTTP listener (proxy.publishHttp)', () => {
+  const withTls = (proxy: Record<string, unknown>) => parseConfig(JSON.stringify({ ...JSON.parse(JSON.stringify(config)), proxy: { ...config.proxy, ...proxy } }), 'uproxy.json');
+  const acme = (challenge?: string) => withTls({ publish: '203.0.113.7:443', tls: { mode: 'acme', acme: { email: 'a@example.com', domains: ['fleet.example.com'], ...(challenge ? { challenge } : {}) } } });
+  const ports = { proxy: 1, admin: 2, backends: { 'backend-1': 3, 'backend-2': 4, 'backend-3': 5 } };
+
+  it('is port 80 of the published address for ACME http-01, where the CA fetches the token', () => {
+    expect(plainHttpListener(acme())).toBe('203.0.113.7:80');
+    const args = planHostProcesses(planFleet(acme(), '/p'), ports, '/l').at(-1)!.command.args;
+    expect(args.slice(args.indexOf('--redirect-listen'), args.indexOf('--redirect-listen') + 2)).toEqual(['--redirect-listen', '203.0.113.7:80']);
+  });
+
+  it('is none for tls-alpn-01 or local-ca unless publishHttp asks for one', () => {
+    expect(plainHttpListener(acme('tls-alpn-01'))).toBeUndefined();
+    expect(plainHttpListener(withTls({ tls: { mode: 'local-ca' } }))).toBeUndefined();
+    expect(plainHttpListener(withTls({ tls: { mode: 'local-ca' }, publishHttp: '0.0.0.0:8000' }))).toBe('0.0.0.0:8000');
+    expect(planHostProcesses(planFleet(withTls({ tls: { mode: 'local-ca' } }), '/p'), ports, '/l').at(-1)!.command.args).not.toContain('--redirect-listen');
+  });
+
+  it('runs on the host runtime only, which the error says', () => {
+    expect(publishHttpProblem(planFleet(acme(), '/p'))).toBeNull();
+    expect(publishHttpProblem(planFleet(acme(), '/p', { runtime: 'qemu' }))).toMatch(/^proxy\.tls\.mode "acme" runs on the host runtime only for now .*--runtime host/);
+    expect(publishHttpProblem(planFleet(withTls({ tls: { mode: 'local-ca' }, publishHttp: '0.0.0.0:80', publish: '0.0.0.0:443' }), '/p', { runtime: 'kraft' }))).toMatch(/^proxy\.publishHttp runs on the host runtime only/);
+    expect(publishHttpProblem(planFleet(withTls({ tls: { mode: 'local-ca' } }), '/p', { runtime: 'qemu' }))).toBeNull();
   });
 });
