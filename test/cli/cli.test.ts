@@ -24,7 +24,7 @@ describe('uproxy command line', () => {
   });
 
   it('shows an example in the help of each command', async () => {
-    for (const command of ['init', 'up', 'down', 'ps', 'logs', 'status']) {
+    for (const command of ['init', 'up', 'down', 'ps', 'logs', 'status', 'cert']) {
       const help = await uproxy([command, '--help'], root);
       expect(help.stdout, command).toMatch(new RegExp(`Examples?:\\n  \\$ uproxy ${command === 'init' ? 'init' : command}`));
     }
@@ -193,5 +193,23 @@ describe('uproxy command line', () => {
     expect(parsed.proxy.adminTokenSha256).toBe(createHash('sha256').update(admin).digest('hex'));
     expect(config.replace(parsed.proxy.tokens[0].sha256, before.proxy.tokens[0].sha256).replace(parsed.proxy.adminTokenSha256, before.proxy.adminTokenSha256)).toBe(configBefore);
     expect(readFileSync(server, 'utf8')).toBe(serverBefore);
+  });
+
+  it('cert says what it has, and what renewing needs, before any fleet runs', async () => {
+    const dir = join(root, 'cert');
+    await uproxy(['init', dir], root);
+    const status = await uproxy(['cert', 'status'], dir);
+    expect(status.exitCode, status.stderr).toBe(0);
+    expect(status.stdout).toBe('Mode: local-ca\nCertificate: none yet (`uproxy up` makes one)\nNo fleet is running.');
+    const renew = await uproxy(['cert', 'renew'], dir);
+    expect(renew.exitCode).toBe(1);
+    expect(renew.stderr).toMatch(/^uproxy: no fleet is running in .*: `uproxy up` starts one and gets its certificate$/);
+    const forced = await uproxy(['cert', 'renew', '--force'], dir);
+    expect(forced.stderr).toMatch(/^uproxy: --force asks an ACME CA again before the certificate is due; with mode local-ca/);
+    const config = JSON.parse(readFileSync(join(dir, 'uproxy.json'), 'utf8'));
+    config.proxy.tls = { mode: 'off' };
+    writeFileSync(join(dir, 'uproxy.json'), JSON.stringify(config));
+    expect((await uproxy(['cert', 'renew'], dir)).stderr).toMatch(/^uproxy: proxy\.tls\.mode is "off": the proxy serves plain HTTP; `uproxy cert renew` renews certificates of modes acme and local-ca/);
+    expect((await uproxy(['cert', 'status'], dir)).stdout).toBe('proxy.tls.mode is "off": the proxy serves plain HTTP, with no certificate.');
   });
 });
