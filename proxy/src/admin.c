@@ -11,6 +11,8 @@
 #include <unistd.h>
 
 #include "acceptor.h"
+#include "acme.h"
+#include "admin_acme.h"
 #include "admin_backends.h"
 #include "admin_request.h"
 #include "admin_tokens.h"
@@ -98,17 +100,45 @@ static void render_backend_json(struct sbuf *o, struct backend *b, uint64_t now)
               (unsigned long long)b->last_change_ms);
 }
 
-/* [{"index":0,"names":["a","b"],"not_after":UNIX_SECONDS}, ...] */
+/* {"index":0,"names":["a","b"],"not_after":UNIX_SECONDS,"issuer":"R10","serial":"04A1…"} */
+static void render_certificate(struct sbuf *o, size_t index)
+{
+    struct tls_description d;
+    if (tls_describe(index, &d) == 0)
+        sb_printf(o, "{\"index\":%zu,\"names\":[%s],\"not_after\":%lld,\"issuer\":\"%s\",\"serial\":\"%s\"}", index,
+                  d.names, d.not_after, d.issuer, d.serial);
+}
+
 static void render_certificates(struct sbuf *o)
 {
     sb_printf(o, "[");
     for (size_t i = 0; i < tls_certificates(); i++) {
-        char names[1024];
-        long long not_after;
-        if (tls_describe(i, names, sizeof names, &not_after) == 0)
-            sb_printf(o, "%s{\"index\":%zu,\"names\":[%s],\"not_after\":%lld}", i ? "," : "", i, names, not_after);
+        sb_printf(o, "%s", i ? "," : "");
+        render_certificate(o, i);
     }
     sb_printf(o, "]");
+}
+
+/* {"http01":["token",...],"tls_alpn01":["name",...]}: both validated, so nothing to escape. */
+static void render_acme(struct sbuf *o)
+{
+    const char *sep = "";
+    sb_printf(o, "{\"http01\":[");
+    for (size_t i = 0; i < ACME_HTTP01_MAX; i++) {
+        if (acme_http01_token(i)) {
+            sb_printf(o, "%s\"%s\"", sep, acme_http01_token(i));
+            sep = ",";
+        }
+    }
+    sep = "";
+    sb_printf(o, "],\"tls_alpn01\":[");
+    for (size_t i = 0; i < ACME_TLS_ALPN01_MAX; i++) {
+        if (acme_tls_alpn01_name(i)) {
+            sb_printf(o, "%s\"%s\"", sep, acme_tls_alpn01_name(i));
+            sep = ",";
+        }
+    }
+    sb_printf(o, "]}\n");
 }
 
 /* [{"name":"default","expires":null,"requests":12,"last_used":UNIX_SECONDS}, ...]: never the hash. */
@@ -246,11 +276,14 @@ static void render_metrics(struct sbuf *o)
     metric(o, "uproxy_tls_handshakes_in_progress", "gauge", "TLS handshakes under way.", tls_stats.in_progress);
     metric_head(o, "uproxy_tls_certificate_expiry_seconds", "gauge", "Unix time at which the certificate expires.");
     for (size_t i = 0; i < tls_certificates(); i++) {
-        char names[1024];
-        long long not_after;
-        if (tls_describe(i, names, sizeof names, &not_after) == 0)
-            sb_printf(o, "uproxy_tls_certificate_expiry_seconds{index=\"%zu\"} %lld\n", i, not_after);
+        struct tls_description d;
+        if (tls_describe(i, &d) == 0)
+            sb_printf(o, "uproxy_tls_certificate_expiry_seconds{index=\"%zu\"} %lld\n", i, d.not_after);
     }
+    metric_head(o, "uproxy_acme_challenges_answered_total", "counter", "ACME challenges answered, by type.");
+    sb_printf(o, "uproxy_acme_challenges_answered_total{type=\"http-01\"} %llu\n", (unsigned long long)stats.acme_http01);
+    sb_printf(o, "uproxy_acme_challenges_answered_total{type=\"tls-alpn-01\"} %llu\n",
+              (unsigned long long)stats.acme_tls_alpn01);
     metric_head(o, "uproxy_backend_latency_seconds", "gauge",
                 "Time to response head over the recent window, by quantile.");
     static const double qs[] = {0.5, 0.9, 0.99};
@@ -362,11 +395,11 @@ static void certificates(struct admin_conn *a, int method, const char *rest, siz
         return;
     }
     log_event("certificate_replaced", "index=%lu", index);
-    char names[512];
-    long long not_after = 0;
-    tls_describe(index, names, sizeof names, &not_after);
-    snprintf(json, sizeof json, "{\"index\":%lu,\"names\":[%s],\"not_after\":%lld}", index, names, not_after);
-    respond_json(a, 200, "OK", json);
+    struct sbuf out = {0};
+    render_certificate(&out, index);
+    sb_printf(&out, "\n");
+    respond(a, 200, "OK", "application/json", &out);
+    free(out.p);
 }
 
 static void route(struct admin_conn *a, const char *head, size_t head_len, const char *body, size_t body_len)
@@ -386,9 +419,12 @@ static void route(struct admin_conn *a, const char *head, size_t head_len, const
     int shutdown_route = path_is(info.path, info.path_len, "/shutdown");
     int certificates_route = info.path_len >= 17 && memcmp(info.path, "/tls/certificates", 17) == 0;
     int tokens_route = admin_tokens_route(info.path, info.path_len);
-    if (!stats_route && !metrics_route && !backends_route && !shutdown_route && !certificates_route && !tokens_route) {
+    int acme_route = admin_acme_route(info.path, info.path_len);
+    if (!stats_route && !metrics_route && !backends_route && !shutdown_route && !certificates_route && !tokens_route &&
+        !acme_route) {
         respond_json(a, 404, "Not Found",
-                     "{\"error\":\"no such admin route; try /healthz, /stats, /metrics, /backends, /tokens, /tls/certificates or /shutdown\"}");
+                     "{\"error\":\"no such admin route; try /healthz, /stats, /metrics, /backends, /tokens, /tls/certificates, "
+                     "/acme or /shutdown\"}");
         return;
     }
     if (check_bearer(a, head, head_len) < 0)
@@ -413,6 +449,12 @@ static void route(struct admin_conn *a, const char *head, size_t head_len, const
         respond_json(a, r.status, r.reason, r.json);
         return;
     }
+    if (acme_route && !(get && path_is(info.path, info.path_len, "/acme"))) {
+        struct admin_reply r;
+        admin_acme_handle(method, info.path, info.path_len, (char *)body, body_len, &r);
+        respond_json(a, r.status, r.reason, r.json);
+        return;
+    }
     if (!get) {
         respond_json(a, 405, "Method Not Allowed", "{\"error\":\"use GET\"}");
         return;
@@ -422,6 +464,8 @@ static void route(struct admin_conn *a, const char *head, size_t head_len, const
         render_stats(&out);
     else if (tokens_route)
         render_tokens(&out);
+    else if (acme_route)
+        render_acme(&out);
     else
         render_metrics(&out);
     if (out.failed)

@@ -455,7 +455,8 @@ static int finish_exchange(struct conn *c)
     return STEP_PROGRESS;
 }
 
-/* The TLS handshake goes on until it is done; the connection is then idle. Whatever the
+/* The TLS handshake goes on until it is done; the connection is then idle (or closes, after a
+ * tls-alpn-01 challenge: RFC 8737 has no application data follow it). Whatever the
  * client sent with its last flight and OpenSSL already holds is read at once: no socket event
  * will announce it. */
 static int continue_handshake(struct conn *c)
@@ -467,6 +468,8 @@ static int continue_handshake(struct conn *c)
     }
     if (r == 0)
         return STEP_IDLE;
+    if (tls_answered_challenge(c->tls))
+        return start_linger(c); /* a tls-alpn-01 validator: the certificate was all it came for */
     c->state = C_IDLE;
     loop_timer_set(&c->timer, runtime.cfg->idle_timeout_ms);
     if (tls_has_pending(c->tls) && client_read(c) == STEP_CLOSED)

@@ -117,3 +117,41 @@ size_t json_escape(char *out, size_t len, size_t cap, const char *s, size_t slen
     }
     return len;
 }
+
+/* The length of the well-formed UTF-8 sequence of two to four bytes at s (RFC 3629: no
+ * overlong forms, no surrogates, nothing past U+10FFFF), or 0. */
+static size_t utf8_sequence(const unsigned char *s, size_t len)
+{
+    unsigned c = s[0];
+    size_t n = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 ? 2 : 0;
+    if (n == 0 || c > 0xf4 || n > len)
+        return 0;
+    for (size_t i = 1; i < n; i++)
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+    if ((c == 0xe0 && s[1] < 0xa0) || (c == 0xed && s[1] > 0x9f) || (c == 0xf0 && s[1] < 0x90) ||
+        (c == 0xf4 && s[1] > 0x8f))
+        return 0;
+    return n;
+}
+
+size_t json_escape_utf8(char *out, size_t len, size_t cap, const char *s, size_t slen)
+{
+    for (size_t i = 0; i < slen;) {
+        size_t n = utf8_sequence((const unsigned char *)s + i, slen - i);
+        if (n == 0) {
+            size_t next = json_escape(out, len, cap, s + i, 1);
+            if (next == len)
+                break; /* full */
+            len = next;
+            i++;
+            continue;
+        }
+        if (len + n + 6 >= cap)
+            break;
+        memcpy(out + len, s + i, n);
+        len += n;
+        i += n;
+    }
+    return len;
+}

@@ -21,5 +21,8 @@ void access_log_write(const char *line, size_t len);
 
 /* Appends `s` to `out` as the inside of a JSON string, bounded by `cap`; returns new length. */
 size_t json_escape(char *out, size_t len, size_t cap, const char *s, size_t slen);
+/* The same, but well-formed UTF-8 stays as it is (text meant for people, such as a
+ * certificate's issuer); other bytes above 0x7e are escaped as json_escape does. */
+size_t json_escape_utf8(char *out, size_t len, size_t cap, const char *s, size_t slen);
 
 #endif

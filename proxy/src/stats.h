@@ -25,6 +25,7 @@ struct stats {
     uint64_t requests_total, requests_in_flight, retried;
     uint64_t by_class[5]; /* 1xx .. 5xx */
     uint64_t auth_accepted, denied_missing, denied_invalid, denied_expired;
+    uint64_t acme_http01, acme_tls_alpn01; /* ACME challenges answered */
 };
 
 extern struct stats stats;

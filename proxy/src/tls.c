@@ -1,7 +1,9 @@
 #include "tls.h"
 
+#include "acme.h"
 #include "log.h"
 #include "loop.h"
+#include "stats.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -42,12 +44,21 @@ static struct timer ticket_rotation;
 static SSL_CTX *contexts[MAX_TLS_CERTS];
 static size_t ncontexts;
 
+/* The app data of every tls-alpn-01 challenge context: a connection served one of their
+ * certificates closes after its handshake, whatever ALPN it ended with. */
+static int challenge_mark;
+
 static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen, const unsigned char *in,
                        unsigned int inlen, void *arg)
 {
     static const unsigned char http11[] = "\x08http/1.1";
     (void)ssl;
     (void)arg;
+    /* acme-tls/1 is only ever spoken with a challenge's certificate (pick_challenge). Offered
+     * here, it is a validator asking for a name that has no challenge: it must not complete a
+     * handshake with the serving certificate, whatever else it offers. */
+    if (acme_protocols_offer_challenge(in, inlen))
+        return SSL_TLSEXT_ERR_ALERT_FATAL;
     if (SSL_select_next_proto((unsigned char **)out, outlen, http11, sizeof http11 - 1, in, inlen) !=
         OPENSSL_NPN_NEGOTIATED)
         return SSL_TLSEXT_ERR_ALERT_FATAL; /* RFC 7301: no_application_protocol */
@@ -74,7 +85,59 @@ static int pick_certificate(SSL *ssl, int *alert, void *arg)
     return SSL_TLSEXT_ERR_OK;
 }
 
-/* A context with everything but its certificate: versions, ciphers, groups, ALPN, sessions. */
+/* tls-alpn-01 (RFC 8737), before anything else reads the ClientHello: one that offers
+ * acme-tls/1 for a name with a challenge moves to that challenge's context (its certificate,
+ * its ALPN). Everything else goes on untouched; with no challenge registered, at no cost. */
+static int pick_challenge(SSL *ssl, int *alert, void *arg)
+{
+    (void)arg;
+    if (acme_tls_alpn01_count() == 0)
+        return SSL_CLIENT_HELLO_SUCCESS;
+    const unsigned char *alpn, *sni;
+    size_t alpn_len, sni_len, name_len;
+    const char *name;
+    if (!SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_application_layer_protocol_negotiation, &alpn, &alpn_len) ||
+        !acme_alpn_offers_challenge(alpn, alpn_len) ||
+        !SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_server_name, &sni, &sni_len) ||
+        acme_server_name(sni, sni_len, &name, &name_len) < 0)
+        return SSL_CLIENT_HELLO_SUCCESS;
+    SSL_CTX *challenge = acme_tls_alpn01_find(name, name_len);
+    if (!challenge)
+        return SSL_CLIENT_HELLO_SUCCESS; /* alpn_select refuses acme-tls/1 */
+    /* The SSL takes its own reference: a challenge deleted now is freed after this handshake. */
+    if (SSL_set_SSL_CTX(ssl, challenge) != challenge) {
+        *alert = SSL_AD_INTERNAL_ERROR;
+        return SSL_CLIENT_HELLO_ERROR;
+    }
+    /* The validator closes once the handshake is done: a TLS 1.3 ticket would be wasted work. */
+    SSL_set_num_tickets(ssl, 0);
+    return SSL_CLIENT_HELLO_SUCCESS;
+}
+
+static int alpn_select_challenge(SSL *ssl, const unsigned char **out, unsigned char *outlen, const unsigned char *in,
+                                 unsigned int inlen, void *arg)
+{
+    static const unsigned char acme_tls1[] = "\x0a" ACME_TLS_PROTOCOL; /* its length, then the name */
+    (void)ssl;
+    (void)arg;
+    if (SSL_select_next_proto((unsigned char **)out, outlen, acme_tls1, sizeof acme_tls1 - 1, in, inlen) !=
+        OPENSSL_NPN_NEGOTIATED)
+        return SSL_TLSEXT_ERR_ALERT_FATAL;
+    return SSL_TLSEXT_ERR_OK;
+}
+
+/* OpenSSL asks the SSL's current context for an SNI callback and falls back to the first
+ * serving context's: a challenge context has this one, so pick_certificate never moves the
+ * handshake off the challenge certificate. */
+static int keep_challenge(SSL *ssl, int *alert, void *arg)
+{
+    (void)ssl;
+    (void)alert;
+    (void)arg;
+    return SSL_TLSEXT_ERR_OK;
+}
+
+/* A context with everything but its certificate: versions, ciphers, groups, sessions. */
 static SSL_CTX *new_context(char *err, size_t errcap)
 {
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
@@ -102,7 +165,6 @@ static SSL_CTX *new_context(char *err, size_t errcap)
      * costs an encryption and a record on every new connection. */
     SSL_CTX_set_num_tickets(ctx, 1);
     SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"uproxy", 6);
-    SSL_CTX_set_alpn_select_cb(ctx, alpn_select, NULL);
     if (SSL_CTX_set_cipher_list(ctx, TLS12_CIPHERS) != 1 || SSL_CTX_set_ciphersuites(ctx, TLS13_CIPHERS) != 1 ||
         SSL_CTX_set1_groups_list(ctx, GROUPS) != 1) {
         snprintf(err, errcap, "this OpenSSL lacks the ciphers or groups uproxy requires");
@@ -112,18 +174,32 @@ static SSL_CTX *new_context(char *err, size_t errcap)
     return ctx;
 }
 
+/* A context that serves clients: http/1.1, and tls-alpn-01 challenges looked for first. */
+static SSL_CTX *serving_context(char *err, size_t errcap)
+{
+    SSL_CTX *ctx = new_context(err, errcap);
+    if (ctx) {
+        SSL_CTX_set_alpn_select_cb(ctx, alpn_select, NULL);
+        SSL_CTX_set_client_hello_cb(ctx, pick_challenge, NULL);
+    }
+    return ctx;
+}
+
 /* Why the last certificate or key OpenSSL read was refused; the queue is left empty. */
 static void openssl_reason(char *err, size_t errcap, const char *what)
 {
-    char why[160];
-    ERR_error_string_n(ERR_peek_last_error(), why, sizeof why);
+    /* use_pem drops the error of reading past the last certificate: with none left, there was
+     * no certificate at all. */
+    char why[160] = "no PEM certificate in it";
+    if (ERR_peek_last_error())
+        ERR_error_string_n(ERR_peek_last_error(), why, sizeof why);
     snprintf(err, errcap, "%s must hold a PEM certificate chain (leaf first) and its private key: %s", what, why);
     ERR_clear_error();
 }
 
 static SSL_CTX *context_from_file(const char *path, char *err, size_t errcap)
 {
-    SSL_CTX *ctx = new_context(err, errcap);
+    SSL_CTX *ctx = serving_context(err, errcap);
     if (!ctx)
         return NULL;
     if (SSL_CTX_use_certificate_chain_file(ctx, path) != 1 || SSL_CTX_use_PrivateKey_file(ctx, path, SSL_FILETYPE_PEM) != 1 ||
@@ -225,7 +301,7 @@ int tls_replace(size_t index, const char *pem, size_t len, char *err, size_t err
                  ncontexts ? ncontexts - 1 : 0, ncontexts);
         return -1;
     }
-    SSL_CTX *ctx = new_context(err, errcap);
+    SSL_CTX *ctx = serving_context(err, errcap);
     if (!ctx)
         return -1;
     EVP_PKEY *current = index < ncontexts ? SSL_CTX_get0_privatekey(contexts[index]) : NULL;
@@ -244,6 +320,60 @@ int tls_replace(size_t index, const char *pem, size_t len, char *err, size_t err
         SSL_CTX_set_tlsext_servername_callback(ctx, pick_certificate);
     SSL_CTX_free(old);
     return 0;
+}
+
+/* RFC 8737 3: the critical id-pe-acmeIdentifier extension, whose value is the SHA-256 of the
+ * key authorization as an OCTET STRING of 32 bytes (DER: 04 20, then the digest). */
+static int has_acme_identifier(X509 *cert)
+{
+    ASN1_OBJECT *oid = OBJ_txt2obj("1.3.6.1.5.5.7.1.31", 1);
+    int at = oid ? X509_get_ext_by_OBJ(cert, oid, -1) : -1;
+    ASN1_OBJECT_free(oid);
+    X509_EXTENSION *ext = at >= 0 ? X509_get_ext(cert, at) : NULL;
+    if (!ext || X509_EXTENSION_get_critical(ext) != 1)
+        return 0;
+    const ASN1_OCTET_STRING *value = X509_EXTENSION_get_data(ext);
+    const unsigned char *d = ASN1_STRING_get0_data(value);
+    return ASN1_STRING_length(value) == 34 && d[0] == 0x04 && d[1] == 0x20;
+}
+
+/* What makes the certificate unfit to answer name's challenge, or NULL. */
+static const char *challenge_refused(X509 *cert, const char *name, size_t name_len)
+{
+    if (!has_acme_identifier(cert))
+        return "the certificate lacks the critical acmeIdentifier extension (1.3.6.1.5.5.7.1.31) with the "
+               "key authorization's SHA-256 (RFC 8737)";
+    unsigned flags = X509_CHECK_FLAG_NO_WILDCARDS | X509_CHECK_FLAG_NEVER_CHECK_SUBJECT;
+    if (X509_check_host(cert, name, name_len, flags, NULL) != 1)
+        return "the certificate's subjectAltName does not name the challenge's DNS name";
+    return NULL;
+}
+
+struct ssl_ctx_st *tls_challenge_context(const char *pem, size_t len, const char *name, size_t name_len, char *err,
+                                         size_t errcap)
+{
+    SSL_CTX *ctx = new_context(err, errcap);
+    if (!ctx)
+        return NULL;
+    if (use_pem(ctx, pem, len, NULL) < 0) {
+        openssl_reason(err, errcap, "the body");
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    const char *refused = challenge_refused(SSL_CTX_get0_certificate(ctx), name, name_len);
+    ERR_clear_error();
+    if (refused) {
+        snprintf(err, errcap, "%s", refused);
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    SSL_CTX_set_alpn_select_cb(ctx, alpn_select_challenge, NULL);
+    SSL_CTX_set_tlsext_servername_callback(ctx, keep_challenge);
+    /* Its own session context: a session of the serving certificates, offered with acme-tls/1,
+     * is not resumed (a resumed handshake would show no certificate at all). */
+    SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"uproxy-acme", 11);
+    SSL_CTX_set_app_data(ctx, &challenge_mark);
+    return ctx;
 }
 
 /* "name","name",... of the certificate's subjectAltName DNS and IP entries. */
@@ -275,14 +405,66 @@ static void write_names(X509 *cert, char *out, size_t cap)
     ERR_clear_error();
 }
 
-int tls_describe(size_t index, char *names, size_t cap, long long *not_after)
+/* Text for people, JSON-escaped into out: the issuer's commonName, or its whole name on one
+ * line (as `openssl x509 -issuer` writes it, in UTF-8) when it has none. */
+static void write_issuer(X509 *cert, char *out, size_t cap)
+{
+    const X509_NAME *issuer = X509_get_issuer_name(cert);
+    int at = X509_NAME_get_index_by_NID(issuer, NID_commonName, -1);
+    unsigned char *cn = NULL;
+    int cn_len = at >= 0 ? ASN1_STRING_to_UTF8(&cn, X509_NAME_ENTRY_get_data(X509_NAME_get_entry(issuer, at))) : -1;
+    size_t n = 0;
+    if (cn_len >= 0) {
+        n = json_escape_utf8(out, 0, cap - 1, (const char *)cn, (size_t)cn_len);
+    } else {
+        BIO *bio = BIO_new(BIO_s_mem());
+        char *text = NULL;
+        if (bio && X509_NAME_print_ex(bio, issuer, 0, XN_FLAG_ONELINE & ~ASN1_STRFLGS_ESC_MSB) >= 0) {
+            long len = BIO_get_mem_data(bio, &text);
+            n = json_escape_utf8(out, 0, cap - 1, text, len > 0 ? (size_t)len : 0);
+        }
+        BIO_free(bio);
+    }
+    out[n] = '\0';
+    OPENSSL_free(cn);
+    ERR_clear_error();
+}
+
+/* The serial number in upper-case hex, as `openssl x509 -serial` prints it ("" for one longer
+ * than TLS_SERIAL_MAX_BYTES; RFC 5280 allows 20). */
+static void write_serial(X509 *cert, char *out)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    const ASN1_INTEGER *serial = X509_get0_serialNumber(cert);
+    const unsigned char *d = ASN1_STRING_get0_data(serial);
+    int len = ASN1_STRING_length(serial);
+    size_t n = 0;
+    out[0] = '\0';
+    if (len < 0 || len > TLS_SERIAL_MAX_BYTES)
+        return;
+    if (ASN1_STRING_type(serial) == V_ASN1_NEG_INTEGER)
+        out[n++] = '-';
+    if (len == 0) {
+        out[n++] = '0';
+        out[n++] = '0';
+    }
+    for (int i = 0; i < len; i++) {
+        out[n++] = hex[d[i] >> 4];
+        out[n++] = hex[d[i] & 15];
+    }
+    out[n] = '\0';
+}
+
+int tls_describe(size_t index, struct tls_description *d)
 {
     if (index >= ncontexts)
         return -1;
     X509 *cert = SSL_CTX_get0_certificate(contexts[index]);
     struct tm tm;
-    write_names(cert, names, cap);
-    *not_after = ASN1_TIME_to_tm(X509_get0_notAfter(cert), &tm) == 1 ? (long long)timegm(&tm) : 0;
+    write_names(cert, d->names, sizeof d->names);
+    write_issuer(cert, d->issuer, sizeof d->issuer);
+    write_serial(cert, d->serial);
+    d->not_after = ASN1_TIME_to_tm(X509_get0_notAfter(cert), &tm) == 1 ? (long long)timegm(&tm) : 0;
     return 0;
 }
 
@@ -321,6 +503,11 @@ int tls_handshake(SSL *ssl)
         tls_stats.handshakes++;
         if (SSL_session_reused(ssl))
             tls_stats.resumed++;
+        if (tls_answered_challenge(ssl)) {
+            const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+            stats.acme_tls_alpn01++;
+            log_event("acme_challenge", "type=tls-alpn-01 name=%s", name ? name : "-");
+        }
         return 1;
     }
     if (waits(ssl, rc))
@@ -357,6 +544,11 @@ ssize_t tls_send(SSL *ssl, const void *buf, size_t len)
     }
     errno = EPIPE;
     return -1;
+}
+
+int tls_answered_challenge(const SSL *ssl)
+{
+    return SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl)) == &challenge_mark;
 }
 
 int tls_wants_write(const SSL *ssl) { return SSL_want_write(ssl); }

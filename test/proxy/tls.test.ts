@@ -401,7 +401,7 @@ describe('proxy: certificates replaced through the admin API', () => {
     try {
       const before = await serial();
       const listed = await admin('GET', '/tls/certificates');
-      expect(listed.json).toEqual([{ index: 0, names: ['localhost', '127.0.0.1'], not_after: expect.any(Number) }]);
+      expect(listed.json).toEqual([{ index: 0, names: ['localhost', '127.0.0.1'], not_after: expect.any(Number), issuer: 'uproxy test CA', serial: expect.stringMatching(/^[0-9A-F]+$/) }]);
       issue('localhost', ['ec', '-pkeyopt', 'ec_paramgen_curve:P-256'], 'DNS:localhost,IP:127.0.0.1');
       while (served < 50) await new Promise((r) => setTimeout(r, 10));
       const replaced = await admin('PUT', '/tls/certificates/0', readFileSync(file('localhost.pem'), 'utf8'));
