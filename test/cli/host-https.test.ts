@@ -80,7 +80,7 @@ describe('HTTPS with the local CA on the host runtime', () => {
     expect(state.proxy.tls).toBe('local-ca');
     const line = `curl --cacert .uproxy/tls/ca.pem -H "X-Auth-Token: $(cat .uproxy/client-token)" https://localhost:${port(state)}/`;
     expect(result.stdout).toContain(line);
-    expect(result.stdout).toMatch(/^Certificate: expires \d{4}-\d\d-\d\d \d\d:\d\d UTC \(in (29|30) days\)$/m);
+    expect(result.stdout).toMatch(/^Certificate: expires \d{4}-\d\d-\d\d \d\d:\d\d UTC \(in (29|30) days\), from uproxy local CA \(secure\)$/m);
     expect(result.stdout + result.stderr).not.toContain(token);
 
     for (const file of ['ca.key', 'proxy.pem']) expect(statSync(join(dir, '.uproxy/tls', file)).mode & 0o777).toBe(0o600);
@@ -111,7 +111,7 @@ describe('HTTPS with the local CA on the host runtime', () => {
     const ps = await uproxy(['ps'], dir);
     expect(ps.exitCode, ps.stderr).toBe(0);
     expect(ps.stdout).toContain(`--cacert .uproxy/tls/ca.pem -H "X-Auth-Token: $(cat .uproxy/client-token)" https://localhost:${port(state)}/`);
-    expect(ps.stdout).toMatch(/^Certificate: expires .* UTC \(in (29|30) days\)$/m);
+    expect(ps.stdout).toMatch(/^Certificate: expires .* UTC \(in (29|30) days\), from uproxy local CA \(secure\)$/m);
     const json = JSON.parse((await uproxy(['ps', '--json'], dir)).stdout) as { certificateExpiry: number; proxy: { tls: string } };
     expect(json.proxy.tls).toBe('local-ca');
     expect(json.certificateExpiry).toBe(Math.floor(certificateFacts(readFileSync(join(dir, '.uproxy/tls/proxy.pem'), 'utf8'))!.notAfter / 1000));
