@@ -9,6 +9,10 @@ import { register as registerStatus } from './commands/status.js';
 import { register as registerDoctor } from './commands/doctor.js';
 import { register as registerToken } from './commands/token.js';
 import { register as registerCert } from './commands/cert.js';
+import { register as registerBuild } from './commands/build.js';
+import { register as registerPush } from './commands/push.js';
+import { register as registerExport } from './commands/export.js';
+import { register as registerSync } from './commands/sync.js';
 
 /**
  * The command-line program. Each command file registers itself and imports the rest of
@@ -28,7 +32,7 @@ const program = new Command('uproxy')
     '\nExample:\n  $ uproxy init demo && cd demo && uproxy up --backends 3 && uproxy ps && uproxy down',
   );
 
-for (const register of [registerInit, registerUp, registerDown, registerPs, registerLogs, registerStatus, registerDoctor, registerToken, registerCert]) register(program);
+for (const register of [registerInit, registerUp, registerDown, registerPs, registerLogs, registerStatus, registerDoctor, registerToken, registerCert, registerBuild, registerPush, registerExport, registerSync]) register(program);
 
 try {
   await program.parseAsync();
