@@ -89,10 +89,7 @@ export const runtime: Runtime = {
       await ctx.progress.step('find the kraft-built Unikraft kernels', async () => findUnikraftBuilds(plan));
       return;
     }
-    for (const build of staticBuilds(plan)) {
-      await buildApp(ctx.projectDir, build, ctx.progress);
-      if (!(await isStaticElf(build.artifact!))) throw new UserError(`${build.artifact} is not statically linked: a VM guest has no C library; fix the "static" target of ${build.dir}/Makefile`);
-    }
+    await buildStaticPrograms(plan, ctx);
   },
 
   async up(plan, previous, ctx, options) {
@@ -186,6 +183,17 @@ export const runtime: Runtime = {
     };
   },
 };
+
+/**
+ * `make static` in each app, skipped when unchanged: what `microvm` guests boot, and what a
+ * static OCI image holds (cli/oci), since neither has a C library to link against.
+ */
+export async function buildStaticPrograms(plan: FleetPlan, ctx: RuntimeContext): Promise<void> {
+  for (const build of staticBuilds(plan)) {
+    await buildApp(ctx.projectDir, build, ctx.progress);
+    if (!(await isStaticElf(build.artifact!))) throw new UserError(`${build.artifact} is not statically linked: VM guests and static OCI images have no C library; fix the "static" target of ${build.dir}/Makefile`);
+  }
+}
 
 /** Guests have no C library: both programs are built fully static (`make static`). */
 function staticBuilds(plan: FleetPlan): AppBuild[] {
