@@ -634,8 +634,10 @@ static int check_complete(struct ctx *c)
         snprintf(c->err, c->errcap, "--redirect-listen: redirects to https:// need the client listener to speak TLS (--tls-cert)");
         return -1;
     }
-    if (cfg->nbackends == 0) {
-        snprintf(c->err, c->errcap, "--backend: at least one backend is required (NAME=HOST:PORT)");
+    /* With an admin listener the backends may all come later, through POST /backends (a
+     * Kubernetes fleet's sync controller adds the pods it finds); without one there is no way to get any. */
+    if (cfg->nbackends == 0 && !cfg->has_admin) {
+        snprintf(c->err, c->errcap, "--backend: at least one backend is required (NAME=HOST:PORT), or an admin listener (--admin) to add them through");
         return -1;
     }
     if (cfg->ntokens == 0) {

@@ -174,7 +174,7 @@ describe('proxy: configuration', () => {
     ['duplicate backend', [...good, '--backend', 'b=127.0.0.1:10'], /--backend: backend name 'b' is used twice/],
     ['plaintext token', ['--backend', 'b=127.0.0.1:9', '--token', 'n:secret'], /--token: .*SHA-256 as 64 hex digits/],
     ['no token', ['--backend', 'b=127.0.0.1:9'], /--token: at least one client token is required/],
-    ['no backend', ['--token', `n:${hash}`], /--backend: at least one backend is required/],
+    ['no backend and no admin listener', ['--token', `n:${hash}`], /--backend: at least one backend is required \(NAME=HOST:PORT\), or an admin listener \(--admin\)/],
     ['bad algorithm', [...good, '--algorithm', 'random'], /--algorithm: 'random' is not an algorithm/],
     ['bad number', [...good, '--idle-timeout-ms', '-5'], /--idle-timeout-ms: '-5' must be a whole number/],
     ['admin without hash', [...good, '--admin', '127.0.0.1:9999'], /--admin: an admin listener needs --admin-token-sha256/],

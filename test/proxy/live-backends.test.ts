@@ -111,3 +111,30 @@ describe('proxy: live backend changes through the admin API', () => {
     expect(load.result.ok).toBeGreaterThan(300);
   }, 60_000);
 });
+
+describe('proxy: starting with no backend', () => {
+  it('runs with an admin listener alone, answers 503 until a backend added through it is up, then serves', async () => {
+    const backend = await startBackend('late');
+    const proxy = await startProxy({ backends: [] });
+    try {
+      const early = await request(proxy.url, { headers: { 'x-auth-token': CLIENT_TOKEN } });
+      expect(early.statusCode).toBe(503);
+      expect(await early.body.json()).toEqual({ error: 'no backend available' });
+      const added = await request(`${proxy.adminUrl}/backends`, {
+        method: 'POST',
+        headers: { ...admin, 'content-type': 'application/json' },
+        body: JSON.stringify({ name: 'late', address: backend.address }),
+      });
+      expect(added.statusCode).toBe(201);
+      await added.body.dump();
+      await pollUntil('late up', async () => (await proxy.stats()).backends.some((b) => b.name === 'late' && b.state === 'up'));
+      const served = await request(proxy.url, { headers: { 'x-auth-token': CLIENT_TOKEN } });
+      expect(served.statusCode).toBe(200);
+      await served.body.dump();
+      expect(proxy.output()).toMatch(/event=start .* backends=0 /);
+    } finally {
+      await proxy.stop();
+      await backend.close();
+    }
+  });
+});
