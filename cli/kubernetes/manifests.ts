@@ -27,6 +27,9 @@ import { imageName } from '../oci/layout.js';
 import { certificateChain } from '../tls/pem.js';
 import type { KubernetesOptions } from './options.js';
 
+/** How long a deleted backend pod keeps serving before its SIGTERM, for the proxy to drain it. */
+const BACKEND_DRAIN_S = 15;
+
 export type KubernetesObject = IDeployment | IService | ISecret | IServiceAccount | INetworkPolicy | IRole | IRoleBinding;
 
 /** One YAML file of the export: a concern's objects. */
@@ -234,6 +237,7 @@ export function renderKubernetesManifests(plan: FleetPlan, options: KubernetesOp
         metadata: { labels: labels(plan, 'backend') },
         spec: {
           ...appPod,
+          terminationGracePeriodSeconds: BACKEND_DRAIN_S + 10,
           containers: [
             {
               name: 'backend',
@@ -250,6 +254,10 @@ export function renderKubernetesManifests(plan: FleetPlan, options: KubernetesOp
                 failureThreshold: health.fall,
                 successThreshold: health.rise,
               },
+              // Kubernetes signals a deleted pod while the sync controller is still draining it:
+              // the pause keeps it serving what the proxy sent it meanwhile (kubelet's own sleep,
+              // Kubernetes 1.30+: the image has no shell).
+              lifecycle: { preStop: { sleep: { seconds: BACKEND_DRAIN_S } } },
             },
           ],
         },

@@ -120,6 +120,9 @@ describe('Kubernetes manifests', () => {
     expect(backend.args).toEqual(['--listen', '0.0.0.0:9000', '--name', '$(POD_NAME)']);
     expect(backend.env).toEqual([{ name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } }]);
     expect(backend.readinessProbe).toEqual({ httpGet: { path: '/ready', port: 'http' }, periodSeconds: 3, timeoutSeconds: 1, failureThreshold: 2, successThreshold: 3 });
+    // A deleted backend keeps serving while the sync controller drains it, inside its grace period.
+    expect(backend.lifecycle).toEqual({ preStop: { sleep: { seconds: 15 } } });
+    expect(find(files, 'Deployment', 'demo-backend').spec!.template.spec!.terminationGracePeriodSeconds).toBe(25);
     expect(find(files, 'Service', 'demo-backend').spec).toMatchObject({ clusterIP: 'None', ports: [{ port: 9000, targetPort: 'http' }] });
   });
 
