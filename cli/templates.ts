@@ -45,6 +45,8 @@ export interface TemplateOptions {
 
 /** Variant trees under templates/, copied only when chosen (over the default files). */
 const ELFLOADER_DIR = 'elfloader';
+/** The recipe of uproxy's own sync controller image, built from this package: no project file. */
+const SYNC_IMAGE_DIR = 'sync';
 /** Files under templates/shared/ are written into each of these app directories. */
 const SHARED_DIR = 'shared';
 const APPS = ['proxy', 'backend'] as const;
@@ -56,7 +58,7 @@ export function templateFiles(packageRoot = PACKAGE_ROOT, options: TemplateOptio
   const all = listFiles(templates).map((from) => ({ from, rel: relative(templates, from) }));
   const isVariant = (rel: string): boolean => rel.startsWith(`${ELFLOADER_DIR}/`);
   const isShared = (rel: string): boolean => rel.startsWith(`${SHARED_DIR}/`);
-  let files = all.filter((f) => !isVariant(f.rel)).flatMap(({ from, rel }) =>
+  let files = all.filter((f) => !isVariant(f.rel) && !f.rel.startsWith(`${SYNC_IMAGE_DIR}/`)).flatMap(({ from, rel }) =>
     isShared(rel) ? APPS.map((app) => ({ from, to: join(app, rel.slice(SHARED_DIR.length + 1)) })) : [{ from, to: RENAMED[rel] ?? rel }]);
   if (options.unikraft === 'elfloader') {
     const overlay = all.filter((f) => isVariant(f.rel)).map(({ from, rel }) => ({ from, to: rel.slice(ELFLOADER_DIR.length + 1) }));

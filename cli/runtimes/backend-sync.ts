@@ -176,7 +176,7 @@ async function removeBackends(sync: BackendSync, removed: readonly string[]): Pr
   });
 }
 
-async function addBackend(endpoint: AdminEndpoint, backend: SyncedBackend): Promise<void> {
+export async function addBackend(endpoint: AdminEndpoint, backend: SyncedBackend): Promise<void> {
   try {
     await adminRequest(endpoint, 'POST', '/backends', undefined, { name: backend.name, address: backend.address });
   } catch (error) {
@@ -185,7 +185,7 @@ async function addBackend(endpoint: AdminEndpoint, backend: SyncedBackend): Prom
   }
 }
 
-async function deleteBackend(endpoint: AdminEndpoint, name: string): Promise<void> {
+export async function deleteBackend(endpoint: AdminEndpoint, name: string): Promise<void> {
   try {
     await adminRequest(endpoint, 'DELETE', `/backends/${encodeURIComponent(name)}`);
   } catch (error) {
