@@ -16,16 +16,6 @@
 #define TOKEN_RULE "the token must be 1-128 characters of [A-Za-z0-9_-]"
 #define NAME_RULE "the name must be a DNS name: at most 253 characters of [A-Za-z0-9.-], in labels of 1-63"
 
-/* Error replies may quote what the caller sent, so they are escaped. */
-static void reply_error(struct admin_reply *r, int status, const char *reason, const char *msg)
-{
-    r->status = status;
-    r->reason = reason;
-    char escaped[512];
-    size_t n = json_escape(escaped, 0, sizeof escaped - 1, msg, strlen(msg));
-    escaped[n] = '\0';
-    snprintf(r->json, sizeof r->json, "{\"error\":\"%s\"}", escaped);
-}
 
 /* {"token":…,"state":…} or {"name":…,"state":…}; the key was validated, so needs no escaping. */
 static void reply_state(struct admin_reply *r, int status, const char *field, const char *key, size_t len,
@@ -47,14 +37,14 @@ static void put_http01(const char *token, size_t len, const char *body, size_t b
     const char *why = NULL;
     size_t key_auth_len = acme_key_authorization(token, len, body, body_len, &why);
     if (key_auth_len == 0) {
-        reply_error(r, 400, "Bad Request", why);
+        admin_reply_error(r, 400, "Bad Request", why);
         return;
     }
     int added = acme_http01_put(token, len, body, key_auth_len);
     if (added < 0) {
         char msg[100];
         snprintf(msg, sizeof msg, "the http-01 challenge table is full (%d challenges); delete one first", ACME_HTTP01_MAX);
-        reply_error(r, 507, "Insufficient Storage", msg);
+        admin_reply_error(r, 507, "Insufficient Storage", msg);
         return;
     }
     log_event(added ? "acme_challenge_added" : "acme_challenge_replaced", "type=http-01 token=%.*s", (int)len, token);
@@ -66,7 +56,7 @@ static void put_tls_alpn01(const char *name, size_t len, const char *body, size_
     char err[400];
     struct ssl_ctx_st *ctx = tls_challenge_context(body, body_len, name, len, err, sizeof err);
     if (!ctx) {
-        reply_error(r, 400, "Bad Request", err);
+        admin_reply_error(r, 400, "Bad Request", err);
         return;
     }
     int added = acme_tls_alpn01_put(name, len, ctx);
@@ -74,7 +64,7 @@ static void put_tls_alpn01(const char *name, size_t len, const char *body, size_
         char msg[100];
         snprintf(msg, sizeof msg, "the tls-alpn-01 challenge table is full (%d challenges); delete one first",
                  ACME_TLS_ALPN01_MAX);
-        reply_error(r, 507, "Insufficient Storage", msg);
+        admin_reply_error(r, 507, "Insufficient Storage", msg);
         return;
     }
     log_event(added ? "acme_challenge_added" : "acme_challenge_replaced", "type=tls-alpn-01 name=%.*s", (int)len, name);
@@ -85,7 +75,7 @@ static void delete_challenge(int http01, const char *key, size_t len, struct adm
 {
     int rc = http01 ? acme_http01_remove(key, len) : acme_tls_alpn01_remove(key, len);
     if (rc < 0) {
-        reply_error(r, 404, "Not Found", http01 ? "no such http-01 challenge; GET /acme lists them"
+        admin_reply_error(r, 404, "Not Found", http01 ? "no such http-01 challenge; GET /acme lists them"
                                                 : "no such tls-alpn-01 challenge; GET /acme lists them");
         return;
     }
@@ -102,16 +92,16 @@ void admin_acme_handle(int method, const char *path, size_t len, char *body, siz
     int http01 = len >= sizeof HTTP01 - 1 && memcmp(path, HTTP01, sizeof HTTP01 - 1) == 0;
     int tls_alpn01 = len >= sizeof TLS_ALPN01 - 1 && memcmp(path, TLS_ALPN01, sizeof TLS_ALPN01 - 1) == 0;
     if (!http01 && !tls_alpn01) {
-        reply_error(r, len == PREFIX_LEN ? 405 : 404, len == PREFIX_LEN ? "Method Not Allowed" : "Not Found", USAGE);
+        admin_reply_error(r, len == PREFIX_LEN ? 405 : 404, len == PREFIX_LEN ? "Method Not Allowed" : "Not Found", USAGE);
         return;
     }
     size_t skip = http01 ? sizeof HTTP01 - 1 : sizeof TLS_ALPN01 - 1;
     const char *key = path + skip;
     size_t key_len = len - skip;
     if (method != HTTP_PUT && method != HTTP_DELETE) {
-        reply_error(r, 405, "Method Not Allowed", "use PUT to add or replace a challenge, DELETE to remove it");
+        admin_reply_error(r, 405, "Method Not Allowed", "use PUT to add or replace a challenge, DELETE to remove it");
     } else if (http01 ? !acme_token_valid(key, key_len) : !acme_name_valid(key, key_len)) {
-        reply_error(r, 400, "Bad Request", http01 ? TOKEN_RULE : NAME_RULE);
+        admin_reply_error(r, 400, "Bad Request", http01 ? TOKEN_RULE : NAME_RULE);
     } else if (method == HTTP_DELETE) {
         delete_challenge(http01, key, key_len, r);
     } else if (http01) {

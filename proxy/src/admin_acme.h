@@ -10,7 +10,7 @@
 
 #include <stddef.h>
 
-#include "admin_backends.h"
+#include "admin_reply.h"
 
 /* Whether path is /acme or below it. */
 int admin_acme_route(const char *path, size_t len);

@@ -28,14 +28,6 @@ static void reply(struct admin_reply *r, int status, const char *reason, const c
         snprintf(r->json, sizeof r->json, "{\"error\":\"reply too long\"}");
 }
 
-/* Error replies quote what the caller sent, so it is escaped. */
-static void reply_error(struct admin_reply *r, int status, const char *reason, const char *msg)
-{
-    char escaped[512];
-    size_t n = json_escape(escaped, 0, sizeof escaped - 1, msg, strlen(msg));
-    escaped[n] = '\0';
-    reply(r, status, reason, "{\"error\":\"%s\"}", escaped);
-}
 
 static void reply_backend(struct admin_reply *r, int status, const char *reason, const struct backend *b)
 {
@@ -54,16 +46,16 @@ static void add_backend(const char *body, size_t len, struct admin_reply *r)
     char err[400];
     struct backend_spec spec;
     if (admin_parse_backend(body, len, runtime.cfg, &spec, err, sizeof err) < 0) {
-        reply_error(r, 400, "Bad Request", err);
+        admin_reply_error(r, 400, "Bad Request", err);
         return;
     }
     if (backend_find(spec.name, strlen(spec.name))) {
-        reply_error(r, 409, "Conflict", "a backend with this name exists; DELETE it first or pick another name");
+        admin_reply_error(r, 409, "Conflict", "a backend with this name exists; DELETE it first or pick another name");
         return;
     }
     struct backend *b = backend_add(&spec);
     if (!b) {
-        reply_error(r, 507, "Insufficient Storage", "the backend table is full");
+        admin_reply_error(r, 507, "Insufficient Storage", "the backend table is full");
         return;
     }
     reply_backend(r, 201, "Created", b);
@@ -86,7 +78,7 @@ void admin_backends_handle(int method, const char *path, size_t len, const char 
         if (method == HTTP_POST)
             add_backend(body, body_len, r);
         else
-            reply_error(r, 405, "Method Not Allowed", "use POST /backends to add a backend");
+            admin_reply_error(r, 405, "Method Not Allowed", "use POST /backends to add a backend");
         return;
     }
     const char *name = path + PREFIX_LEN + 1, *slash = memchr(name, '/', len - PREFIX_LEN - 1);
@@ -95,7 +87,7 @@ void admin_backends_handle(int method, const char *path, size_t len, const char 
     size_t action_len = slash ? (size_t)(path + len - action) : 0;
     struct backend *b = backend_find(name, name_len);
     if (!b || b->removing) {
-        reply_error(r, 404, "Not Found", "no such backend; GET /stats lists them");
+        admin_reply_error(r, 404, "Not Found", "no such backend; GET /stats lists them");
         return;
     }
     if (action_len == 0 && method == HTTP_DELETE) {
@@ -111,11 +103,11 @@ void admin_backends_handle(int method, const char *path, size_t len, const char 
     int drain = action_len == 5 && memcmp(action, "drain", 5) == 0;
     int undo = action_len == 7 && memcmp(action, "undrain", 7) == 0;
     if (!drain && !undo) {
-        reply_error(r, 404, "Not Found", "use DELETE /backends/NAME, POST /backends/NAME/drain or /undrain");
+        admin_reply_error(r, 404, "Not Found", "use DELETE /backends/NAME, POST /backends/NAME/drain or /undrain");
         return;
     }
     if (method != HTTP_POST) {
-        reply_error(r, 405, "Method Not Allowed", "use POST");
+        admin_reply_error(r, 405, "Method Not Allowed", "use POST");
         return;
     }
     if (drain && b->state != BACKEND_DRAINING)

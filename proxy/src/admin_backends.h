@@ -9,11 +9,7 @@
 
 #include <stddef.h>
 
-struct admin_reply {
-    int status;
-    const char *reason;
-    char json[640];
-};
+#include "admin_reply.h"
 
 int admin_backends_route(const char *path, size_t len);
 void admin_backends_handle(int method, const char *path, size_t len, const char *body, size_t body_len,

@@ -11,16 +11,6 @@
 #define PREFIX "/tokens"
 #define PREFIX_LEN (sizeof PREFIX - 1)
 
-/* Error replies may quote what the caller sent, so they are escaped. */
-static void reply_error(struct admin_reply *r, int status, const char *reason, const char *msg)
-{
-    r->status = status;
-    r->reason = reason;
-    char escaped[512];
-    size_t n = json_escape(escaped, 0, sizeof escaped - 1, msg, strlen(msg));
-    escaped[n] = '\0';
-    snprintf(r->json, sizeof r->json, "{\"error\":\"%s\"}", escaped);
-}
 
 int admin_tokens_route(const char *path, size_t len)
 {
@@ -34,14 +24,14 @@ static void put_token(const char *name, size_t name_len, const char *body, size_
     struct token_spec spec;
     char err[400];
     if (admin_parse_token(name, name_len, body, body_len, &spec, err, sizeof err) < 0) {
-        reply_error(r, 400, "Bad Request", err);
+        admin_reply_error(r, 400, "Bad Request", err);
         return;
     }
     int added = auth_put(&spec);
     if (added < 0) {
         char msg[80];
         snprintf(msg, sizeof msg, "the token table is full (%d tokens); revoke one first", MAX_TOKENS);
-        reply_error(r, 507, "Insufficient Storage", msg);
+        admin_reply_error(r, 507, "Insufficient Storage", msg);
         return;
     }
     log_event(added ? "token_added" : "token_replaced", "token=%s expires=%lld", spec.name, (long long)spec.expires);
@@ -58,11 +48,11 @@ static void delete_token(const char *name, size_t name_len, struct admin_reply *
 {
     int rc = auth_remove(name, name_len);
     if (rc == -1) {
-        reply_error(r, 404, "Not Found", "no such token; GET /tokens lists them");
+        admin_reply_error(r, 404, "Not Found", "no such token; GET /tokens lists them");
         return;
     }
     if (rc == -2) {
-        reply_error(r, 409, "Conflict", "this is the last token; the proxy needs at least one, so add another first");
+        admin_reply_error(r, 409, "Conflict", "this is the last token; the proxy needs at least one, so add another first");
         return;
     }
     log_event("token_revoked", "token=%.*s", (int)name_len, name);
@@ -80,11 +70,11 @@ void admin_tokens_handle(int method, const char *path, size_t len, const char *b
     const char *name = path + PREFIX_LEN + 1;
     size_t name_len = len > PREFIX_LEN + 1 ? len - PREFIX_LEN - 1 : 0;
     if (name_len == 0) {
-        reply_error(r, 405, "Method Not Allowed", "use GET /tokens to list, PUT /tokens/NAME to add, DELETE /tokens/NAME to revoke");
+        admin_reply_error(r, 405, "Method Not Allowed", "use GET /tokens to list, PUT /tokens/NAME to add, DELETE /tokens/NAME to revoke");
         return;
     }
     if (memchr(name, '/', name_len)) {
-        reply_error(r, 404, "Not Found", "use GET /tokens, PUT /tokens/NAME or DELETE /tokens/NAME");
+        admin_reply_error(r, 404, "Not Found", "use GET /tokens, PUT /tokens/NAME or DELETE /tokens/NAME");
         return;
     }
     if (method == HTTP_PUT)
@@ -92,5 +82,5 @@ void admin_tokens_handle(int method, const char *path, size_t len, const char *b
     else if (method == HTTP_DELETE)
         delete_token(name, name_len, r);
     else
-        reply_error(r, 405, "Method Not Allowed", "use PUT /tokens/NAME to add a token, DELETE to revoke it");
+        admin_reply_error(r, 405, "Method Not Allowed", "use PUT /tokens/NAME to add a token, DELETE to revoke it");
 }

@@ -8,7 +8,7 @@
 
 #include <stddef.h>
 
-#include "admin_backends.h"
+#include "admin_reply.h"
 
 /* Whether path is /tokens or below it. */
 int admin_tokens_route(const char *path, size_t len);
