@@ -135,7 +135,7 @@ export async function renewAcmeCertificate(plan: FleetPlan, endpoint: AdminEndpo
     },
   });
   const replaced = await syncProxyCertificate(endpoint, file, policy);
-  return { kind: 'issued', reason: options.force && due === null ? 'asked with --force' : due ?? 'asked with --force', serial: facts.serial, issuer: facts.issuer, notAfter: facts.notAfter, replaced };
+  return { kind: 'issued', reason: due ?? 'asked with --force', serial: facts.serial, issuer: facts.issuer, notAfter: facts.notAfter, replaced };
 }
 
 /** One ACME order, start to end: returns the PEM the proxy loads (chain, leaf first, then the key). */
